@@ -1,0 +1,174 @@
+//! Actions, generic over their string parameters: `Action<Template>` in a
+//! loaded rule, `Action<String>` (a [`PlannedAction`]) once the templates are
+//! filled in from an event. One set of types serves both, so the plan can
+//! never drift from what a rule can say.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::limits::{serialize_duration, serialize_opt_duration};
+use super::spec::{ActionKind, TagSpec};
+use super::template::Template;
+use crate::event::AlarmEvent;
+
+/// An action with its string parameters of type `S`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action<S> {
+    TerminateOutOfService(OutOfService<S>),
+    DeregisterOutOfService(OutOfService<S>),
+    RebootInstance(OnInstance<S>),
+    StopInstance(OnInstance<S>),
+    TerminateInstance(OnInstance<S>),
+    Notify(Notify<S>),
+    PutMetric(PutMetric<S>),
+}
+
+/// An action ready to run: every template filled in.
+pub type PlannedAction = Action<String>;
+
+/// The OutOfService instances of a classic ELB, and the guards on acting on them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutOfService<S> {
+    pub load_balancer: S,
+    pub max_instances: u32,
+    pub max_percent: u32,
+    pub min_in_service: u32,
+    #[serde(serialize_with = "serialize_duration")]
+    pub min_instance_age: Duration,
+    pub require_tag: Option<TagSpec>,
+    #[serde(serialize_with = "serialize_opt_duration")]
+    pub confirm_after: Option<Duration>,
+    pub escalate_topic_arn: Option<S>,
+}
+
+/// One instance named by the event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OnInstance<S> {
+    pub instance_id: S,
+    #[serde(serialize_with = "serialize_duration")]
+    pub min_instance_age: Duration,
+    pub require_tag: Option<TagSpec>,
+    pub escalate_topic_arn: Option<S>,
+}
+
+/// A message to an SNS topic.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notify<S> {
+    pub topic_arn: S,
+    pub subject: S,
+    pub message: S,
+}
+
+/// One CloudWatch data point.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PutMetric<S> {
+    pub namespace: S,
+    pub metric_name: S,
+    pub value: f64,
+    pub unit: Option<String>,
+    pub dimensions: Vec<(String, S)>,
+}
+
+impl<S> Action<S> {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::TerminateOutOfService(_) => ActionKind::TerminateOutOfService,
+            Action::DeregisterOutOfService(_) => ActionKind::DeregisterOutOfService,
+            Action::RebootInstance(_) => ActionKind::RebootInstance,
+            Action::StopInstance(_) => ActionKind::StopInstance,
+            Action::TerminateInstance(_) => ActionKind::TerminateInstance,
+            Action::Notify(_) => ActionKind::Notify,
+            Action::PutMetric(_) => ActionKind::PutMetric,
+        }
+    }
+
+    /// Applies `f` to every string parameter.
+    pub fn map<T>(&self, f: &mut impl FnMut(&S) -> T) -> Action<T> {
+        let oos = |o: &OutOfService<S>, f: &mut dyn FnMut(&S) -> T| OutOfService {
+            load_balancer: f(&o.load_balancer),
+            max_instances: o.max_instances,
+            max_percent: o.max_percent,
+            min_in_service: o.min_in_service,
+            min_instance_age: o.min_instance_age,
+            require_tag: o.require_tag.clone(),
+            confirm_after: o.confirm_after,
+            escalate_topic_arn: o.escalate_topic_arn.as_ref().map(&mut *f),
+        };
+        let inst = |o: &OnInstance<S>, f: &mut dyn FnMut(&S) -> T| OnInstance {
+            instance_id: f(&o.instance_id),
+            min_instance_age: o.min_instance_age,
+            require_tag: o.require_tag.clone(),
+            escalate_topic_arn: o.escalate_topic_arn.as_ref().map(&mut *f),
+        };
+        match self {
+            Action::TerminateOutOfService(o) => Action::TerminateOutOfService(oos(o, f)),
+            Action::DeregisterOutOfService(o) => Action::DeregisterOutOfService(oos(o, f)),
+            Action::RebootInstance(o) => Action::RebootInstance(inst(o, f)),
+            Action::StopInstance(o) => Action::StopInstance(inst(o, f)),
+            Action::TerminateInstance(o) => Action::TerminateInstance(inst(o, f)),
+            Action::Notify(n) => Action::Notify(Notify {
+                topic_arn: f(&n.topic_arn),
+                subject: f(&n.subject),
+                message: f(&n.message),
+            }),
+            Action::PutMetric(p) => Action::PutMetric(PutMetric {
+                namespace: f(&p.namespace),
+                metric_name: f(&p.metric_name),
+                value: p.value,
+                unit: p.unit.clone(),
+                dimensions: p
+                    .dimensions
+                    .iter()
+                    .map(|(k, v)| (k.clone(), f(v)))
+                    .collect(),
+            }),
+        }
+    }
+
+    /// Every string parameter, in a fixed order.
+    pub fn strings(&self) -> Vec<&S> {
+        let mut refs = Vec::new();
+        match self {
+            Action::TerminateOutOfService(o) | Action::DeregisterOutOfService(o) => {
+                refs.push(&o.load_balancer);
+                refs.extend(o.escalate_topic_arn.as_ref());
+            }
+            Action::RebootInstance(o) | Action::StopInstance(o) | Action::TerminateInstance(o) => {
+                refs.push(&o.instance_id);
+                refs.extend(o.escalate_topic_arn.as_ref());
+            }
+            Action::Notify(n) => refs.extend([&n.topic_arn, &n.subject, &n.message]),
+            Action::PutMetric(p) => {
+                refs.extend([&p.namespace, &p.metric_name]);
+                refs.extend(p.dimensions.iter().map(|(_, v)| v));
+            }
+        }
+        refs
+    }
+}
+
+impl Action<Template> {
+    /// Fills the templates in from an event.
+    pub fn plan(&self, event: &AlarmEvent, rule_name: &str) -> PlannedAction {
+        self.map(&mut |t: &Template| t.render(event, rule_name))
+    }
+}
+
+impl PlannedAction {
+    /// The thing this action changes or reads, for serialising actions on the
+    /// same target and keying cooldowns: `elb:web`, `instance:i-123`, ...
+    pub fn target(&self) -> String {
+        match self {
+            Action::TerminateOutOfService(o) | Action::DeregisterOutOfService(o) => {
+                format!("elb:{}", o.load_balancer)
+            }
+            Action::RebootInstance(o) | Action::StopInstance(o) | Action::TerminateInstance(o) => {
+                format!("instance:{}", o.instance_id)
+            }
+            Action::Notify(n) => format!("topic:{}", n.topic_arn),
+            Action::PutMetric(p) => format!("metric:{}/{}", p.namespace, p.metric_name),
+        }
+    }
+}

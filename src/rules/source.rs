@@ -1,0 +1,96 @@
+//! Where a problem is: file, line and column, from a byte span.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// One problem in a rule or config file, located to the character.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SourceError {
+    pub file: PathBuf,
+    /// 1-based.
+    pub line: usize,
+    /// 1-based, in characters.
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+/// A file's text, for turning byte offsets into lines and columns.
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl SourceFile {
+    pub fn new(path: &Path, text: String) -> Self {
+        SourceFile {
+            path: path.to_path_buf(),
+            text,
+        }
+    }
+
+    /// 1-based line and column of a byte offset (clamped to the text).
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        (line, column)
+    }
+
+    /// An error at a byte span (or at the start of the file).
+    pub fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> SourceError {
+        let (line, column) = span.map_or((1, 1), |s| self.line_col(s.start));
+        SourceError {
+            file: self.path.clone(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses a whole TOML file into `T`, with located errors (config files).
+pub fn parse_toml<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result<T, SourceError> {
+    let doc: toml_edit::ImDocument<String> = file
+        .text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| file.error(e.span(), e.message().trim().to_string()))?;
+    T::deserialize(toml_edit::de::Deserializer::from(doc))
+        .map_err(|e| file.error(e.span(), e.message().trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column() {
+        let f = SourceFile::new(Path::new("x.toml"), "ab\ncdé\nf".to_string());
+        assert_eq!(f.line_col(0), (1, 1));
+        assert_eq!(f.line_col(3), (2, 1));
+        assert_eq!(f.line_col(8), (3, 1));
+        assert_eq!(f.line_col(5), (2, 3));
+        assert_eq!(f.line_col(6), (2, 3), "inside a multi-byte character");
+        assert_eq!(f.error(Some(4..5), "bad").to_string(), "x.toml:2:2: bad");
+    }
+}

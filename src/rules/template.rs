@@ -1,0 +1,230 @@
+//! Templates in action parameters: `"{{ dimension.LoadBalancerName }}"`.
+//!
+//! Templates are parsed when rules load, so an unknown field is a load error
+//! with a line and column, never a surprise at 3 a.m. Rendering is pure.
+
+use std::fmt::Write as _;
+
+use crate::event::{format_millis, AlarmEvent};
+
+/// A field of the alarm event a template can name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    AlarmName,
+    AlarmArn,
+    Account,
+    Region,
+    Description,
+    NewState,
+    OldState,
+    Reason,
+    StateChangeTime,
+    Namespace,
+    MetricName,
+    Threshold,
+    /// `dimension.NAME`; `instance_id` is `dimension.InstanceId`.
+    Dimension(String),
+    SnsMessageId,
+    TopicArn,
+    RuleName,
+}
+
+/// The names a template may use, for error messages and the README.
+pub const FIELD_NAMES: &[&str] = &[
+    "alarm.name",
+    "alarm.arn",
+    "alarm.account",
+    "alarm.region",
+    "alarm.description",
+    "alarm.new_state",
+    "alarm.old_state",
+    "alarm.reason",
+    "alarm.state_change_time",
+    "alarm.namespace",
+    "alarm.metric_name",
+    "alarm.threshold",
+    "dimension.<Name>",
+    "instance_id",
+    "sns.message_id",
+    "sns.topic_arn",
+    "rule.name",
+];
+
+impl Field {
+    fn parse(name: &str) -> Option<Field> {
+        Some(match name {
+            "alarm.name" => Field::AlarmName,
+            "alarm.arn" => Field::AlarmArn,
+            "alarm.account" => Field::Account,
+            "alarm.region" => Field::Region,
+            "alarm.description" => Field::Description,
+            "alarm.new_state" => Field::NewState,
+            "alarm.old_state" => Field::OldState,
+            "alarm.reason" => Field::Reason,
+            "alarm.state_change_time" => Field::StateChangeTime,
+            "alarm.namespace" => Field::Namespace,
+            "alarm.metric_name" => Field::MetricName,
+            "alarm.threshold" => Field::Threshold,
+            "instance_id" => Field::Dimension("InstanceId".to_string()),
+            "sns.message_id" => Field::SnsMessageId,
+            "sns.topic_arn" => Field::TopicArn,
+            "rule.name" => Field::RuleName,
+            other => {
+                let dim = other.strip_prefix("dimension.")?;
+                if dim.is_empty() {
+                    return None;
+                }
+                Field::Dimension(dim.to_string())
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Text(String),
+    Field(Field),
+}
+
+/// A parsed template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+/// A template that does not parse: what is wrong, and the byte offset in the
+/// template string where it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateError {
+    pub offset: usize,
+    pub message: String,
+}
+
+impl Template {
+    pub fn parse(src: &str) -> Result<Template, TemplateError> {
+        let mut parts = Vec::new();
+        let mut rest = src;
+        let mut consumed = 0;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_string()));
+            }
+            let after = &rest[open + 2..];
+            let Some(close) = after.find("}}") else {
+                return Err(TemplateError {
+                    offset: consumed + open,
+                    message: "`{{` is never closed with `}}`".to_string(),
+                });
+            };
+            let name = after[..close].trim();
+            let field = Field::parse(name).ok_or_else(|| TemplateError {
+                offset: consumed + open,
+                message: format!(
+                    "unknown template field `{name}`; known fields: {}",
+                    FIELD_NAMES.join(", ")
+                ),
+            })?;
+            parts.push(Part::Field(field));
+            let used = open + 2 + close + 2;
+            consumed += used;
+            rest = &rest[used..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_string()));
+        }
+        Ok(Template { parts })
+    }
+
+    /// The fields the template names.
+    pub fn fields(&self) -> impl Iterator<Item = &Field> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Field(f) => Some(f),
+            Part::Text(_) => None,
+        })
+    }
+
+    /// Fills the template in. Fields the event does not have render empty.
+    pub fn render(&self, event: &AlarmEvent, rule_name: &str) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Field(f) => {
+                    let opt = |s: &Option<String>| s.clone().unwrap_or_default();
+                    let value = match f {
+                        Field::AlarmName => event.alarm_name.clone(),
+                        Field::AlarmArn => opt(&event.alarm_arn),
+                        Field::Account => opt(&event.account_id),
+                        Field::Region => opt(&event.region),
+                        Field::Description => opt(&event.description),
+                        Field::NewState => event.new_state.to_string(),
+                        Field::OldState => {
+                            event.old_state.map(|s| s.to_string()).unwrap_or_default()
+                        }
+                        Field::Reason => opt(&event.state_reason),
+                        Field::StateChangeTime => format_millis(&event.state_change_time),
+                        Field::Namespace => opt(&event.namespace),
+                        Field::MetricName => opt(&event.metric_name),
+                        Field::Threshold => {
+                            event.threshold.map(|t| t.to_string()).unwrap_or_default()
+                        }
+                        Field::Dimension(d) => event.dimension(d).unwrap_or_default().to_string(),
+                        Field::SnsMessageId => opt(&event.sns_message_id),
+                        Field::TopicArn => opt(&event.topic_arn),
+                        Field::RuleName => rule_name.to_string(),
+                    };
+                    let _ = write!(out, "{value}");
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_fields_and_text() {
+        let t = Template::parse("lb={{ dimension.LoadBalancerName }} in {{alarm.name}}!").unwrap();
+        let fields: Vec<_> = t.fields().cloned().collect();
+        assert_eq!(
+            fields,
+            vec![
+                Field::Dimension("LoadBalancerName".into()),
+                Field::AlarmName
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_field_and_unclosed_are_errors_with_offsets() {
+        let e = Template::parse("abc {{ alarm.nmae }}").unwrap_err();
+        assert_eq!(e.offset, 4);
+        assert!(e.message.contains("alarm.nmae"), "{}", e.message);
+        let e = Template::parse("x {{ alarm.name").unwrap_err();
+        assert_eq!(e.offset, 2);
+        assert!(Template::parse("{{ dimension. }}").is_err());
+    }
+
+    #[test]
+    fn instance_id_is_the_instance_dimension() {
+        let t = Template::parse("{{ instance_id }}").unwrap();
+        assert_eq!(
+            t.fields().next(),
+            Some(&Field::Dimension("InstanceId".into()))
+        );
+    }
+}
+
+impl Template {
+    /// The template's text if it names no field (a constant).
+    pub fn literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [] => Some(""),
+            [Part::Text(t)] => Some(t),
+            _ => None,
+        }
+    }
+}
