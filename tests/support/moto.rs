@@ -1,0 +1,299 @@
+//! A real moto server on loopback, owned by one test: started on a free port,
+//! killed and reaped on drop, its output kept in a temp file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::NamedTempFile;
+
+use super::aws::Aws;
+use super::env;
+
+/// How long a fresh moto may take to answer. It imports every backend at
+/// start-up, which takes a second or two on an idle machine and much longer
+/// while cargo is compiling beside it.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Lines of moto's log printed when a test fails.
+const LOG_TAIL_LINES: usize = 80;
+
+/// A moto server process bound to `127.0.0.1:<port>`.
+///
+/// All state lives in the process's memory: [`stop`](Self::stop) and
+/// [`restart`](Self::restart) lose every queue, topic, instance, load balancer
+/// and alarm, exactly like a fresh server (moto 5.2.5 has no persistence; its
+/// `/moto-api/` can reset state or record and replay requests, but replaying
+/// would re-run receives and deletes, so the harness does not try). A test
+/// that restarts moto recreates what it needs afterwards; queue URLs stay the
+/// same because the port and the names do. To make the emulator unreachable
+/// *without* losing state, use [`pause`](Self::pause) and
+/// [`resume`](Self::resume) instead.
+pub struct MotoServer {
+    binary: PathBuf,
+    port: u16,
+    child: Option<Child>,
+    paused: bool,
+    log: NamedTempFile,
+}
+
+impl MotoServer {
+    /// Starts moto on a free loopback port and waits until it answers.
+    ///
+    /// Panics if `.venv/bin/moto_server` is missing: an end-to-end test that
+    /// quietly skips is a test that never runs.
+    pub fn start() -> Self {
+        let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+        assert!(
+            binary.is_file(),
+            "moto server not found at {}; run scripts/setup-venv",
+            binary.display()
+        );
+        let log = NamedTempFile::with_prefix("reflex-moto-").expect("create moto log file");
+        let mut server = MotoServer {
+            binary,
+            port: free_port(),
+            child: None,
+            paused: false,
+            log,
+        };
+        // Another process can take the port between our probe and moto's
+        // bind; a fresh port on the next attempt is the cheap way out.
+        let mut last_failure = String::new();
+        for _ in 0..3 {
+            match server.spawn_and_wait() {
+                Ok(()) => return server,
+                Err(failure) => last_failure = failure,
+            }
+            server.port = free_port();
+        }
+        panic!("moto server did not start: {last_failure}");
+    }
+
+    /// `http://127.0.0.1:<port>`, for SDK clients and `AWS_ENDPOINT_URL`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// SDK clients for the test itself, pointed at this server.
+    pub async fn aws(&self) -> Aws {
+        Aws::connect(&self.endpoint()).await
+    }
+
+    /// The environment a spawned `reflex` needs to reach this server and
+    /// nothing else. See [`env::aws_env`].
+    pub fn env(&self) -> Vec<(String, String)> {
+        env::aws_env(&self.endpoint())
+    }
+
+    /// Kills the server (SIGKILL, like a crash) and reaps it. Requests made
+    /// afterwards are refused at connect time. Idempotent.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A stopped process still dies of SIGKILL; no need to resume first.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.paused = false;
+    }
+
+    /// Stops the server if it runs, then starts a fresh one on the same port
+    /// and waits until it answers. The new server is empty (see the type's
+    /// docs).
+    pub fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.spawn_and_wait() {
+                Ok(()) => return,
+                // The old socket can linger for a moment after the kill.
+                Err(failure) if Instant::now() < deadline && failure.contains("in use") => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(failure) => panic!(
+                    "moto server did not restart on port {}: {failure}",
+                    self.port
+                ),
+            }
+        }
+    }
+
+    /// Freezes the server (SIGSTOP) without losing state. The kernel still
+    /// accepts connections on its port, so clients see requests hang until
+    /// their own timeouts rather than being refused.
+    pub fn pause(&mut self) {
+        let pid = self
+            .child
+            .as_ref()
+            .expect("moto server is not running")
+            .id();
+        signal(pid, "STOP");
+        self.paused = true;
+    }
+
+    /// Thaws a server frozen by [`pause`](Self::pause); requests queued in
+    /// the meantime are then served.
+    pub fn resume(&mut self) {
+        let pid = self
+            .child
+            .as_ref()
+            .expect("moto server is not running")
+            .id();
+        signal(pid, "CONT");
+        self.paused = false;
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// True while the process is alive (paused counts as alive).
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Wipes all state in place through moto's own API, keeping the process.
+    pub fn reset(&self) {
+        let response = http_request(self.port, "POST", "/moto-api/reset")
+            .unwrap_or_else(|error| panic!("moto reset failed: {error}"));
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "moto reset answered: {response}"
+        );
+    }
+
+    pub fn log_path(&self) -> &Path {
+        self.log.path()
+    }
+
+    /// Everything moto has written to stdout and stderr, across restarts.
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut file) = File::open(self.log.path()) {
+            let _ = file.read_to_string(&mut text);
+        }
+        text
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), String> {
+        let out = OpenOptions::new()
+            .append(true)
+            .open(self.log.path())
+            .map_err(|e| e.to_string())?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let _ = writeln!(
+            &out,
+            "--- reflex harness: starting moto on port {} ---",
+            self.port
+        );
+        let child = Command::new(&self.binary)
+            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
+        self.child = Some(child);
+        self.paused = false;
+
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                let logs = self.logs();
+                let cause = if logs.contains("Address already in use") {
+                    "port in use; "
+                } else {
+                    ""
+                };
+                return Err(format!(
+                    "{cause}moto exited with {status}; log:\n{}",
+                    tail(&logs, LOG_TAIL_LINES)
+                ));
+            }
+            if let Ok(status_line) = http_request(self.port, "GET", "/moto-api/") {
+                if status_line.starts_with("HTTP/1.1 200") {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                self.stop();
+                return Err(format!(
+                    "no answer on port {} within {READY_TIMEOUT:?}; log:\n{}",
+                    self.port,
+                    tail(&self.logs(), LOG_TAIL_LINES)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- last {LOG_TAIL_LINES} lines of moto's log ({}) ---\n{}",
+                self.log.path().display(),
+                tail(&self.logs(), LOG_TAIL_LINES)
+            );
+        }
+        self.stop();
+    }
+}
+
+/// A port nobody listens on right now. The OS picks it, so parallel tests
+/// do not collide; the window until moto binds it is covered by a retry.
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("bind a free loopback port")
+}
+
+/// One HTTP/1.1 request without a body; returns the status line. Enough for
+/// a readiness probe and `/moto-api/reset`, without an HTTP client crate.
+fn http_request(port: u16, method: &str, path: &str) -> Result<String, String> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_millis(500)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&response);
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("run kill(1)");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
