@@ -16,14 +16,29 @@
 //! - [`rules`]: the TOML rule format, loading with file:line:col errors,
 //!   compiled matchers and the rule index. Pure.
 //! - [`plan`]: [`plan::evaluate`], rules × event × now → [`plan::Plan`]. Pure.
+//! - [`safety`]: the guards — blast radius (pure) and the dedup, cooldown
+//!   and rate-limit state behind one trait.
+//! - [`aws`]: one trait per AWS capability, the SDK implementation, dry-run
+//!   wrappers and in-memory fakes.
+//! - [`outcome`]: what happened to each action.
+//! - [`worker`]: the queue consumer — the only place that sequences effects —
+//!   and the pure disposition of each message.
+//! - [`config`]: the daemon's `reflex.toml`.
+//! - [`daemon`]: `reflex run` wiring: clients, rules, signals, shutdown.
 //! - [`iam`]: the least-privilege IAM policy a rule set needs.
 //! - [`schema`]: the JSON Schema of the rule format.
 //! - [`cli`]: the offline subcommands (`check`, `explain`, `replay`, `test`,
 //!   `schema`, `iam-policy`).
 
+pub mod aws;
 pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod event;
 pub mod iam;
+pub mod outcome;
 pub mod plan;
 pub mod rules;
+pub mod safety;
 pub mod schema;
+pub mod worker;

@@ -29,8 +29,17 @@ pub mod exit {
 #[derive(Debug, Parser)]
 #[command(name = "reflex", version, about, long_about = None)]
 pub struct Cli {
+    /// Log format: human-readable text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,6 +56,8 @@ pub enum Command {
     Schema,
     /// Print the least-privilege IAM policy the daemon needs for a rule set.
     IamPolicy(iam_policy::IamPolicyArgs),
+    /// Run the daemon: drain the alarm queue and act.
+    Run(crate::daemon::RunArgs),
 }
 
 /// `--rules DIR`, shared by the subcommands that evaluate rules.
@@ -88,6 +99,10 @@ pub fn run_offline(command: Command) -> u8 {
             exit::OK
         }
         Command::IamPolicy(a) => iam_policy::run(&a),
+        Command::Run(_) => {
+            eprintln!("error: `run` is not an offline command");
+            exit::USAGE
+        }
     }
 }
 

@@ -168,7 +168,12 @@ pub fn decode_str(text: &str) -> Result<AlarmEvent, Poison> {
     if text.trim().is_empty() {
         return Err(Poison::new(PoisonCode::EmptyBody, "body is empty"));
     }
-    let body: Body = serde_json::from_str(text).map_err(|e| json_poison(text, &e))?;
+    // serde reads a struct from a JSON array too (field by position), so an
+    // array must be turned away before it can pass for an envelope.
+    if !starts_with_brace(text) {
+        return Err(not_an_object(text));
+    }
+    let body: Body = serde_json::from_str(text).map_err(|e| json_poison(&e))?;
     if body.looks_like_sns() {
         decode_sns(body)
     } else if body.looks_like_eventbridge() {
@@ -218,9 +223,12 @@ fn decode_sns(body: Body) -> Result<AlarmEvent, Poison> {
             format!("SNS Message is not a CloudWatch alarm: {detail}"),
         )
     };
+    if !starts_with_brace(&message) {
+        return Err(not_alarm("it is not a JSON object"));
+    }
     let inner: Body = match serde_json::from_str(&message) {
         Ok(inner) => inner,
-        Err(e) if e.is_data() && starts_with_brace(&message) => {
+        Err(e) if e.is_data() => {
             return Err(Poison::new(
                 PoisonCode::InvalidField,
                 format!("alarm in SNS Message: {e}"),
@@ -300,6 +308,13 @@ fn decode_eventbridge(
             "EventBridge alarm event has no detail",
         ));
     };
+    // Parsed only now: the detail of any other event has another shape.
+    let detail: Detail = serde_json::from_str(detail.get()).map_err(|e| {
+        Poison::new(
+            PoisonCode::InvalidField,
+            format!("EventBridge alarm event detail: {e}"),
+        )
+    })?;
     let Detail {
         alarm_name,
         state,
@@ -332,6 +347,7 @@ fn decode_eventbridge(
     let composite = config.alarm_rule.is_some();
     let mut metric = MetricInfo::without_metric(composite);
     if let Some(queries) = config.metrics {
+        let has_expression = queries.iter().any(|q| q.expression.is_some());
         let mut stats: Vec<_> = queries
             .into_iter()
             .filter_map(|q| {
@@ -339,7 +355,7 @@ fn decode_eventbridge(
                 Some((q.return_data.unwrap_or(true), m))
             })
             .collect();
-        let math = stats.len() > 1 || config.threshold_metric_id.is_some();
+        let math = stats.len() > 1 || has_expression;
         // The primary metric is the first one whose data the alarm uses.
         stats.sort_by_key(|(returns, _)| !returns);
         for (_, m) in stats {
@@ -542,16 +558,21 @@ fn starts_with_brace(text: &str) -> bool {
     text.trim_start().starts_with('{')
 }
 
-fn json_poison(text: &str, e: &serde_json::Error) -> Poison {
+/// Why a body that does not start with `{` is poison.
+fn not_an_object(text: &str) -> Poison {
+    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        Ok(_) => Poison::new(
+            PoisonCode::UnrecognisedShape,
+            "body is JSON, but not an object",
+        ),
+        Err(e) => Poison::new(PoisonCode::NotJson, format!("body is not JSON: {e}")),
+    }
+}
+
+/// Why an object did not parse: a field of the wrong type, or broken JSON.
+fn json_poison(e: &serde_json::Error) -> Poison {
     if e.is_data() {
-        if starts_with_brace(text) {
-            Poison::new(PoisonCode::InvalidField, e.to_string())
-        } else {
-            Poison::new(
-                PoisonCode::UnrecognisedShape,
-                format!("JSON is not an object: {e}"),
-            )
-        }
+        Poison::new(PoisonCode::InvalidField, e.to_string())
     } else {
         Poison::new(PoisonCode::NotJson, format!("body is not JSON: {e}"))
     }

@@ -3,7 +3,8 @@
 //!
 //! One struct, [`Body`], is the union of the top-level fields of all three
 //! formats (SNS envelope, raw alarm notification, EventBridge event), so a body
-//! is parsed exactly once whatever it turns out to be. Fields reflex does not
+//! is parsed once whatever it turns out to be (an EventBridge `detail` is only
+//! delimited, and parsed once `detail-type` says it is an alarm's). Fields reflex does not
 //! use are not named here and serde skips them without allocating; strings are
 //! borrowed from the body unless they contain escapes.
 
@@ -65,8 +66,10 @@ pub(super) struct Body<'a> {
     pub time: Str<'a>,
     #[serde(borrow, default)]
     pub resources: Option<Vec<Cow<'a, str>>>,
+    /// Kept raw until `detail-type` says it is an alarm event: other events
+    /// have details of other shapes, which are not errors.
     #[serde(borrow, default)]
-    pub detail: Option<Detail<'a>>,
+    pub detail: Option<&'a serde_json::value::RawValue>,
 }
 
 impl Body<'_> {
@@ -179,6 +182,10 @@ pub(super) struct DetailConfiguration<'a> {
 pub(super) struct DetailMetricQuery<'a> {
     #[serde(default)]
     pub return_data: Option<bool>,
+    /// Only its presence matters: an expression makes the alarm metric math,
+    /// even over a single metric (`m1 / 60`).
+    #[serde(default)]
+    pub expression: Option<serde::de::IgnoredAny>,
     #[serde(borrow, default)]
     pub metric_stat: Option<DetailMetricStat<'a>>,
 }

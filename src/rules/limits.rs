@@ -35,7 +35,7 @@ pub fn serialize_opt_duration<S: Serializer>(
 }
 
 /// At most `count` executions per `per`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rate {
     pub count: NonZeroU32,
     pub per: Duration,

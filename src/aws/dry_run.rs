@@ -1,0 +1,90 @@
+//! Dry-run effects: reads go through, writes are logged and not made.
+//! EC2 writes are still sent, with `DryRun=true`, so a dry run also proves
+//! the daemon has the permissions the real action would need.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tracing::info;
+
+use super::{
+    AwsError, Datum, InstanceHealth, InstanceInfo, InstanceOp, Instances, LoadBalancers, Metrics,
+    Notifier,
+};
+
+/// Classic ELB: health is read, deregistration is only logged.
+pub struct DryRunLoadBalancers(pub Arc<dyn LoadBalancers>);
+
+#[async_trait]
+impl LoadBalancers for DryRunLoadBalancers {
+    async fn instance_health(&self, load_balancer: &str) -> Result<Vec<InstanceHealth>, AwsError> {
+        self.0.instance_health(load_balancer).await
+    }
+
+    async fn deregister(
+        &self,
+        load_balancer: &str,
+        instance_ids: &[String],
+    ) -> Result<Option<String>, AwsError> {
+        info!(
+            load_balancer,
+            ?instance_ids,
+            "Dry run: would call DeregisterInstancesFromLoadBalancer."
+        );
+        Ok(None)
+    }
+}
+
+/// EC2: instances are described, changes are sent with `DryRun=true`.
+pub struct DryRunInstances(pub Arc<dyn Instances>);
+
+#[async_trait]
+impl Instances for DryRunInstances {
+    async fn describe(&self, instance_ids: &[String]) -> Result<Vec<InstanceInfo>, AwsError> {
+        self.0.describe(instance_ids).await
+    }
+
+    async fn change(
+        &self,
+        op: InstanceOp,
+        instance_ids: &[String],
+        _dry_run: bool,
+    ) -> Result<Option<String>, AwsError> {
+        info!(operation = %op, ?instance_ids, "Dry run: would call {op}; checking permissions with DryRun=true.");
+        self.0.change(op, instance_ids, true).await
+    }
+}
+
+/// SNS: messages are logged, not published.
+pub struct DryRunNotifier;
+
+#[async_trait]
+impl Notifier for DryRunNotifier {
+    async fn publish(
+        &self,
+        topic_arn: &str,
+        subject: &str,
+        message: &str,
+    ) -> Result<Option<String>, AwsError> {
+        info!(
+            topic_arn,
+            subject, message, "Dry run: would call sns:Publish."
+        );
+        Ok(None)
+    }
+}
+
+/// CloudWatch metrics: data points are logged, not put.
+pub struct DryRunMetrics;
+
+#[async_trait]
+impl Metrics for DryRunMetrics {
+    async fn put(&self, namespace: &str, data: &[Datum]) -> Result<Option<String>, AwsError> {
+        info!(
+            namespace,
+            ?data,
+            "Dry run: would call cloudwatch:PutMetricData."
+        );
+        Ok(None)
+    }
+}

@@ -1,0 +1,285 @@
+//! In-memory fakes of every effect trait, with failure injection, for worker
+//! tests. Not an AWS emulator: end-to-end tests use moto's server.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{
+    Alarms, AwsError, Datum, InstanceHealth, InstanceInfo, InstanceOp, Instances, LoadBalancers,
+    Metrics, Notifier, Queue, QueueMessage,
+};
+use crate::event::AlarmState;
+
+/// Everything the fake AWS knows, shared by all its trait objects.
+#[derive(Debug, Default)]
+pub struct FakeState {
+    /// Messages on the alarm queue: (message, visible).
+    pub queue: Vec<(QueueMessage, bool)>,
+    /// Messages sent to the queue with `send` (the DLQ, when used as one).
+    pub sent: Vec<(String, BTreeMap<String, String>)>,
+    pub deleted: Vec<String>,
+    /// (receipt handle, visibility seconds) in call order.
+    pub visibility_changes: Vec<(String, u64)>,
+    pub elb_health: HashMap<String, Vec<InstanceHealth>>,
+    pub instances: HashMap<String, InstanceInfo>,
+    pub alarms: HashMap<String, AlarmState>,
+    pub published: Vec<(String, String, String)>,
+    pub metrics: Vec<(String, Datum)>,
+    /// (operation, instance ids, dry_run) for every EC2/ELB change.
+    pub changes: Vec<(String, Vec<String>, bool)>,
+    /// Every call, as `service:Operation`.
+    pub calls: Vec<String>,
+    /// Errors to return from the next calls of an operation, in order.
+    pub failures: HashMap<&'static str, VecDeque<AwsError>>,
+}
+
+/// A fake AWS account. Clone it freely: clones share state.
+#[derive(Debug, Clone, Default)]
+pub struct FakeAws {
+    state: Arc<Mutex<FakeState>>,
+    url: String,
+}
+
+impl FakeAws {
+    pub fn new() -> Self {
+        FakeAws {
+            state: Arc::default(),
+            url: "https://sqs.us-east-1.amazonaws.com/123456789012/fake".to_string(),
+        }
+    }
+
+    /// Another queue in the same fake account (e.g. the DLQ).
+    pub fn other_queue(&self, url: &str) -> FakeAws {
+        FakeAws {
+            state: Arc::new(Mutex::new(FakeState::default())),
+            url: url.to_string(),
+        }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, FakeState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the next call of `operation` fail with `error`.
+    pub fn fail_next(&self, operation: &'static str, error: AwsError) {
+        self.state()
+            .failures
+            .entry(operation)
+            .or_default()
+            .push_back(error);
+    }
+
+    fn call(&self, operation: &'static str) -> Result<MutexGuard<'_, FakeState>, AwsError> {
+        let mut s = self.state();
+        s.calls.push(operation.to_string());
+        if let Some(e) = s.failures.get_mut(operation).and_then(VecDeque::pop_front) {
+            return Err(e);
+        }
+        Ok(s)
+    }
+
+    /// Puts a message on the fake queue.
+    pub fn enqueue(&self, message_id: &str, body: &str, receive_count: u32) {
+        self.state().queue.push((
+            QueueMessage {
+                message_id: message_id.to_string(),
+                receipt_handle: format!("rh-{message_id}"),
+                body: body.to_string(),
+                receive_count,
+                sent_at: None,
+                first_received_at: None,
+                attributes: BTreeMap::new(),
+            },
+            true,
+        ));
+    }
+
+    /// Registers an instance with an ELB, with the given health and EC2 state.
+    pub fn add_instance(&self, elb: &str, info: InstanceInfo, elb_state: &str) {
+        let mut s = self.state();
+        s.elb_health
+            .entry(elb.to_string())
+            .or_default()
+            .push(InstanceHealth {
+                instance_id: info.instance_id.clone(),
+                state: elb_state.to_string(),
+                reason: None,
+            });
+        s.instances.insert(info.instance_id.clone(), info);
+    }
+}
+
+#[async_trait]
+impl Queue for FakeAws {
+    async fn receive(
+        &self,
+        max: u8,
+        _wait: Duration,
+        _visibility: Duration,
+    ) -> Result<Vec<QueueMessage>, AwsError> {
+        let mut s = self.call("sqs:ReceiveMessage")?;
+        let mut out = Vec::new();
+        for (m, visible) in s.queue.iter_mut() {
+            if *visible && out.len() < usize::from(max) {
+                *visible = false;
+                out.push(m.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, receipt_handle: &str) -> Result<(), AwsError> {
+        let mut s = self.call("sqs:DeleteMessage")?;
+        s.queue.retain(|(m, _)| m.receipt_handle != receipt_handle);
+        s.deleted.push(receipt_handle.to_string());
+        Ok(())
+    }
+
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        timeout: Duration,
+    ) -> Result<(), AwsError> {
+        let mut s = self.call("sqs:ChangeMessageVisibility")?;
+        s.visibility_changes
+            .push((receipt_handle.to_string(), timeout.as_secs()));
+        if timeout.is_zero() {
+            for (m, visible) in s.queue.iter_mut() {
+                if m.receipt_handle == receipt_handle {
+                    *visible = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        body: &str,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<String, AwsError> {
+        let mut s = self.call("sqs:SendMessage")?;
+        s.sent.push((body.to_string(), attributes.clone()));
+        Ok(format!("sent-{}", s.sent.len()))
+    }
+
+    async fn ping(&self) -> Result<(), AwsError> {
+        self.call("sqs:GetQueueAttributes").map(|_| ())
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+#[async_trait]
+impl LoadBalancers for FakeAws {
+    async fn instance_health(&self, load_balancer: &str) -> Result<Vec<InstanceHealth>, AwsError> {
+        let s = self.call("elasticloadbalancing:DescribeInstanceHealth")?;
+        s.elb_health
+            .get(load_balancer)
+            .cloned()
+            .ok_or_else(|| AwsError {
+                code: Some("LoadBalancerNotFound".into()),
+                ..AwsError::permanent(
+                    "elasticloadbalancing",
+                    "DescribeInstanceHealth",
+                    format!("no load balancer {load_balancer}"),
+                )
+            })
+    }
+
+    async fn deregister(
+        &self,
+        load_balancer: &str,
+        instance_ids: &[String],
+    ) -> Result<Option<String>, AwsError> {
+        let mut s = self.call("elasticloadbalancing:DeregisterInstancesFromLoadBalancer")?;
+        if let Some(h) = s.elb_health.get_mut(load_balancer) {
+            h.retain(|i| !instance_ids.contains(&i.instance_id));
+        }
+        s.changes.push((
+            "DeregisterInstancesFromLoadBalancer".into(),
+            instance_ids.to_vec(),
+            false,
+        ));
+        Ok(Some("req-deregister".into()))
+    }
+}
+
+#[async_trait]
+impl Instances for FakeAws {
+    async fn describe(&self, instance_ids: &[String]) -> Result<Vec<InstanceInfo>, AwsError> {
+        let s = self.call("ec2:DescribeInstances")?;
+        Ok(instance_ids
+            .iter()
+            .filter_map(|id| s.instances.get(id).cloned())
+            .collect())
+    }
+
+    async fn change(
+        &self,
+        op: InstanceOp,
+        instance_ids: &[String],
+        dry_run: bool,
+    ) -> Result<Option<String>, AwsError> {
+        let name = match op {
+            InstanceOp::Terminate => "ec2:TerminateInstances",
+            InstanceOp::Reboot => "ec2:RebootInstances",
+            InstanceOp::Stop => "ec2:StopInstances",
+        };
+        let mut s = self.call(name)?;
+        s.changes
+            .push((op.to_string(), instance_ids.to_vec(), dry_run));
+        if !dry_run {
+            let new_state = match op {
+                InstanceOp::Terminate => Some("terminated"),
+                InstanceOp::Stop => Some("stopped"),
+                InstanceOp::Reboot => None,
+            };
+            for id in instance_ids {
+                if let (Some(st), Some(i)) = (new_state, s.instances.get_mut(id)) {
+                    i.state = st.to_string();
+                }
+            }
+        }
+        Ok(Some(format!("req-{}", s.changes.len())))
+    }
+}
+
+#[async_trait]
+impl Alarms for FakeAws {
+    async fn alarm_state(&self, alarm_name: &str) -> Result<Option<AlarmState>, AwsError> {
+        let s = self.call("cloudwatch:DescribeAlarms")?;
+        Ok(s.alarms.get(alarm_name).copied())
+    }
+}
+
+#[async_trait]
+impl Notifier for FakeAws {
+    async fn publish(
+        &self,
+        topic_arn: &str,
+        subject: &str,
+        message: &str,
+    ) -> Result<Option<String>, AwsError> {
+        let mut s = self.call("sns:Publish")?;
+        s.published
+            .push((topic_arn.into(), subject.into(), message.into()));
+        Ok(Some(format!("sns-{}", s.published.len())))
+    }
+}
+
+#[async_trait]
+impl Metrics for FakeAws {
+    async fn put(&self, namespace: &str, data: &[Datum]) -> Result<Option<String>, AwsError> {
+        let mut s = self.call("cloudwatch:PutMetricData")?;
+        for d in data {
+            s.metrics.push((namespace.to_string(), d.clone()));
+        }
+        Ok(None)
+    }
+}

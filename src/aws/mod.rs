@@ -1,0 +1,215 @@
+//! Effects: one small trait per AWS capability, taking and returning domain
+//! types, with errors that say whether a retry can help. SDK types never leak
+//! past this module.
+//!
+//! - [`sdk`]: the real implementations, over the AWS SDK.
+//! - [`dry_run`]: wrappers that perform reads and log writes instead of
+//!   making them (EC2 writes are sent with `DryRun=true`, which checks
+//!   permissions and changes nothing).
+//! - [`fake`]: in-memory fakes with failure injection, for worker tests.
+
+pub mod dry_run;
+pub mod fake;
+pub mod sdk;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::event::AlarmState;
+
+/// An AWS call that failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{service}:{operation} failed ({}): {message}", if *.transient { "transient" } else { "permanent" })]
+pub struct AwsError {
+    pub service: &'static str,
+    pub operation: &'static str,
+    /// A retry later may succeed (throttling, 5xx, timeouts, network).
+    pub transient: bool,
+    /// The AWS error code, e.g. `Throttling`, `AccessDenied`.
+    pub code: Option<String>,
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+impl AwsError {
+    pub fn transient(
+        service: &'static str,
+        operation: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        AwsError {
+            service,
+            operation,
+            transient: true,
+            code: None,
+            message: message.into(),
+            request_id: None,
+        }
+    }
+
+    pub fn permanent(
+        service: &'static str,
+        operation: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        AwsError {
+            transient: false,
+            ..AwsError::transient(service, operation, message)
+        }
+    }
+}
+
+/// One message received from a queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueMessage {
+    pub message_id: String,
+    pub receipt_handle: String,
+    pub body: String,
+    /// How many times SQS has handed this message out, this time included.
+    pub receive_count: u32,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub first_received_at: Option<DateTime<Utc>>,
+    /// String message attributes (set on dead-lettered messages).
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// An SQS queue (the alarm queue or the dead-letter queue).
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Long-polls for up to `max` messages (1-10).
+    async fn receive(
+        &self,
+        max: u8,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<QueueMessage>, AwsError>;
+    async fn delete(&self, receipt_handle: &str) -> Result<(), AwsError>;
+    /// Makes the message invisible for `timeout` from now (0: visible at once).
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        timeout: Duration,
+    ) -> Result<(), AwsError>;
+    /// Sends a message with string attributes; returns its message id.
+    async fn send(
+        &self,
+        body: &str,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<String, AwsError>;
+    /// Checks the queue is reachable (for readiness).
+    async fn ping(&self) -> Result<(), AwsError>;
+    /// The queue's URL.
+    fn url(&self) -> &str;
+}
+
+/// What a classic ELB says about one registered instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceHealth {
+    pub instance_id: String,
+    /// `InService`, `OutOfService` or `Unknown`.
+    pub state: String,
+    pub reason: Option<String>,
+}
+
+impl InstanceHealth {
+    pub fn in_service(&self) -> bool {
+        self.state == "InService"
+    }
+
+    pub fn out_of_service(&self) -> bool {
+        self.state == "OutOfService"
+    }
+}
+
+/// Classic load balancers.
+#[async_trait]
+pub trait LoadBalancers: Send + Sync {
+    async fn instance_health(&self, load_balancer: &str) -> Result<Vec<InstanceHealth>, AwsError>;
+    /// Returns the request id.
+    async fn deregister(
+        &self,
+        load_balancer: &str,
+        instance_ids: &[String],
+    ) -> Result<Option<String>, AwsError>;
+}
+
+/// What EC2 says about one instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceInfo {
+    pub instance_id: String,
+    /// `pending`, `running`, `stopping`, `stopped`, `shutting-down`, `terminated`.
+    pub state: String,
+    pub launch_time: Option<DateTime<Utc>>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A change to instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceOp {
+    Terminate,
+    Reboot,
+    Stop,
+}
+
+impl fmt::Display for InstanceOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InstanceOp::Terminate => "TerminateInstances",
+            InstanceOp::Reboot => "RebootInstances",
+            InstanceOp::Stop => "StopInstances",
+        })
+    }
+}
+
+/// EC2 instances.
+#[async_trait]
+pub trait Instances: Send + Sync {
+    async fn describe(&self, instance_ids: &[String]) -> Result<Vec<InstanceInfo>, AwsError>;
+    /// Changes instances. With `dry_run`, asks EC2 to check permissions only
+    /// (`DryRun=true`): success means "would have been allowed".
+    async fn change(
+        &self,
+        op: InstanceOp,
+        instance_ids: &[String],
+        dry_run: bool,
+    ) -> Result<Option<String>, AwsError>;
+}
+
+/// CloudWatch alarms.
+#[async_trait]
+pub trait Alarms: Send + Sync {
+    /// The alarm's current state, or `None` if there is no such alarm.
+    async fn alarm_state(&self, alarm_name: &str) -> Result<Option<AlarmState>, AwsError>;
+}
+
+/// SNS.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Returns the SNS message id.
+    async fn publish(
+        &self,
+        topic_arn: &str,
+        subject: &str,
+        message: &str,
+    ) -> Result<Option<String>, AwsError>;
+}
+
+/// One CloudWatch data point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Datum {
+    pub metric_name: String,
+    pub value: f64,
+    pub unit: Option<String>,
+    pub dimensions: Vec<(String, String)>,
+}
+
+/// CloudWatch metrics.
+#[async_trait]
+pub trait Metrics: Send + Sync {
+    /// Puts up to 1000 data points in one namespace; returns the request id.
+    async fn put(&self, namespace: &str, data: &[Datum]) -> Result<Option<String>, AwsError>;
+}

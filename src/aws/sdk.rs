@@ -1,0 +1,523 @@
+//! The real effects, over the AWS SDK. Credentials, region and endpoint come
+//! from the standard chain (`AWS_REGION`, `AWS_ENDPOINT_URL`, profiles, ECS
+//! task roles...), so an emulator needs no special code path.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::config::http::HttpResponse;
+use aws_sdk_sqs::error::ProvideErrorMetadata;
+use aws_sdk_sqs::error::SdkError;
+use aws_sdk_sqs::operation::RequestId;
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::{
+    Alarms, AwsError, Datum, InstanceHealth, InstanceInfo, InstanceOp, Instances, LoadBalancers,
+    Metrics, Notifier, Queue, QueueMessage,
+};
+use crate::event::AlarmState;
+
+/// AWS error codes after which a retry can succeed.
+const TRANSIENT_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalError",
+    "InternalFailure",
+    "InternalServiceError",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "RequestExpired",
+    "PriorRequestNotComplete",
+    "IDPCommunicationError",
+    "EC2ThrottledException",
+    "KMS.ThrottlingException",
+];
+
+/// Turns an SDK error into an [`AwsError`] that says whether to retry.
+pub fn classify<E>(
+    service: &'static str,
+    operation: &'static str,
+    err: SdkError<E, HttpResponse>,
+) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code().map(str::to_string);
+    let request_id = err
+        .raw_response()
+        .and_then(|r| {
+            r.headers()
+                .get("x-amzn-requestid")
+                .or_else(|| r.headers().get("x-amz-request-id"))
+        })
+        .map(str::to_string);
+    let transient = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ConstructionFailure(_) => false,
+        _ => {
+            status.is_some_and(|s| s >= 500 || s == 429)
+                || code
+                    .as_deref()
+                    .is_some_and(|c| TRANSIENT_CODES.contains(&c))
+        }
+    };
+    let message = match err.message() {
+        Some(m) => m.to_string(),
+        None => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+    };
+    AwsError {
+        service,
+        operation,
+        transient,
+        code,
+        message,
+        request_id,
+    }
+}
+
+/// Every client reflex uses, built from one shared AWS configuration.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub elb: aws_sdk_elasticloadbalancing::Client,
+}
+
+impl Clients {
+    /// Loads the standard AWS configuration chain.
+    pub async fn from_env() -> Clients {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(30))
+            .build();
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .load()
+            .await;
+        Clients {
+            sqs: aws_sdk_sqs::Client::new(&config),
+            sns: aws_sdk_sns::Client::new(&config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+            ec2: aws_sdk_ec2::Client::new(&config),
+            elb: aws_sdk_elasticloadbalancing::Client::new(&config),
+        }
+    }
+}
+
+fn smithy_time(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
+    Utc.timestamp_opt(t.secs(), t.subsec_nanos()).single()
+}
+
+fn millis_time(ms: &str) -> Option<DateTime<Utc>> {
+    ms.parse::<i64>()
+        .ok()
+        .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+}
+
+/// An SQS queue.
+#[derive(Clone, Debug)]
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl SqsQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        SqsQueue {
+            client,
+            url: url.into(),
+        }
+    }
+}
+
+fn secs_i32(d: Duration) -> i32 {
+    i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn receive(
+        &self,
+        max: u8,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<QueueMessage>, AwsError> {
+        use aws_sdk_sqs::types::MessageSystemAttributeName as A;
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(i32::from(max.clamp(1, 10)))
+            .wait_time_seconds(secs_i32(wait).min(20))
+            .visibility_timeout(secs_i32(visibility))
+            .message_system_attribute_names(A::ApproximateReceiveCount)
+            .message_system_attribute_names(A::SentTimestamp)
+            .message_system_attribute_names(A::ApproximateFirstReceiveTimestamp)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| classify("sqs", "ReceiveMessage", e))?;
+        Ok(out
+            .messages()
+            .iter()
+            .filter_map(|m| {
+                let attrs = m.attributes();
+                let get = |k: A| attrs.and_then(|a| a.get(&k)).map(String::as_str);
+                Some(QueueMessage {
+                    message_id: m.message_id()?.to_string(),
+                    receipt_handle: m.receipt_handle()?.to_string(),
+                    body: m.body().unwrap_or_default().to_string(),
+                    receive_count: get(A::ApproximateReceiveCount)
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(1),
+                    sent_at: get(A::SentTimestamp).and_then(millis_time),
+                    first_received_at: get(A::ApproximateFirstReceiveTimestamp)
+                        .and_then(millis_time),
+                    attributes: m
+                        .message_attributes()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|(k, v)| {
+                                    Some((k.clone(), v.string_value()?.to_string()))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipt_handle: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("sqs", "DeleteMessage", e))
+    }
+
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        timeout: Duration,
+    ) -> Result<(), AwsError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(secs_i32(timeout).min(43_200))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("sqs", "ChangeMessageVisibility", e))
+    }
+
+    async fn send(
+        &self,
+        body: &str,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<String, AwsError> {
+        let mut req = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body);
+        for (k, v) in attributes {
+            let value = aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(v)
+                .build()
+                .map_err(|e| AwsError::permanent("sqs", "SendMessage", e.to_string()))?;
+            req = req.message_attributes(k, value);
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| classify("sqs", "SendMessage", e))?;
+        Ok(out.message_id().unwrap_or_default().to_string())
+    }
+
+    async fn ping(&self) -> Result<(), AwsError> {
+        self.client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("sqs", "GetQueueAttributes", e))
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// Classic ELB.
+#[derive(Clone, Debug)]
+pub struct ClassicElb(pub aws_sdk_elasticloadbalancing::Client);
+
+#[async_trait]
+impl LoadBalancers for ClassicElb {
+    async fn instance_health(&self, load_balancer: &str) -> Result<Vec<InstanceHealth>, AwsError> {
+        let out = self
+            .0
+            .describe_instance_health()
+            .load_balancer_name(load_balancer)
+            .send()
+            .await
+            .map_err(|e| classify("elasticloadbalancing", "DescribeInstanceHealth", e))?;
+        Ok(out
+            .instance_states()
+            .iter()
+            .filter_map(|s| {
+                Some(InstanceHealth {
+                    instance_id: s.instance_id()?.to_string(),
+                    state: s.state().unwrap_or("Unknown").to_string(),
+                    reason: s.reason_code().map(str::to_string),
+                })
+            })
+            .collect())
+    }
+
+    async fn deregister(
+        &self,
+        load_balancer: &str,
+        instance_ids: &[String],
+    ) -> Result<Option<String>, AwsError> {
+        let instances = instance_ids.iter().map(|id| {
+            aws_sdk_elasticloadbalancing::types::Instance::builder()
+                .instance_id(id)
+                .build()
+        });
+        let out = self
+            .0
+            .deregister_instances_from_load_balancer()
+            .load_balancer_name(load_balancer)
+            .set_instances(Some(instances.collect()))
+            .send()
+            .await
+            .map_err(|e| {
+                classify(
+                    "elasticloadbalancing",
+                    "DeregisterInstancesFromLoadBalancer",
+                    e,
+                )
+            })?;
+        Ok(out.request_id().map(str::to_string))
+    }
+}
+
+/// EC2.
+#[derive(Clone, Debug)]
+pub struct Ec2(pub aws_sdk_ec2::Client);
+
+#[async_trait]
+impl Instances for Ec2 {
+    async fn describe(&self, instance_ids: &[String]) -> Result<Vec<InstanceInfo>, AwsError> {
+        if instance_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .0
+            .describe_instances()
+            .set_instance_ids(Some(instance_ids.to_vec()))
+            .send()
+            .await
+            .map_err(|e| classify("ec2", "DescribeInstances", e))?;
+        Ok(out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| {
+                Some(InstanceInfo {
+                    instance_id: i.instance_id()?.to_string(),
+                    state: i
+                        .state()
+                        .and_then(|s| s.name())
+                        .map_or("unknown", |n| n.as_str())
+                        .to_string(),
+                    launch_time: i.launch_time().and_then(smithy_time),
+                    tags: i
+                        .tags()
+                        .iter()
+                        .filter_map(|t| {
+                            Some((
+                                t.key()?.to_string(),
+                                t.value().unwrap_or_default().to_string(),
+                            ))
+                        })
+                        .collect(),
+                })
+            })
+            .collect())
+    }
+
+    async fn change(
+        &self,
+        op: InstanceOp,
+        instance_ids: &[String],
+        dry_run: bool,
+    ) -> Result<Option<String>, AwsError> {
+        let ids = Some(instance_ids.to_vec());
+        let result = match op {
+            InstanceOp::Terminate => self
+                .0
+                .terminate_instances()
+                .set_instance_ids(ids)
+                .dry_run(dry_run)
+                .send()
+                .await
+                .map(|o| o.request_id().map(str::to_string))
+                .map_err(|e| classify("ec2", "TerminateInstances", e)),
+            InstanceOp::Reboot => self
+                .0
+                .reboot_instances()
+                .set_instance_ids(ids)
+                .dry_run(dry_run)
+                .send()
+                .await
+                .map(|o| o.request_id().map(str::to_string))
+                .map_err(|e| classify("ec2", "RebootInstances", e)),
+            InstanceOp::Stop => self
+                .0
+                .stop_instances()
+                .set_instance_ids(ids)
+                .dry_run(dry_run)
+                .send()
+                .await
+                .map(|o| o.request_id().map(str::to_string))
+                .map_err(|e| classify("ec2", "StopInstances", e)),
+        };
+        match result {
+            // With DryRun=true, EC2 answers "would have succeeded" as an error.
+            Err(e) if dry_run && e.code.as_deref() == Some("DryRunOperation") => Ok(e.request_id),
+            other => other,
+        }
+    }
+}
+
+/// CloudWatch (alarms and metrics).
+#[derive(Clone, Debug)]
+pub struct CloudWatch(pub aws_sdk_cloudwatch::Client);
+
+#[async_trait]
+impl Alarms for CloudWatch {
+    async fn alarm_state(&self, alarm_name: &str) -> Result<Option<AlarmState>, AwsError> {
+        use aws_sdk_cloudwatch::types::AlarmType;
+        let out = self
+            .0
+            .describe_alarms()
+            .alarm_names(alarm_name)
+            .alarm_types(AlarmType::MetricAlarm)
+            .alarm_types(AlarmType::CompositeAlarm)
+            .send()
+            .await
+            .map_err(|e| classify("cloudwatch", "DescribeAlarms", e))?;
+        let state = out
+            .metric_alarms()
+            .iter()
+            .find(|a| a.alarm_name() == Some(alarm_name))
+            .and_then(|a| a.state_value())
+            .or_else(|| {
+                out.composite_alarms()
+                    .iter()
+                    .find(|a| a.alarm_name() == Some(alarm_name))
+                    .and_then(|a| a.state_value())
+            });
+        Ok(state.and_then(|s| AlarmState::parse(s.as_str())))
+    }
+}
+
+#[async_trait]
+impl Metrics for CloudWatch {
+    async fn put(&self, namespace: &str, data: &[Datum]) -> Result<Option<String>, AwsError> {
+        use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+        let data = data.iter().map(|d| {
+            MetricDatum::builder()
+                .metric_name(&d.metric_name)
+                .value(d.value)
+                .set_unit(d.unit.as_deref().map(StandardUnit::from))
+                .set_dimensions(Some(
+                    d.dimensions
+                        .iter()
+                        .map(|(k, v)| Dimension::builder().name(k).value(v).build())
+                        .collect(),
+                ))
+                .build()
+        });
+        let out = self
+            .0
+            .put_metric_data()
+            .namespace(namespace)
+            .set_metric_data(Some(data.collect()))
+            .send()
+            .await
+            .map_err(|e| classify("cloudwatch", "PutMetricData", e))?;
+        Ok(out.request_id().map(str::to_string))
+    }
+}
+
+/// SNS.
+#[derive(Clone, Debug)]
+pub struct Sns(pub aws_sdk_sns::Client);
+
+/// SNS subjects: at most 100 printable ASCII characters, no line breaks.
+pub fn sns_subject(subject: &str) -> String {
+    let clean: String = subject
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    let trimmed = clean.trim();
+    if trimmed.len() > 100 {
+        format!("{}...", &trimmed[..97])
+    } else if trimmed.is_empty() {
+        "reflex".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+#[async_trait]
+impl Notifier for Sns {
+    async fn publish(
+        &self,
+        topic_arn: &str,
+        subject: &str,
+        message: &str,
+    ) -> Result<Option<String>, AwsError> {
+        let out = self
+            .0
+            .publish()
+            .topic_arn(topic_arn)
+            .subject(sns_subject(subject))
+            .message(message)
+            .send()
+            .await
+            .map_err(|e| classify("sns", "Publish", e))?;
+        Ok(out.message_id().map(str::to_string))
+    }
+}

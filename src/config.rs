@@ -1,0 +1,321 @@
+//! The daemon's configuration file (`reflex.toml`), as strict as rule files:
+//! unknown keys are errors, and every error has file, line and column.
+//! Command-line flags and `REFLEX_*` environment variables override it.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+use crate::rules::limits::{parse_duration, Rate};
+use crate::rules::source::{parse_toml, SourceError, SourceFile};
+
+/// `reflex.toml` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigSpec {
+    /// URL of the SQS queue the alarm topic feeds.
+    pub queue_url: Option<String>,
+    /// URL of the dead-letter queue for poison messages.
+    pub dead_letter_queue_url: Option<String>,
+    /// Directory (or file) of rule files. Default `rules`.
+    pub rules_dir: Option<PathBuf>,
+    /// SNS topics whose notifications are trusted. An SNS envelope from any
+    /// other topic is dead-lettered as `untrusted_topic`. Empty: trust all.
+    #[serde(default)]
+    pub trusted_topic_arns: Vec<String>,
+    /// Global dry run: every rule runs as if `dry_run = true`.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Ignore alarms whose state changed longer ago than this (rules may
+    /// override). Default `"15m"`.
+    pub max_event_age: Option<Spanned<String>>,
+    /// How long in-flight messages may take to finish on shutdown.
+    /// Default `"30s"`.
+    pub shutdown_grace: Option<Spanned<String>>,
+    #[serde(default)]
+    pub receive: ReceiveSpec,
+    #[serde(default)]
+    pub retry: RetrySpec,
+    #[serde(default)]
+    pub limits: GlobalLimitsSpec,
+}
+
+/// `[receive]`: how messages are taken from the queue.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveSpec {
+    /// Parallel long-polling loops. Default 1.
+    pub pollers: Option<Spanned<i64>>,
+    /// Most messages being worked on at once. Default 10.
+    pub max_in_flight: Option<Spanned<i64>>,
+    /// Long-poll wait, at most 20s. Default `"20s"`.
+    pub wait: Option<Spanned<String>>,
+    /// Visibility timeout requested on receive. Default `"60s"`.
+    pub visibility_timeout: Option<Spanned<String>>,
+    /// How often a message being worked on has its visibility extended.
+    /// Default: a third of the visibility timeout.
+    pub heartbeat: Option<Spanned<String>>,
+}
+
+/// `[retry]`: backoff for transient failures, by receive count.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// First backoff. Default `"10s"`.
+    pub base: Option<Spanned<String>>,
+    /// Longest backoff. Default `"15m"`.
+    pub max: Option<Spanned<String>>,
+}
+
+/// `[limits]`: caps across all rules.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalLimitsSpec {
+    /// Instances changed (terminated, stopped, rebooted, deregistered) across
+    /// all rules. Default `"20/hour"`.
+    pub instance_changes: Option<Spanned<String>>,
+    /// How long a processed alarm transition is remembered, so a redelivery
+    /// does not act twice. Default `"6h"`.
+    pub dedup_window: Option<Spanned<String>>,
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub queue_url: String,
+    pub dead_letter_queue_url: String,
+    pub rules_dir: PathBuf,
+    pub trusted_topic_arns: Vec<String>,
+    pub dry_run: bool,
+    pub max_event_age: Duration,
+    pub shutdown_grace: Duration,
+    pub pollers: NonZeroU32,
+    pub max_in_flight: NonZeroU32,
+    pub wait: Duration,
+    pub visibility_timeout: Duration,
+    pub heartbeat: Duration,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub instance_changes: Rate,
+    pub dedup_window: Duration,
+}
+
+/// Values that override the file (flags, environment).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub queue_url: Option<String>,
+    pub dead_letter_queue_url: Option<String>,
+    pub rules_dir: Option<PathBuf>,
+    pub trusted_topic_arns: Vec<String>,
+    pub dry_run: bool,
+}
+
+impl Config {
+    /// Reads and checks a config file (if given), then applies overrides.
+    pub fn load(path: Option<&Path>, overrides: Overrides) -> Result<Config, Vec<SourceError>> {
+        let (spec, file) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    vec![SourceError {
+                        file: p.to_path_buf(),
+                        line: 1,
+                        column: 1,
+                        message: format!("cannot read config: {e}"),
+                    }]
+                })?;
+                let file = SourceFile::new(p, text);
+                (parse_toml::<ConfigSpec>(&file).map_err(|e| vec![e])?, file)
+            }
+            None => (
+                ConfigSpec::default(),
+                SourceFile::new(Path::new("<flags>"), String::new()),
+            ),
+        };
+        Config::from_spec(spec, &file, overrides)
+    }
+
+    /// Checks a parsed config, collecting every problem.
+    pub fn from_spec(
+        spec: ConfigSpec,
+        file: &SourceFile,
+        o: Overrides,
+    ) -> Result<Config, Vec<SourceError>> {
+        let mut errors = Vec::new();
+        let mut duration = |v: &Option<Spanned<String>>, default: &str| -> Duration {
+            match v {
+                Some(v) => parse_duration(v.get_ref()).unwrap_or_else(|e| {
+                    errors.push(file.error(Some(v.span()), e));
+                    Duration::ZERO
+                }),
+                None => parse_duration(default).unwrap_or_default(),
+            }
+        };
+        let max_event_age = duration(&spec.max_event_age, "15m");
+        let shutdown_grace = duration(&spec.shutdown_grace, "30s");
+        let wait = duration(&spec.receive.wait, "20s");
+        let visibility_timeout = duration(&spec.receive.visibility_timeout, "60s");
+        let heartbeat = match &spec.receive.heartbeat {
+            Some(_) => duration(&spec.receive.heartbeat, "20s"),
+            None => visibility_timeout / 3,
+        };
+        let retry_base = duration(&spec.retry.base, "10s");
+        let retry_max = duration(&spec.retry.max, "15m");
+        let dedup_window = duration(&spec.limits.dedup_window, "6h");
+        let mut count =
+            |v: &Option<Spanned<i64>>, default: u32, max: i64, what: &str| -> NonZeroU32 {
+                let n = v.as_ref().map_or(i64::from(default), |v| *v.get_ref());
+                match u32::try_from(n)
+                    .ok()
+                    .and_then(NonZeroU32::new)
+                    .filter(|_| n <= max)
+                {
+                    Some(n) => n,
+                    None => {
+                        let span = v.as_ref().map(Spanned::span);
+                        errors.push(file.error(
+                            span,
+                            format!("`{what}` must be between 1 and {max}, not {n}"),
+                        ));
+                        NonZeroU32::MIN
+                    }
+                }
+            };
+        let pollers = count(&spec.receive.pollers, 1, 64, "receive.pollers");
+        let max_in_flight = count(
+            &spec.receive.max_in_flight,
+            10,
+            1000,
+            "receive.max_in_flight",
+        );
+        let instance_changes = match &spec.limits.instance_changes {
+            Some(r) => Rate::parse(r.get_ref()).unwrap_or_else(|e| {
+                errors.push(file.error(Some(r.span()), e));
+                Rate::parse("1/hour").unwrap_or(Rate {
+                    count: NonZeroU32::MIN,
+                    per: Duration::from_secs(3600),
+                })
+            }),
+            None => Rate {
+                count: NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN),
+                per: Duration::from_secs(3600),
+            },
+        };
+        let bad = |errors: &mut Vec<SourceError>, v: &Option<Spanned<String>>, msg: &str| {
+            errors.push(file.error(v.as_ref().map(Spanned::span), msg.to_string()));
+        };
+        if wait > Duration::from_secs(20) {
+            bad(
+                &mut errors,
+                &spec.receive.wait,
+                "`receive.wait` is at most 20s (the SQS long-poll limit)",
+            );
+        }
+        if visibility_timeout < Duration::from_secs(1)
+            || visibility_timeout > Duration::from_secs(43_200)
+        {
+            bad(
+                &mut errors,
+                &spec.receive.visibility_timeout,
+                "`receive.visibility_timeout` must be between 1s and 12h",
+            );
+        }
+        if heartbeat.is_zero() || heartbeat >= visibility_timeout {
+            bad(
+                &mut errors,
+                &spec.receive.heartbeat,
+                "`receive.heartbeat` must be shorter than the visibility timeout, and not zero",
+            );
+        }
+        if retry_base.is_zero() || retry_max < retry_base {
+            bad(
+                &mut errors,
+                &spec.retry.max,
+                "`retry.base` must be more than zero and `retry.max` at least `retry.base`",
+            );
+        }
+        let queue_url = o.queue_url.or(spec.queue_url);
+        let dead_letter_queue_url = o.dead_letter_queue_url.or(spec.dead_letter_queue_url);
+        if queue_url.is_none() {
+            errors.push(file.error(
+                None,
+                "no queue URL: set `queue_url`, --queue-url or REFLEX_QUEUE_URL",
+            ));
+        }
+        if dead_letter_queue_url.is_none() {
+            errors.push(file.error(None, "no dead-letter queue URL: set `dead_letter_queue_url`, --dlq-url or REFLEX_DLQ_URL"));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut trusted = spec.trusted_topic_arns;
+        trusted.extend(o.trusted_topic_arns);
+        Ok(Config {
+            queue_url: queue_url.unwrap_or_default(),
+            dead_letter_queue_url: dead_letter_queue_url.unwrap_or_default(),
+            rules_dir: o
+                .rules_dir
+                .or(spec.rules_dir)
+                .unwrap_or_else(|| PathBuf::from("rules")),
+            trusted_topic_arns: trusted,
+            dry_run: o.dry_run || spec.dry_run,
+            max_event_age,
+            shutdown_grace,
+            pollers,
+            max_in_flight,
+            wait,
+            visibility_timeout,
+            heartbeat,
+            retry_base,
+            retry_max,
+            instance_changes,
+            dedup_window,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, Vec<String>> {
+        let file = SourceFile::new(Path::new("reflex.toml"), text.to_string());
+        let spec: ConfigSpec = parse_toml(&file).map_err(|e| vec![e.to_string()])?;
+        Config::from_spec(spec, &file, Overrides::default())
+            .map_err(|es| es.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load("queue_url = \"q\"\ndead_letter_queue_url = \"d\"\n").expect("loads");
+        assert_eq!(c.visibility_timeout, Duration::from_secs(60));
+        assert_eq!(c.heartbeat, Duration::from_secs(20));
+        assert_eq!(c.instance_changes.to_string(), "20/hour");
+        assert_eq!(c.pollers.get(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_located() {
+        let e = load("queue_url = \"q\"\ndead_letter_queue_url = \"d\"\n[receive]\npolers = 2\n")
+            .unwrap_err();
+        assert!(
+            e[0].starts_with("reflex.toml:4:1: unknown field `polers`"),
+            "{e:?}"
+        );
+        let e = load("queue_url = \"q\"\ndead_letter_queue_url = \"d\"\n[receive]\nwait = \"1 fortnight\"\nmax_in_flight = 0\n").unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e.iter().any(|e| e.starts_with("reflex.toml:4:8:")), "{e:?}");
+        assert!(
+            e.iter().any(|e| e.starts_with("reflex.toml:5:17:")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn queue_urls_are_required() {
+        let e = load("").unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
+    }
+}

@@ -1,0 +1,414 @@
+//! Which instances an action may touch: the blast-radius guards, as a pure
+//! function of what the ELB and EC2 reported, the rule's guard parameters and
+//! `now`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{Guard, GuardTrip};
+use crate::aws::{InstanceHealth, InstanceInfo, InstanceOp};
+use crate::rules::spec::TagSpec;
+
+/// The guard parameters of an action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_instances: u32,
+    pub max_percent: u32,
+    pub min_in_service: u32,
+    pub min_instance_age: std::time::Duration,
+    pub require_tag: Option<TagSpec>,
+}
+
+/// An instance left out, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Excluded {
+    pub instance_id: String,
+    pub guard: Guard,
+    pub reason: String,
+}
+
+/// What the guards allow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Selection {
+    /// Act on these (sorted, oldest first); `capped` says which caps
+    /// shrank the list.
+    Act {
+        targets: Vec<String>,
+        excluded: Vec<Excluded>,
+        capped: Vec<GuardTrip>,
+    },
+    /// A guard stops the action altogether.
+    Suppressed {
+        trip: GuardTrip,
+        excluded: Vec<Excluded>,
+    },
+}
+
+/// Whether one instance may be changed by `op`: its state, tag and age.
+pub fn check_instance(
+    info: &InstanceInfo,
+    op: InstanceOp,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<(), Excluded> {
+    let exclude = |guard, reason: String| Excluded {
+        instance_id: info.instance_id.clone(),
+        guard,
+        reason,
+    };
+    let allowed: &[&str] = match op {
+        InstanceOp::Terminate => &["running", "stopped"],
+        InstanceOp::Stop | InstanceOp::Reboot => &["running"],
+    };
+    if !allowed.contains(&info.state.as_str()) {
+        return Err(exclude(
+            Guard::InstanceState,
+            format!(
+                "instance is {}; {op} acts only on {}",
+                info.state,
+                allowed.join(" or ")
+            ),
+        ));
+    }
+    if let Some(tag) = &limits.require_tag {
+        let ok = match (info.tags.get(&tag.key), &tag.value) {
+            (Some(v), Some(want)) => v == want,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if !ok {
+            return Err(exclude(
+                Guard::RequireTag,
+                format!(
+                    "instance lacks tag {}{}",
+                    tag.key,
+                    tag.value
+                        .as_ref()
+                        .map(|v| format!("={v}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    if !limits.min_instance_age.is_zero() {
+        let Some(launched) = info.launch_time else {
+            return Err(exclude(
+                Guard::MinInstanceAge,
+                "launch time unknown".to_string(),
+            ));
+        };
+        let age = now.signed_duration_since(launched).num_seconds().max(0);
+        let min = i64::try_from(limits.min_instance_age.as_secs()).unwrap_or(i64::MAX);
+        if age < min {
+            return Err(exclude(
+                Guard::MinInstanceAge,
+                format!("instance is {age}s old; min_instance_age is {min}s"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Chooses which OutOfService instances an ELB action may touch.
+///
+/// `health` is every instance registered with the ELB; `oos` are the
+/// OutOfService ones (already confirmed, if the rule re-checks); `infos` is
+/// what EC2 says about them.
+pub fn select(
+    health: &[InstanceHealth],
+    oos: &[String],
+    infos: &[InstanceInfo],
+    op: InstanceOp,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Selection {
+    let registered = health.len();
+    let in_service = health.iter().filter(|h| h.in_service()).count();
+    let mut excluded = Vec::new();
+    if (in_service as u64) < u64::from(limits.min_in_service) {
+        return Selection::Suppressed {
+            trip: GuardTrip::new(
+                Guard::MinInService,
+                format!(
+                    "only {in_service} of {registered} instances are InService; min_in_service is {}: \
+                     when this much of a fleet fails the cause is shared, and replacing nodes will not fix it",
+                    limits.min_in_service
+                ),
+            )
+            .with("in_service", in_service)
+            .with("registered", registered)
+            .with("out_of_service", oos.len())
+            .with("min_in_service", limits.min_in_service),
+            excluded,
+        };
+    }
+    let mut eligible: Vec<&InstanceInfo> = Vec::new();
+    for id in oos {
+        match infos.iter().find(|i| &i.instance_id == id) {
+            None => excluded.push(Excluded {
+                instance_id: id.clone(),
+                guard: Guard::InstanceState,
+                reason: "EC2 does not know the instance".to_string(),
+            }),
+            Some(info) => match check_instance(info, op, limits, now) {
+                Ok(()) => eligible.push(info),
+                Err(e) => excluded.push(e),
+            },
+        }
+    }
+    // Oldest first, then by id: deterministic, and the oldest node is the
+    // likeliest to be a zombie.
+    eligible.sort_by(|a, b| {
+        a.launch_time
+            .cmp(&b.launch_time)
+            .then(a.instance_id.cmp(&b.instance_id))
+    });
+    if eligible.is_empty() {
+        let guard = excluded.first().map_or(Guard::InstanceState, |e| e.guard);
+        return Selection::Suppressed {
+            trip: GuardTrip::new(
+                guard,
+                format!(
+                    "none of the {} OutOfService instances may be changed",
+                    oos.len()
+                ),
+            )
+            .with("out_of_service", oos.len())
+            .with("excluded", excluded.len()),
+            excluded,
+        };
+    }
+    let mut capped = Vec::new();
+    let by_percent = (registered as u64 * u64::from(limits.max_percent) / 100) as usize;
+    if by_percent == 0 {
+        return Selection::Suppressed {
+            trip: GuardTrip::new(
+                Guard::MaxPercent,
+                format!(
+                    "max_percent {}% of {registered} registered instances allows none",
+                    limits.max_percent
+                ),
+            )
+            .with("registered", registered)
+            .with("max_percent", limits.max_percent)
+            .with("eligible", eligible.len()),
+            excluded,
+        };
+    }
+    if eligible.len() > by_percent {
+        capped.push(
+            GuardTrip::new(
+                Guard::MaxPercent,
+                format!(
+                    "{} eligible, max_percent {}% of {registered} allows {by_percent}",
+                    eligible.len(),
+                    limits.max_percent
+                ),
+            )
+            .with("eligible", eligible.len())
+            .with("allowed", by_percent)
+            .with("registered", registered),
+        );
+        eligible.truncate(by_percent);
+    }
+    let max = limits.max_instances as usize;
+    if eligible.len() > max {
+        capped.push(
+            GuardTrip::new(
+                Guard::MaxInstances,
+                format!("{} eligible, max_instances allows {max}", eligible.len()),
+            )
+            .with("eligible", eligible.len())
+            .with("allowed", max),
+        );
+        eligible.truncate(max);
+    }
+    Selection::Act {
+        targets: eligible
+            .into_iter()
+            .map(|i| i.instance_id.clone())
+            .collect(),
+        excluded,
+        capped,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-12T16:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn fleet(n: usize, oos: usize) -> (Vec<InstanceHealth>, Vec<String>, Vec<InstanceInfo>) {
+        let ids: Vec<String> = (0..n).map(|i| format!("i-{i:03}")).collect();
+        let health = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| InstanceHealth {
+                instance_id: id.clone(),
+                state: if i < oos { "OutOfService" } else { "InService" }.into(),
+                reason: None,
+            })
+            .collect();
+        let infos = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| InstanceInfo {
+                instance_id: id.clone(),
+                state: if i < oos { "stopped" } else { "running" }.into(),
+                launch_time: Some(now() - chrono::Duration::hours(1 + i as i64)),
+                tags: BTreeMap::from([("reflex:managed".to_string(), "true".to_string())]),
+            })
+            .collect();
+        (health, ids[..oos].to_vec(), infos)
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            max_instances: 10,
+            max_percent: 100,
+            min_in_service: 1,
+            min_instance_age: Duration::from_secs(600),
+            require_tag: Some(TagSpec {
+                key: "reflex:managed".into(),
+                value: Some("true".into()),
+            }),
+        }
+    }
+
+    fn targets(s: &Selection) -> Vec<String> {
+        match s {
+            Selection::Act { targets, .. } => targets.clone(),
+            Selection::Suppressed { .. } => vec![],
+        }
+    }
+
+    fn suppressed_by(s: &Selection) -> Option<Guard> {
+        match s {
+            Selection::Suppressed { trip, .. } => Some(trip.guard),
+            Selection::Act { .. } => None,
+        }
+    }
+
+    #[test]
+    fn one_of_four_out_of_service_is_selected() {
+        let (h, oos, infos) = fleet(4, 1);
+        assert_eq!(
+            targets(&select(
+                &h,
+                &oos,
+                &infos,
+                InstanceOp::Terminate,
+                &limits(),
+                now()
+            )),
+            vec!["i-000"]
+        );
+    }
+
+    #[test]
+    fn min_in_service_stops_everything() {
+        let (h, oos, infos) = fleet(4, 3);
+        let l = Limits {
+            min_in_service: 2,
+            ..limits()
+        };
+        let s = select(&h, &oos, &infos, InstanceOp::Terminate, &l, now());
+        assert_eq!(suppressed_by(&s), Some(Guard::MinInService));
+        if let Selection::Suppressed { trip, .. } = s {
+            assert_eq!(trip.numbers["in_service"], 1);
+            assert_eq!(trip.numbers["min_in_service"], 2);
+        }
+    }
+
+    #[test]
+    fn max_instances_and_max_percent_cap() {
+        let (h, oos, infos) = fleet(10, 4);
+        let l = Limits {
+            max_instances: 1,
+            ..limits()
+        };
+        let s = select(&h, &oos, &infos, InstanceOp::Terminate, &l, now());
+        // Oldest first: i-003 launched longest ago.
+        assert_eq!(targets(&s), vec!["i-003"]);
+        let l = Limits {
+            max_percent: 20,
+            ..limits()
+        };
+        assert_eq!(
+            targets(&select(&h, &oos, &infos, InstanceOp::Terminate, &l, now())).len(),
+            2
+        );
+        let (h, oos, infos) = fleet(3, 1);
+        let l = Limits {
+            max_percent: 25,
+            ..limits()
+        };
+        assert_eq!(
+            suppressed_by(&select(&h, &oos, &infos, InstanceOp::Terminate, &l, now())),
+            Some(Guard::MaxPercent)
+        );
+    }
+
+    #[test]
+    fn tag_age_and_state_exclude() {
+        let (h, oos, mut infos) = fleet(4, 1);
+        infos[0].tags.clear();
+        assert_eq!(
+            suppressed_by(&select(
+                &h,
+                &oos,
+                &infos,
+                InstanceOp::Terminate,
+                &limits(),
+                now()
+            )),
+            Some(Guard::RequireTag)
+        );
+        let (h, oos, mut infos) = fleet(4, 1);
+        infos[0].launch_time = Some(now() - chrono::Duration::minutes(2));
+        assert_eq!(
+            suppressed_by(&select(
+                &h,
+                &oos,
+                &infos,
+                InstanceOp::Terminate,
+                &limits(),
+                now()
+            )),
+            Some(Guard::MinInstanceAge)
+        );
+        let (h, oos, mut infos) = fleet(4, 1);
+        infos[0].state = "shutting-down".into();
+        assert_eq!(
+            suppressed_by(&select(
+                &h,
+                &oos,
+                &infos,
+                InstanceOp::Terminate,
+                &limits(),
+                now()
+            )),
+            Some(Guard::InstanceState)
+        );
+        let (h, oos, mut infos) = fleet(4, 1);
+        infos[0].state = "pending".into();
+        assert_eq!(
+            suppressed_by(&select(
+                &h,
+                &oos,
+                &infos,
+                InstanceOp::Terminate,
+                &limits(),
+                now()
+            )),
+            Some(Guard::InstanceState)
+        );
+    }
+}

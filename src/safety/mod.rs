@@ -1,0 +1,77 @@
+//! Guards: what stops an action. Pure blast-radius selection
+//! ([`blast_radius`]) and the limiter state — dedup, cooldowns, rates —
+//! behind one small trait ([`state`]).
+
+pub mod blast_radius;
+pub mod state;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// The guards that can stop or shrink an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guard {
+    MinInService,
+    MaxPercent,
+    MaxInstances,
+    MinInstanceAge,
+    RequireTag,
+    InstanceState,
+    NotConfirmed,
+    AlarmRecovered,
+    AlarmNotFound,
+    Cooldown,
+    RuleRate,
+    GlobalRate,
+}
+
+impl Guard {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Guard::MinInService => "min_in_service",
+            Guard::MaxPercent => "max_percent",
+            Guard::MaxInstances => "max_instances",
+            Guard::MinInstanceAge => "min_instance_age",
+            Guard::RequireTag => "require_tag",
+            Guard::InstanceState => "instance_state",
+            Guard::NotConfirmed => "not_confirmed",
+            Guard::AlarmRecovered => "alarm_recovered",
+            Guard::AlarmNotFound => "alarm_not_found",
+            Guard::Cooldown => "cooldown",
+            Guard::RuleRate => "rule_rate",
+            Guard::GlobalRate => "global_rate",
+        }
+    }
+}
+
+impl std::fmt::Display for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A guard that tripped, with the numbers that tripped it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardTrip {
+    pub guard: Guard,
+    pub detail: String,
+    pub numbers: BTreeMap<&'static str, i64>,
+}
+
+impl GuardTrip {
+    pub fn new(guard: Guard, detail: impl Into<String>) -> Self {
+        GuardTrip {
+            guard,
+            detail: detail.into(),
+            numbers: BTreeMap::new(),
+        }
+    }
+
+    pub fn with(mut self, name: &'static str, value: impl TryInto<i64>) -> Self {
+        self.numbers
+            .insert(name, value.try_into().unwrap_or(i64::MAX));
+        self
+    }
+}

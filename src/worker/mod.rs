@@ -1,0 +1,439 @@
+//! The worker: polls, decodes, evaluates, guards, executes, disposes. The
+//! only place that sequences effects.
+//!
+//! - [`disposition`]: the pure decision of what happens to a message.
+//! - [`execute`]: running one planned action through its guards.
+//! - This module: the receive loop, heartbeats, per-message handling and
+//!   shutdown.
+
+pub mod disposition;
+pub mod execute;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{watch, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, info_span, warn, Instrument};
+
+use crate::aws::dry_run::{DryRunInstances, DryRunLoadBalancers, DryRunMetrics, DryRunNotifier};
+use crate::aws::{Alarms, Instances, LoadBalancers, Metrics, Notifier, Queue, QueueMessage};
+use crate::event::{decode_str, AlarmEvent, Poison, PoisonCode};
+use crate::outcome::ActionReport;
+use crate::plan::{evaluate_with, EvalOptions};
+use crate::rules::{Rate, RuleSet};
+use crate::safety::state::StateStore;
+use disposition::{decide, decide_poison, Backoff, Disposition};
+
+/// The effects actions can have.
+#[derive(Clone)]
+pub struct Effects {
+    pub elb: Arc<dyn LoadBalancers>,
+    pub ec2: Arc<dyn Instances>,
+    pub alarms: Arc<dyn Alarms>,
+    pub sns: Arc<dyn Notifier>,
+    pub metrics: Arc<dyn Metrics>,
+}
+
+impl Effects {
+    /// The same effects with every write replaced by its dry-run version.
+    pub fn dry_run(&self) -> Effects {
+        Effects {
+            elb: Arc::new(DryRunLoadBalancers(Arc::clone(&self.elb))),
+            ec2: Arc::new(DryRunInstances(Arc::clone(&self.ec2))),
+            alarms: Arc::clone(&self.alarms),
+            sns: Arc::new(DryRunNotifier),
+            metrics: Arc::new(DryRunMetrics),
+        }
+    }
+}
+
+/// The worker's settings (from [`crate::config::Config`]).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub trusted_topic_arns: Vec<String>,
+    pub dry_run: bool,
+    pub max_event_age: Duration,
+    pub pollers: u32,
+    pub max_in_flight: u32,
+    pub wait: Duration,
+    pub visibility_timeout: Duration,
+    pub heartbeat: Duration,
+    pub backoff: Backoff,
+    /// Instances changed across all rules.
+    pub instance_changes: Rate,
+}
+
+impl From<&crate::config::Config> for Settings {
+    fn from(c: &crate::config::Config) -> Self {
+        Settings {
+            trusted_topic_arns: c.trusted_topic_arns.clone(),
+            dry_run: c.dry_run,
+            max_event_age: c.max_event_age,
+            pollers: c.pollers.get(),
+            max_in_flight: c.max_in_flight.get(),
+            wait: c.wait,
+            visibility_timeout: c.visibility_timeout,
+            heartbeat: c.heartbeat,
+            backoff: Backoff {
+                base: c.retry_base,
+                max: c.retry_max,
+            },
+            instance_changes: c.instance_changes,
+        }
+    }
+}
+
+/// Serialises actions on the same target (load balancer, instance).
+#[derive(Default)]
+pub struct TargetLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl TargetLocks {
+    pub async fn lock(&self, target: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget locks nobody holds, so the map does not grow forever.
+            map.retain(|_, l| Arc::strong_count(l) > 1);
+            Arc::clone(map.entry(target.to_string()).or_default())
+        };
+        lock.lock_owned().await
+    }
+}
+
+/// A clock, injectable for tests.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The queue consumer.
+pub struct Worker {
+    pub queue: Arc<dyn Queue>,
+    pub dead_letters: Arc<dyn Queue>,
+    pub live: Effects,
+    pub dry: Effects,
+    pub rules: watch::Receiver<Arc<RuleSet>>,
+    pub state: Arc<dyn StateStore>,
+    pub locks: TargetLocks,
+    pub settings: Settings,
+    pub clock: Clock,
+}
+
+/// What handling one message produced.
+#[derive(Debug)]
+pub struct Handled {
+    pub event: Option<AlarmEvent>,
+    pub reports: Vec<ActionReport>,
+    pub disposition: Disposition,
+}
+
+impl Worker {
+    pub fn new(
+        queue: Arc<dyn Queue>,
+        dead_letters: Arc<dyn Queue>,
+        live: Effects,
+        rules: watch::Receiver<Arc<RuleSet>>,
+        state: Arc<dyn StateStore>,
+        settings: Settings,
+    ) -> Worker {
+        let dry = live.dry_run();
+        Worker {
+            queue,
+            dead_letters,
+            live,
+            dry,
+            rules,
+            state,
+            locks: TargetLocks::default(),
+            settings,
+            clock: Arc::new(Utc::now),
+        }
+    }
+
+    /// Runs the pollers until `shutdown`, then waits for in-flight messages
+    /// (the caller bounds that wait with the grace period).
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken, tracker: TaskTracker) {
+        let permits = Arc::new(Semaphore::new(self.settings.max_in_flight as usize));
+        let mut pollers = Vec::new();
+        for poller in 0..self.settings.pollers {
+            let worker = Arc::clone(&self);
+            let shutdown = shutdown.clone();
+            let tracker = tracker.clone();
+            let permits = Arc::clone(&permits);
+            pollers.push(tokio::spawn(async move {
+                worker.poll_loop(poller, shutdown, tracker, permits).await
+            }));
+        }
+        for p in pollers {
+            let _ = p.await;
+        }
+    }
+
+    async fn poll_loop(
+        self: Arc<Self>,
+        poller: u32,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+        permits: Arc<Semaphore>,
+    ) {
+        let mut failures: u32 = 0;
+        info!(poller, queue_url = self.queue.url(), "Poller started.");
+        while !shutdown.is_cancelled() {
+            // Take as many in-flight slots as one receive may fill (1-10).
+            let first = tokio::select! {
+                p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                () = shutdown.cancelled() => break,
+            };
+            let mut slots = vec![first];
+            while slots.len() < 10 {
+                match Arc::clone(&permits).try_acquire_owned() {
+                    Ok(p) => slots.push(p),
+                    Err(_) => break,
+                }
+            }
+            let max = u8::try_from(slots.len()).unwrap_or(10);
+            let received = tokio::select! {
+                r = self.queue.receive(max, self.settings.wait, self.settings.visibility_timeout) => r,
+                () = shutdown.cancelled() => break,
+            };
+            let messages = match received {
+                Ok(m) => {
+                    failures = 0;
+                    m
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    let pause = Duration::from_millis(200u64 << failures.min(6));
+                    warn!(%error, poller, retry_in_ms = pause.as_millis() as u64, "ReceiveMessage failed; will poll again.");
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                    continue;
+                }
+            };
+            for msg in messages {
+                let Some(slot) = slots.pop() else { break };
+                let worker = Arc::clone(&self);
+                let shutdown = shutdown.clone();
+                tracker.spawn(async move {
+                    worker.process(msg, &shutdown).await;
+                    drop(slot);
+                });
+            }
+        }
+        info!(poller, "Poller stopped receiving.");
+    }
+
+    /// Handles one message start to finish: heartbeat, decide, dispose.
+    pub async fn process(&self, msg: QueueMessage, shutdown: &CancellationToken) -> Handled {
+        let span = info_span!(
+            "message",
+            sqs_message_id = %msg.message_id,
+            sns_message_id = tracing::field::Empty,
+            alarm_name = tracing::field::Empty,
+            receive_count = msg.receive_count,
+        );
+        async {
+            let started = Instant::now();
+            let heartbeat = self.start_heartbeat(&msg);
+            let handled = self.handle(&msg, shutdown).await;
+            heartbeat.cancel();
+            self.dispose(&msg, &handled).await;
+            info!(
+                disposition = handled.disposition.label(),
+                actions = handled.reports.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "Message handled."
+            );
+            handled
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Keeps the message invisible while it is being worked on.
+    fn start_heartbeat(&self, msg: &QueueMessage) -> CancellationToken {
+        let stop = CancellationToken::new();
+        let queue = Arc::clone(&self.queue);
+        let receipt = msg.receipt_handle.clone();
+        let every = self.settings.heartbeat;
+        let extend_to = self.settings.visibility_timeout;
+        let stopped = stop.clone();
+        tokio::spawn(
+            async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(every) => {}
+                        () = stopped.cancelled() => return,
+                    }
+                    if let Err(error) = queue.change_visibility(&receipt, extend_to).await {
+                        warn!(%error, "Heartbeat could not extend the message's visibility.");
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        stop
+    }
+
+    /// Decides what happens to a message, running its actions. Pure of
+    /// queue effects: [`dispose`](Self::dispose) carries the decision out.
+    pub async fn handle(&self, msg: &QueueMessage, shutdown: &CancellationToken) -> Handled {
+        if shutdown.is_cancelled() {
+            return Handled {
+                event: None,
+                reports: vec![],
+                disposition: Disposition::Release,
+            };
+        }
+        let event = match decode_str(&msg.body).and_then(|e| self.check_trusted(e)) {
+            Ok(e) => e,
+            Err(poison) => {
+                warn!(code = poison.code.as_str(), reason = %poison.reason, "Poison message; sending it to the dead-letter queue.");
+                return Handled {
+                    event: None,
+                    reports: vec![],
+                    disposition: decide_poison(&poison),
+                };
+            }
+        };
+        let span = tracing::Span::current();
+        span.record(
+            "sns_message_id",
+            event.sns_message_id.as_deref().unwrap_or("-"),
+        );
+        span.record("alarm_name", event.alarm_name.as_str());
+        // The message finishes under the rules it started with.
+        let rules = Arc::clone(&self.rules.borrow());
+        let now = (self.clock)();
+        let options = EvalOptions {
+            max_event_age: Some(self.settings.max_event_age),
+            dry_run: self.settings.dry_run,
+        };
+        let plan = evaluate_with(&rules, &event, now, options);
+        info!(
+            rules_version = rules.version(),
+            new_state = %event.new_state,
+            matched = ?plan.matches.iter().map(|m| m.rule.name.as_str()).collect::<Vec<_>>(),
+            "Alarm event evaluated."
+        );
+        for s in &plan.skipped {
+            info!(rule = %s.rule, reason = %s.reason, "Rule matched but skipped.");
+        }
+        let mut reports: Vec<ActionReport> = Vec::new();
+        for m in &plan.matches {
+            let mut rule_rate_checked = None;
+            for (index, action) in m.actions.iter().enumerate() {
+                let report = self
+                    .execute(
+                        &event,
+                        m,
+                        index,
+                        action,
+                        &mut rule_rate_checked,
+                        &reports,
+                        shutdown,
+                    )
+                    .await;
+                reports.push(report);
+            }
+        }
+        let disposition = decide(&reports, msg.receive_count, self.settings.backoff);
+        Handled {
+            event: Some(event),
+            reports,
+            disposition,
+        }
+    }
+
+    fn check_trusted(&self, event: AlarmEvent) -> Result<AlarmEvent, Poison> {
+        let trusted = &self.settings.trusted_topic_arns;
+        match &event.topic_arn {
+            Some(topic) if !trusted.is_empty() && !trusted.contains(topic) => Err(Poison::new(
+                PoisonCode::UntrustedTopic,
+                format!("notification from topic {topic}, which is not in trusted_topic_arns"),
+            )),
+            _ => Ok(event),
+        }
+    }
+
+    /// Carries a disposition out. A message is deleted only after its
+    /// outcome is logged, and dead-lettered only if the DLQ send succeeded.
+    pub async fn dispose(&self, msg: &QueueMessage, handled: &Handled) {
+        let receipt = &msg.receipt_handle;
+        match &handled.disposition {
+            Disposition::Ack => {
+                if let Err(error) = self.queue.delete(receipt).await {
+                    // The message comes back; its finished actions are
+                    // remembered, so it will not act twice.
+                    error!(%error, "DeleteMessage failed; the message will be redelivered.");
+                }
+            }
+            Disposition::Retry { after } => {
+                info!(
+                    retry_in_s = after.as_secs(),
+                    "Leaving the message on the queue for a retry."
+                );
+                if let Err(error) = self.queue.change_visibility(receipt, *after).await {
+                    warn!(%error, "ChangeMessageVisibility failed; the message returns when its visibility times out.");
+                }
+            }
+            Disposition::Release => {
+                info!("Shutting down: releasing the message untouched.");
+                if let Err(error) = self.queue.change_visibility(receipt, Duration::ZERO).await {
+                    warn!(%error, "Could not release the message; it returns when its visibility times out.");
+                }
+            }
+            Disposition::DeadLetter { code, reason } => {
+                let attributes = dead_letter_attributes(msg, code, reason, self.queue.url());
+                match self.dead_letters.send(&msg.body, &attributes).await {
+                    Ok(dlq_message_id) => {
+                        info!(code = %code, %dlq_message_id, "Message sent to the dead-letter queue.");
+                        if let Err(error) = self.queue.delete(receipt).await {
+                            error!(%error, "DeleteMessage failed after dead-lettering; the message will be redelivered.");
+                        }
+                    }
+                    Err(error) => {
+                        let after = self.settings.backoff.after(msg.receive_count);
+                        error!(%error, code = %code, retry_in_s = after.as_secs(), "Could not send to the dead-letter queue; keeping the message.");
+                        if let Err(error) = self.queue.change_visibility(receipt, after).await {
+                            warn!(%error, "ChangeMessageVisibility failed too.");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The message attributes a dead-lettered message carries.
+pub fn dead_letter_attributes(
+    msg: &QueueMessage,
+    code: &str,
+    reason: &str,
+    source_queue: &str,
+) -> BTreeMap<String, String> {
+    let mut reason = reason.to_string();
+    if reason.len() > 1024 {
+        let mut cut = 1024;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
+    let mut a = BTreeMap::from([
+        ("ReasonCode".to_string(), code.to_string()),
+        ("ReasonText".to_string(), reason),
+        ("OriginalMessageId".to_string(), msg.message_id.clone()),
+        ("ReceiveCount".to_string(), msg.receive_count.to_string()),
+        ("SourceQueueUrl".to_string(), source_queue.to_string()),
+    ]);
+    if let Some(t) = msg.first_received_at.or(msg.sent_at) {
+        a.insert(
+            "FirstReceivedAt".to_string(),
+            crate::event::format_millis(&t),
+        );
+    }
+    a
+}
