@@ -1,0 +1,244 @@
+# IAM for reflex: the daemon's role (the ECS task role) and the ECS execution
+# role that pulls the image and ships logs.
+#
+# data.aws_iam_policy_document.daemon is the contract with the code: its Allow
+# actions must equal those of `reflex iam-policy --all-actions`.
+# tests/terraform.rs fails when the two drift apart.
+
+data "aws_iam_policy_document" "ecs_tasks_assume" {
+  statement {
+    sid     = "EcsTasksOfThisAccount"
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+
+    # Confused-deputy guard: only ECS acting for this account.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:${local.partition}:ecs:${local.region}:${local.account_id}:*"]
+    }
+  }
+}
+
+resource "aws_iam_role" "daemon" {
+  name                 = "${var.name}-daemon"
+  description          = "reflex daemon: drains ${var.name} and remediates tagged instances."
+  assume_role_policy   = data.aws_iam_policy_document.ecs_tasks_assume.json
+  max_session_duration = 3600
+  tags                 = var.tags
+}
+
+resource "aws_iam_role_policy" "daemon" {
+  name   = "reflex-daemon"
+  role   = aws_iam_role.daemon.id
+  policy = data.aws_iam_policy_document.daemon.json
+}
+
+data "aws_iam_policy_document" "daemon" {
+  statement {
+    sid    = "DrainAlarmQueue"
+    effect = "Allow"
+    actions = [
+      "sqs:ReceiveMessage",
+      "sqs:DeleteMessage",
+      "sqs:ChangeMessageVisibility",
+      "sqs:GetQueueAttributes",
+    ]
+    resources = [aws_sqs_queue.main.arn]
+  }
+
+  statement {
+    sid       = "DeadLetterPoisonMessages"
+    effect    = "Allow"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dead_letter.arn]
+  }
+
+  statement {
+    sid       = "ReadAlarmState"
+    effect    = "Allow"
+    actions   = ["cloudwatch:DescribeAlarms"]
+    resources = ["arn:${local.partition}:cloudwatch:${local.region}:${local.account_id}:alarm:*"]
+  }
+
+  # PutMetricData has no resource type; the namespace condition is the scope.
+  statement {
+    sid       = "PutOwnMetrics"
+    effect    = "Allow"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = var.metric_namespaces
+    }
+  }
+
+  # Load-balancer permissions exist only when reflex manages load balancers.
+  dynamic "statement" {
+    for_each = length(var.load_balancer_names) > 0 ? [1] : []
+
+    content {
+      # DescribeInstanceHealth has no resource type: "*" is the narrowest.
+      sid       = "ReadInstanceHealth"
+      effect    = "Allow"
+      actions   = ["elasticloadbalancing:DescribeInstanceHealth"]
+      resources = ["*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(var.load_balancer_names) > 0 ? [1] : []
+
+    content {
+      sid       = "DeregisterFromManagedLoadBalancers"
+      effect    = "Allow"
+      actions   = ["elasticloadbalancing:DeregisterInstancesFromLoadBalancer"]
+      resources = local.load_balancer_arns
+    }
+  }
+
+  # DescribeInstances has no resource type; pin it to this region.
+  statement {
+    sid       = "DescribeInstances"
+    effect    = "Allow"
+    actions   = ["ec2:DescribeInstances"]
+    resources = ["*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:Region"
+      values   = [local.region]
+    }
+  }
+
+  # The destructive actions, on tagged instances only: a wrong rule cannot
+  # reach an instance nobody opted in.
+  statement {
+    sid    = "RemediateTaggedInstances"
+    effect = "Allow"
+    actions = [
+      "ec2:TerminateInstances",
+      "ec2:RebootInstances",
+      "ec2:StopInstances",
+    ]
+    resources = ["arn:${local.partition}:ec2:${local.region}:${local.account_id}:instance/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:ResourceTag/${var.managed_tag_key}"
+      values   = [var.managed_tag_value]
+    }
+  }
+
+  # Belt and braces: an explicit deny wins over any Allow, so even a broader
+  # policy attached to this role later cannot reach an untagged instance.
+  # StringNotEquals is true when the tag is missing.
+  statement {
+    sid    = "DenyUntaggedInstances"
+    effect = "Deny"
+    actions = [
+      "ec2:TerminateInstances",
+      "ec2:RebootInstances",
+      "ec2:StopInstances",
+    ]
+    resources = ["*"]
+
+    condition {
+      test     = "StringNotEquals"
+      variable = "ec2:ResourceTag/${var.managed_tag_key}"
+      values   = [var.managed_tag_value]
+    }
+  }
+
+  statement {
+    sid       = "NotifyOperators"
+    effect    = "Allow"
+    actions   = ["sns:Publish"]
+    resources = local.notification_topic_arns
+  }
+}
+
+# Publishing to a KMS-encrypted notification topic needs the topic key. Kept
+# apart from the daemon policy: it grants no API action of its own, only key
+# use, and only when SNS makes the call.
+resource "aws_iam_role_policy" "daemon_kms" {
+  count = length(var.notification_topic_kms_key_arns) > 0 ? 1 : 0
+
+  name   = "reflex-daemon-notification-keys"
+  role   = aws_iam_role.daemon.id
+  policy = data.aws_iam_policy_document.daemon_kms[0].json
+}
+
+data "aws_iam_policy_document" "daemon_kms" {
+  count = length(var.notification_topic_kms_key_arns) > 0 ? 1 : 0
+
+  statement {
+    sid       = "EncryptNotificationsThroughSns"
+    effect    = "Allow"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = var.notification_topic_kms_key_arns
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["sns.${local.region}.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "execution" {
+  name                 = "${var.name}-execution"
+  description          = "ECS execution role for ${var.name}: pulls the image and writes logs."
+  assume_role_policy   = data.aws_iam_policy_document.ecs_tasks_assume.json
+  max_session_duration = 3600
+  tags                 = var.tags
+}
+
+resource "aws_iam_role_policy" "execution" {
+  name   = "reflex-execution"
+  role   = aws_iam_role.execution.id
+  policy = data.aws_iam_policy_document.execution.json
+}
+
+# Scoped replacement for AmazonECSTaskExecutionRolePolicy, which grants these
+# actions on every repository and log group.
+data "aws_iam_policy_document" "execution" {
+  # GetAuthorizationToken has no resource type.
+  statement {
+    sid       = "EcrLogin"
+    effect    = "Allow"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid    = "PullReflexImage"
+    effect = "Allow"
+    actions = [
+      "ecr:BatchCheckLayerAvailability",
+      "ecr:BatchGetImage",
+      "ecr:GetDownloadUrlForLayer",
+    ]
+    resources = [aws_ecr_repository.reflex.arn]
+  }
+
+  statement {
+    sid       = "WriteDaemonLogs"
+    effect    = "Allow"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.daemon.arn}:log-stream:*"]
+  }
+}

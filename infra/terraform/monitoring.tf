@@ -1,0 +1,78 @@
+# Alarms on reflex itself, sent to the operators' topic (never to the alarm
+# topic: reflex would then be remediating its own alarms).
+
+resource "aws_cloudwatch_metric_alarm" "dead_letters" {
+  alarm_name        = "${var.name}-dead-letters"
+  alarm_description = "A message reached ${aws_sqs_queue.dead_letter.name}: reflex could not decode or handle it after ${var.max_receive_count} receives. Inspect it, fix the cause, then redrive it."
+
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.dead_letter.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  # SQS stops sending metrics for a queue idle for six hours; an idle
+  # dead-letter queue is an empty one.
+  treat_missing_data = "notBreaching"
+
+  actions_enabled = true
+  alarm_actions   = [var.operator_topic_arn]
+  ok_actions      = [var.operator_topic_arn]
+  tags            = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = var.operator_topic_arn != aws_sns_topic.alarm.arn
+      error_message = "operator_topic_arn must not be the module's alarm topic: reflex would consume the alarms about itself."
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "oldest_message" {
+  alarm_name        = "${var.name}-oldest-message-age"
+  alarm_description = "The oldest message in ${aws_sqs_queue.main.name} is older than ${var.oldest_message_alarm_seconds} s: reflex is stuck, down, or not keeping up."
+
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateAgeOfOldestMessage"
+  dimensions          = { QueueName = aws_sqs_queue.main.name }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 5
+  datapoints_to_alarm = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.oldest_message_alarm_seconds
+  treat_missing_data  = "notBreaching"
+
+  actions_enabled = true
+  alarm_actions   = [var.operator_topic_arn]
+  ok_actions      = [var.operator_topic_arn]
+  tags            = var.tags
+}
+
+# The daemon puts reflex/Heartbeat (dimension Queue = queue name) every 60 s
+# while its poll loop runs. No heartbeat for ten minutes means the task is
+# down, crash-looping, or alive but stuck; missing data is therefore
+# breaching. ECS's RunningTaskCount would miss the stuck case.
+resource "aws_cloudwatch_metric_alarm" "not_running" {
+  alarm_name        = "${var.name}-not-running"
+  alarm_description = "reflex has put no Heartbeat for ${aws_sqs_queue.main.name} in 10 minutes: the daemon is not running or its poll loop is stuck. Check the ${aws_ecs_service.daemon.name} service and the ${aws_cloudwatch_log_group.daemon.name} logs."
+
+  namespace           = "reflex"
+  metric_name         = "Heartbeat"
+  dimensions          = { Queue = aws_sqs_queue.main.name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 2
+  datapoints_to_alarm = 2
+  comparison_operator = "LessThanThreshold"
+  threshold           = 1
+  treat_missing_data  = "breaching"
+
+  # Paused on purpose (desired_count = 0): no page.
+  actions_enabled = var.desired_count > 0
+  alarm_actions   = [var.operator_topic_arn]
+  ok_actions      = [var.operator_topic_arn]
+  tags            = var.tags
+}

@@ -1,0 +1,265 @@
+variable "name" {
+  description = "Name of the stack. Used for the topic, queues, cluster, service, role and repository names. Lower case because ECR repository names must be."
+  type        = string
+  default     = "reflex"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,31}$", var.name))
+    error_message = "name must start with a lower-case letter and contain only a-z, 0-9 and '-', at most 32 characters."
+  }
+}
+
+variable "image_tag" {
+  description = "Tag of the reflex image in the module's ECR repository to run. Tags are immutable: every rule change is a new image and a new tag (the git commit is a good choice)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest"
+    error_message = "image_tag must be a valid Docker tag (up to 128 of A-Z a-z 0-9 _ . -) and not \"latest\": the repository's tags are immutable."
+  }
+}
+
+variable "vpc_id" {
+  description = "VPC the Fargate task runs in."
+  type        = string
+
+  validation {
+    condition     = can(regex("^vpc-[0-9a-f]{8,17}$", var.vpc_id))
+    error_message = "vpc_id must look like vpc-0123456789abcdef0."
+  }
+}
+
+variable "subnet_ids" {
+  description = "Subnets for the Fargate task. Private subnets with a NAT gateway, or VPC endpoints for SQS, SNS, CloudWatch, CloudWatch Logs, EC2, ELB, ECR (api and dkr) and S3, so the task reaches AWS APIs without a public IP."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.subnet_ids) > 0 && alltrue([for s in var.subnet_ids : can(regex("^subnet-[0-9a-f]{8,17}$", s))])
+    error_message = "subnet_ids must list at least one subnet ID (subnet-...)."
+  }
+}
+
+variable "assign_public_ip" {
+  description = "Give the task a public IP. Only for public subnets without NAT; the task accepts no inbound traffic either way."
+  type        = bool
+  default     = false
+}
+
+variable "egress_cidr_blocks" {
+  description = "Where the task may open HTTPS (443) connections: AWS API endpoints and ECR. Narrow it to your VPC endpoints' CIDRs or the NAT route if you can."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = length(var.egress_cidr_blocks) > 0 && alltrue([for c in var.egress_cidr_blocks : can(cidrnetmask(c))])
+    error_message = "egress_cidr_blocks must be a non-empty list of IPv4 CIDR blocks."
+  }
+}
+
+variable "operator_topic_arn" {
+  description = "SNS topic that receives the alarms on reflex itself (dead letters, stale queue, daemon not running), e.g. the on-call pager. reflex may also publish to it. Must not be the module's own alarm topic."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-zA-Z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$", var.operator_topic_arn))
+    error_message = "operator_topic_arn must be an SNS topic ARN."
+  }
+}
+
+variable "notification_topic_arns" {
+  description = "Further SNS topics the rules' notify actions publish to. sns:Publish is granted on these and on operator_topic_arn, and nothing else."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for t in var.notification_topic_arns : can(regex("^arn:aws[a-zA-Z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$", t))])
+    error_message = "notification_topic_arns must contain SNS topic ARNs only."
+  }
+}
+
+variable "notification_topic_kms_key_arns" {
+  description = "Customer-managed KMS keys that encrypt the notification topics (operator_topic_arn and notification_topic_arns). Publishing to an encrypted topic needs kms:GenerateDataKey and kms:Decrypt on its key; the daemon gets them on these keys, only when called through SNS."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for k in var.notification_topic_kms_key_arns : can(regex("^arn:aws[a-zA-Z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-zA-Z-]+$", k))])
+    error_message = "notification_topic_kms_key_arns must contain KMS key ARNs (arn:...:kms:...:key/...), not aliases."
+  }
+}
+
+variable "load_balancer_names" {
+  description = "Names of the classic load balancers reflex manages. elasticloadbalancing:DeregisterInstancesFromLoadBalancer is granted on these only. Empty: reflex gets no load-balancer permissions at all."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for n in var.load_balancer_names : can(regex("^[A-Za-z0-9]([A-Za-z0-9-]{0,30}[A-Za-z0-9])?$", n))])
+    error_message = "load_balancer_names must contain classic load balancer names (1-32 of A-Z a-z 0-9 -, not starting or ending with -)."
+  }
+}
+
+variable "managed_tag_key" {
+  description = "Tag key that marks an EC2 instance as one reflex may terminate, reboot or stop. IAM denies those actions on any instance without this tag and value, whatever the rules say."
+  type        = string
+  default     = "reflex:managed"
+
+  validation {
+    condition     = length(var.managed_tag_key) > 0 && length(var.managed_tag_key) <= 128 && !startswith(lower(var.managed_tag_key), "aws:")
+    error_message = "managed_tag_key must be 1-128 characters and must not start with the reserved prefix aws:."
+  }
+}
+
+variable "managed_tag_value" {
+  description = "Value the managed_tag_key tag must have."
+  type        = string
+  default     = "true"
+
+  validation {
+    condition     = length(var.managed_tag_value) > 0 && length(var.managed_tag_value) <= 256
+    error_message = "managed_tag_value must be 1-256 characters; an empty value would match too loosely."
+  }
+}
+
+variable "metric_namespaces" {
+  description = "CloudWatch namespaces reflex may put metrics in: its own (reflex, which carries the Heartbeat the not-running alarm watches) and any a rule chooses."
+  type        = list(string)
+  default     = ["reflex"]
+
+  validation {
+    condition     = contains(var.metric_namespaces, "reflex") && alltrue([for n in var.metric_namespaces : !startswith(n, "AWS/") && length(n) > 0 && length(n) <= 255])
+    error_message = "metric_namespaces must include \"reflex\" and must not use the reserved AWS/ prefix."
+  }
+}
+
+variable "kms_key" {
+  description = <<-EOT
+    Key that encrypts the alarm topic (and the log group, when it is a customer-managed key).
+    "create" (default): the module creates a customer-managed key, with rotation, whose policy lets CloudWatch alarms publish to the topic and CloudWatch Logs encrypt the daemon's log group.
+    A KMS key ARN: use that customer-managed key. Its policy must let cloudwatch.amazonaws.com use kms:GenerateDataKey* and kms:Decrypt, and logs.<region>.amazonaws.com encrypt the log group (see README).
+    "alias/aws/sns": the AWS-managed SNS key. CloudWatch alarms cannot publish to a topic encrypted with it, and a check says so on every plan. The log group then has CloudWatch Logs' default encryption.
+  EOT
+  type        = string
+  default     = "create"
+  nullable    = false
+
+  validation {
+    condition = (
+      var.kms_key == "create" ||
+      var.kms_key == "alias/aws/sns" ||
+      can(regex("^arn:aws[a-zA-Z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-zA-Z-]+$", var.kms_key))
+    )
+    error_message = "kms_key must be \"create\", \"alias/aws/sns\", or a KMS key ARN (arn:...:kms:...:key/...)."
+  }
+}
+
+variable "longest_action_seconds" {
+  description = "How long the daemon's longest action can take for one message, including its retries (the daemon's action timeout). Sizes the queue's visibility timeout (2 x this + 30 s) and the task's stop timeout (this + 10 s, at most 120 s on Fargate)."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.longest_action_seconds >= 1 && var.longest_action_seconds <= 21585 && floor(var.longest_action_seconds) == var.longest_action_seconds
+    error_message = "longest_action_seconds must be a whole number from 1 to 21585 (the visibility timeout, 2 x this + 30, must stay within SQS's 12 hours)."
+  }
+}
+
+variable "max_receive_count" {
+  description = "How many times a message is received before SQS moves it to the dead-letter queue (the redrive policy's maxReceiveCount)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.max_receive_count >= 1 && var.max_receive_count <= 1000 && floor(var.max_receive_count) == var.max_receive_count
+    error_message = "max_receive_count must be a whole number from 1 to 1000."
+  }
+}
+
+variable "message_retention_seconds" {
+  description = "How long the main queue keeps a message. The dead-letter queue keeps messages 14 days, counted from their first enqueue, so keep this well below that."
+  type        = number
+  default     = 345600 # 4 days
+
+  validation {
+    condition     = var.message_retention_seconds >= 60 && var.message_retention_seconds <= 604800
+    error_message = "message_retention_seconds must be from 60 to 604800 (7 days), leaving at least 7 days in the dead-letter queue."
+  }
+}
+
+variable "oldest_message_alarm_seconds" {
+  description = "Alarm when the oldest message in the main queue is older than this: reflex is not keeping up, or is stuck."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.oldest_message_alarm_seconds >= 60
+    error_message = "oldest_message_alarm_seconds must be at least 60."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of the daemon's log group. Its logs are the audit trail of what reflex did, so keep a year or more."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a retention period CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653)."
+  }
+}
+
+variable "desired_count" {
+  description = "Number of daemon tasks: 1 to run, 0 to pause (messages wait in the queue). Never more than one: rate limits and blast-radius guards are kept per process, so two tasks would double them."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = contains([0, 1], var.desired_count)
+    error_message = "desired_count must be 0 or 1; the daemon's guards are per process."
+  }
+}
+
+variable "task_cpu" {
+  description = "Fargate task CPU units."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = contains([256, 512, 1024, 2048, 4096], var.task_cpu)
+    error_message = "task_cpu must be one of 256, 512, 1024, 2048, 4096."
+  }
+}
+
+variable "task_memory" {
+  description = "Fargate task memory in MiB; must be a valid combination with task_cpu."
+  type        = number
+  default     = 512
+
+  validation {
+    condition     = var.task_memory >= 512 && var.task_memory <= 30720
+    error_message = "task_memory must be from 512 to 30720 MiB."
+  }
+}
+
+variable "cpu_architecture" {
+  description = "CPU architecture of the task; build the image for the same platform (docker build --platform linux/amd64 or linux/arm64)."
+  type        = string
+  default     = "X86_64"
+
+  validation {
+    condition     = contains(["X86_64", "ARM64"], var.cpu_architecture)
+    error_message = "cpu_architecture must be X86_64 or ARM64."
+  }
+}
+
+variable "ecr_force_delete" {
+  description = "Let terraform destroy delete the ECR repository even if it still holds images."
+  type        = bool
+  default     = false
+}
+
+variable "tags" {
+  description = "Tags added to every resource the module creates."
+  type        = map(string)
+  default     = {}
+}
