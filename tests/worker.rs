@@ -1,0 +1,572 @@
+//! Worker tests with in-memory fakes behind the effect traits: every guard is
+//! shown stopping an action, and every disposition is shown being carried out.
+//! (End-to-end tests against a real AWS-protocol server are in e2e_run.rs.)
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reflex::aws::fake::FakeAws;
+use reflex::aws::{AwsError, InstanceInfo};
+use reflex::event::AlarmState;
+use reflex::outcome::Outcome;
+use reflex::rules::Rate;
+use reflex::safety::state::MemoryStore;
+use reflex::safety::Guard;
+use reflex::worker::disposition::{Backoff, Disposition};
+use reflex::worker::{Effects, Handled, Settings, Worker};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:alarms";
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-01-12T16:31:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn settings() -> Settings {
+    Settings {
+        trusted_topic_arns: vec![TOPIC.to_string()],
+        dry_run: false,
+        max_event_age: Duration::from_secs(900),
+        pollers: 1,
+        max_in_flight: 10,
+        wait: Duration::from_secs(1),
+        visibility_timeout: Duration::from_secs(60),
+        heartbeat: Duration::from_secs(20),
+        backoff: Backoff {
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(900),
+        },
+        instance_changes: Rate::parse("20/hour").unwrap(),
+    }
+}
+
+const OOS_RULE: &str = r#"
+[[rule]]
+name = "terminate-oos"
+[rule.match]
+alarm_name = "web-unhealthy"
+new_state = "ALARM"
+dimensions.LoadBalancerName = { exists = true }
+[[rule.actions]]
+type = "terminate_out_of_service"
+max_instances = MAX_INSTANCES
+max_percent = MAX_PERCENT
+min_in_service = MIN_IN_SERVICE
+min_instance_age = "10m"
+require_tag = { key = "reflex:managed", value = "true" }
+escalate_topic_arn = "arn:aws:sns:us-east-1:123456789012:oncall"
+EXTRA
+"#;
+
+fn oos_rule(max_instances: u32, max_percent: u32, min_in_service: u32, extra: &str) -> String {
+    OOS_RULE
+        .replace("MAX_INSTANCES", &max_instances.to_string())
+        .replace("MAX_PERCENT", &max_percent.to_string())
+        .replace("MIN_IN_SERVICE", &min_in_service.to_string())
+        .replace("EXTRA", extra)
+}
+
+fn alarm_body(alarm: &str, dims: &[(&str, &str)], topic: &str, message_id: &str) -> String {
+    let dims: Vec<_> = dims
+        .iter()
+        .map(|(n, v)| serde_json::json!({"name": n, "value": v}))
+        .collect();
+    let alarm = serde_json::json!({
+        "AlarmName": alarm,
+        "AlarmArn": format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{alarm}"),
+        "AWSAccountId": "123456789012",
+        "NewStateValue": "ALARM",
+        "OldStateValue": "OK",
+        "NewStateReason": "Threshold Crossed",
+        "StateChangeTime": "2026-01-12T16:30:42.236+0000",
+        "Region": "US East (N. Virginia)",
+        "Trigger": {"MetricName": "UnHealthyHostCount", "Namespace": "AWS/ELB", "Dimensions": dims, "Threshold": 1.0}
+    });
+    serde_json::json!({
+        "Type": "Notification",
+        "MessageId": message_id,
+        "TopicArn": topic,
+        "Subject": "ALARM",
+        "Message": alarm.to_string(),
+        "Timestamp": "2026-01-12T16:30:42.300Z"
+    })
+    .to_string()
+}
+
+struct Harness {
+    aws: FakeAws,
+    dlq: FakeAws,
+    worker: Worker,
+}
+
+fn harness(rules: &str, settings: Settings) -> Harness {
+    let aws = FakeAws::new();
+    let dlq = aws.other_queue("https://sqs.us-east-1.amazonaws.com/123456789012/dlq");
+    let set = reflex::rules::load_sources(vec![(PathBuf::from("t.toml"), rules.to_string())])
+        .unwrap_or_else(|e| panic!("rules: {e:?}"));
+    let (_tx, rx) = watch::channel(Arc::new(set));
+    let a = Arc::new(aws.clone());
+    let effects = Effects {
+        elb: a.clone(),
+        ec2: a.clone(),
+        alarms: a.clone(),
+        sns: a.clone(),
+        metrics: a.clone(),
+    };
+    let mut worker = Worker::new(
+        a,
+        Arc::new(dlq.clone()),
+        effects,
+        rx,
+        Arc::new(MemoryStore::new(Duration::from_secs(3600))),
+        settings,
+    );
+    worker.clock = Arc::new(now);
+    Harness { aws, dlq, worker }
+}
+
+/// A fleet behind ELB `web`: `n` instances, the first `oos` stopped and
+/// OutOfService, all tagged and an hour old.
+fn fleet(aws: &FakeAws, n: usize, oos: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = format!("i-{i:04}");
+        let stopped = i < oos;
+        aws.add_instance(
+            "web",
+            InstanceInfo {
+                instance_id: id.clone(),
+                state: if stopped { "stopped" } else { "running" }.into(),
+                launch_time: Some(
+                    now() - chrono::Duration::hours(2) + chrono::Duration::minutes(i as i64),
+                ),
+                tags: BTreeMap::from([("reflex:managed".to_string(), "true".to_string())]),
+            },
+            if stopped { "OutOfService" } else { "InService" },
+        );
+        ids.push(id);
+    }
+    aws.state()
+        .alarms
+        .insert("web-unhealthy".into(), AlarmState::Alarm);
+    ids
+}
+
+impl Harness {
+    async fn deliver(&self, body: &str, id: &str) -> Handled {
+        self.aws.enqueue(id, body, 1);
+        let msg = self
+            .aws
+            .state()
+            .queue
+            .iter()
+            .find(|(m, _)| m.message_id == id)
+            .map(|(m, _)| m.clone())
+            .unwrap();
+        self.worker.process(msg, &CancellationToken::new()).await
+    }
+
+    fn terminated(&self) -> Vec<String> {
+        self.aws
+            .state()
+            .changes
+            .iter()
+            .filter(|(op, _, dry)| op == "TerminateInstances" && !dry)
+            .flat_map(|(_, ids, _)| ids.clone())
+            .collect()
+    }
+}
+
+fn web_alarm(id: &str) -> String {
+    alarm_body("web-unhealthy", &[("LoadBalancerName", "web")], TOPIC, id)
+}
+
+fn suppressed_by(h: &Handled) -> Option<Guard> {
+    h.reports.iter().find_map(|r| match &r.outcome {
+        Outcome::Suppressed { guard, .. } => Some(*guard),
+        _ => None,
+    })
+}
+
+#[tokio::test]
+async fn terminates_the_out_of_service_instance_and_deletes_the_message() {
+    let h = harness(&oos_rule(1, 50, 1, ""), settings());
+    let ids = fleet(&h.aws, 4, 1);
+    let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+    assert_eq!(handled.disposition, Disposition::Ack);
+    assert_eq!(h.terminated(), vec![ids[0].clone()]);
+    assert_eq!(handled.reports[0].outcome, Outcome::Done);
+    assert_eq!(h.aws.state().deleted, vec!["rh-sqs-1".to_string()]);
+    assert!(h.aws.state().queue.is_empty());
+}
+
+#[tokio::test]
+async fn dry_run_reads_and_computes_but_changes_nothing() {
+    let h = harness(
+        &oos_rule(1, 50, 1, "").replace(
+            "name = \"terminate-oos\"",
+            "name = \"terminate-oos\"\ndry_run = true",
+        ),
+        settings(),
+    );
+    let ids = fleet(&h.aws, 4, 1);
+    let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+    assert_eq!(handled.reports[0].outcome, Outcome::DryRun);
+    assert_eq!(
+        handled.reports[0].targets,
+        vec![ids[0].clone()],
+        "targets are computed"
+    );
+    assert!(h.terminated().is_empty(), "nothing is terminated");
+    let changes = h.aws.state().changes.clone();
+    assert_eq!(
+        changes,
+        vec![("TerminateInstances".to_string(), vec![ids[0].clone()], true)],
+        "EC2 is asked with DryRun=true"
+    );
+    assert_eq!(handled.disposition, Disposition::Ack);
+}
+
+#[tokio::test]
+async fn global_dry_run_switch_changes_nothing() {
+    let mut s = settings();
+    s.dry_run = true;
+    let h = harness(&oos_rule(1, 50, 1, ""), s);
+    fleet(&h.aws, 4, 1);
+    let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+    assert_eq!(handled.reports[0].outcome, Outcome::DryRun);
+    assert!(h.terminated().is_empty());
+}
+
+#[tokio::test]
+async fn min_in_service_stops_the_action_and_escalates() {
+    let h = harness(&oos_rule(4, 100, 2, ""), settings());
+    fleet(&h.aws, 4, 3);
+    let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+    assert_eq!(suppressed_by(&handled), Some(Guard::MinInService));
+    assert!(h.terminated().is_empty());
+    assert_eq!(
+        handled.disposition,
+        Disposition::Ack,
+        "a guard is an outcome, not an error"
+    );
+    let published = h.aws.state().published.clone();
+    assert_eq!(published.len(), 1, "escalation notify fires");
+    assert!(
+        published[0].2.contains("min_in_service"),
+        "{}",
+        published[0].2
+    );
+}
+
+#[tokio::test]
+async fn max_instances_caps_the_targets() {
+    let h = harness(&oos_rule(1, 100, 1, ""), settings());
+    fleet(&h.aws, 6, 2);
+    let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+    assert_eq!(h.terminated().len(), 1);
+    assert_eq!(handled.reports[0].capped[0].guard, Guard::MaxInstances);
+}
+
+#[tokio::test]
+async fn max_percent_caps_and_can_forbid() {
+    let h = harness(&oos_rule(10, 25, 1, ""), settings());
+    fleet(&h.aws, 8, 4);
+    h.deliver(&web_alarm("m1"), "sqs-1").await;
+    assert_eq!(h.terminated().len(), 2, "25% of 8");
+    let h = harness(&oos_rule(10, 20, 1, ""), settings());
+    fleet(&h.aws, 4, 1);
+    let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+    assert_eq!(
+        suppressed_by(&handled),
+        Some(Guard::MaxPercent),
+        "20% of 4 is no instance"
+    );
+    assert!(h.terminated().is_empty());
+}
+
+#[tokio::test]
+async fn young_untagged_and_dying_instances_are_left_alone() {
+    for (guard, tweak) in [
+        (Guard::MinInstanceAge, "young"),
+        (Guard::RequireTag, "untagged"),
+        (Guard::InstanceState, "shutting-down"),
+    ] {
+        let h = harness(&oos_rule(1, 50, 1, ""), settings());
+        let ids = fleet(&h.aws, 4, 1);
+        {
+            let mut s = h.aws.state();
+            let i = s.instances.get_mut(&ids[0]).unwrap();
+            match tweak {
+                "young" => i.launch_time = Some(now() - chrono::Duration::minutes(3)),
+                "untagged" => i.tags.clear(),
+                _ => i.state = "shutting-down".into(),
+            }
+        }
+        let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+        assert_eq!(suppressed_by(&handled), Some(guard), "{tweak}");
+        assert!(h.terminated().is_empty(), "{tweak}");
+    }
+}
+
+#[tokio::test]
+async fn a_recovered_or_unknown_alarm_stops_the_action() {
+    let h = harness(&oos_rule(1, 50, 1, ""), settings());
+    fleet(&h.aws, 4, 1);
+    h.aws
+        .state()
+        .alarms
+        .insert("web-unhealthy".into(), AlarmState::Ok);
+    let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+    assert_eq!(suppressed_by(&handled), Some(Guard::AlarmRecovered));
+    assert!(h.terminated().is_empty());
+    h.aws.state().alarms.clear();
+    // A new transition (a redelivery of the first would be a duplicate).
+    let handled = h
+        .deliver(
+            &web_alarm("m2").replace("16:30:42.236", "16:30:50.000"),
+            "sqs-2",
+        )
+        .await;
+    assert_eq!(suppressed_by(&handled), Some(Guard::AlarmNotFound));
+    assert!(h.terminated().is_empty());
+}
+
+#[tokio::test]
+async fn cooldown_stops_a_second_transition() {
+    let h = harness(
+        &oos_rule(1, 50, 1, "[rule.limits]\ncooldown = \"10m\""),
+        settings(),
+    );
+    fleet(&h.aws, 6, 2);
+    h.deliver(&web_alarm("m1"), "sqs-1").await;
+    let second = alarm_body("web-unhealthy", &[("LoadBalancerName", "web")], TOPIC, "m2")
+        .replace("16:30:42.236", "16:30:50.000");
+    let handled = h.deliver(&second, "sqs-2").await;
+    assert_eq!(suppressed_by(&handled), Some(Guard::Cooldown));
+    assert_eq!(h.terminated().len(), 1);
+}
+
+#[tokio::test]
+async fn rule_rate_and_global_rate_stop_actions() {
+    let rules = oos_rule(1, 50, 1, "[rule.limits]\nrate = \"1/hour\"");
+    let h = harness(&rules, settings());
+    fleet(&h.aws, 8, 3);
+    h.deliver(&web_alarm("m1"), "sqs-1").await;
+    let second = web_alarm("m2").replace("16:30:42.236", "16:30:50.000");
+    let handled = h.deliver(&second, "sqs-2").await;
+    assert_eq!(suppressed_by(&handled), Some(Guard::RuleRate));
+    assert_eq!(h.terminated().len(), 1);
+
+    let mut s = settings();
+    s.instance_changes = Rate::parse("1/hour").unwrap();
+    let h = harness(&oos_rule(1, 50, 1, ""), s);
+    fleet(&h.aws, 8, 3);
+    h.deliver(&web_alarm("m1"), "sqs-1").await;
+    let handled = h
+        .deliver(
+            &web_alarm("m2").replace("16:30:42.236", "16:30:50.000"),
+            "sqs-2",
+        )
+        .await;
+    assert_eq!(suppressed_by(&handled), Some(Guard::GlobalRate));
+    assert_eq!(h.terminated().len(), 1);
+}
+
+#[tokio::test]
+async fn the_same_transition_twice_acts_once() {
+    let h = harness(&oos_rule(1, 50, 1, ""), settings());
+    fleet(&h.aws, 6, 2);
+    h.deliver(&web_alarm("sns-a"), "sqs-1").await;
+    // SNS redelivered the notification under a new SQS message id.
+    let handled = h.deliver(&web_alarm("sns-a"), "sqs-2").await;
+    assert_eq!(handled.reports[0].outcome, Outcome::Duplicate);
+    assert_eq!(handled.disposition, Disposition::Ack);
+    assert_eq!(h.terminated().len(), 1);
+}
+
+#[tokio::test]
+async fn stale_events_are_skipped_with_a_reason() {
+    let h = harness(
+        &oos_rule(1, 50, 1, "[rule.limits]\nmax_event_age = \"10s\""),
+        settings(),
+    );
+    fleet(&h.aws, 4, 1);
+    let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+    assert!(handled.reports.is_empty());
+    assert!(h.terminated().is_empty());
+    assert_eq!(handled.disposition, Disposition::Ack);
+}
+
+#[tokio::test]
+async fn poison_goes_to_the_dlq_with_reason_attributes() {
+    let h = harness(&oos_rule(1, 50, 1, ""), settings());
+    for (body, code) in [
+        ("not json", "not_json"),
+        ("{\"hello\": 1}", "unrecognised_shape"),
+        (
+            &*web_alarm("m").replace(TOPIC, "arn:aws:sns:us-east-1:123456789012:evil"),
+            "untrusted_topic",
+        ),
+    ] {
+        let handled = h.deliver(body, code).await;
+        assert!(
+            matches!(&handled.disposition, Disposition::DeadLetter { code: c, .. } if c == code),
+            "{code}: {:?}",
+            handled.disposition
+        );
+    }
+    let sent = h.dlq.state().sent.clone();
+    assert_eq!(sent.len(), 3);
+    assert_eq!(sent[0].0, "not json", "the original body is kept");
+    assert_eq!(sent[0].1["ReasonCode"], "not_json");
+    assert_eq!(sent[0].1["OriginalMessageId"], "not_json");
+    assert_eq!(sent[0].1["ReceiveCount"], "1");
+    assert!(!sent[0].1["ReasonText"].is_empty());
+    assert!(h.aws.state().queue.is_empty(), "deleted after the DLQ send");
+}
+
+#[tokio::test]
+async fn a_failed_dlq_send_keeps_the_message() {
+    let h = harness(&oos_rule(1, 50, 1, ""), settings());
+    h.dlq.fail_next(
+        "sqs:SendMessage",
+        AwsError::transient("sqs", "SendMessage", "503"),
+    );
+    let handled = h.deliver("not json", "m1").await;
+    assert!(matches!(
+        handled.disposition,
+        Disposition::DeadLetter { .. }
+    ));
+    let s = h.aws.state();
+    assert!(s.deleted.is_empty(), "never deleted without the DLQ copy");
+    assert_eq!(s.queue.len(), 1);
+    assert_eq!(
+        s.visibility_changes,
+        vec![("rh-m1".to_string(), 10)],
+        "backed off for a retry"
+    );
+}
+
+#[tokio::test]
+async fn a_transient_failure_retries_with_backoff_and_does_not_delete() {
+    let h = harness(&oos_rule(1, 50, 1, ""), settings());
+    let ids = fleet(&h.aws, 4, 1);
+    h.aws.fail_next(
+        "ec2:TerminateInstances",
+        AwsError::transient("ec2", "TerminateInstances", "Throttling"),
+    );
+    h.aws.enqueue("sqs-1", &web_alarm("m1"), 3);
+    let msg = h.aws.state().queue[0].0.clone();
+    let handled = h
+        .worker
+        .process(msg.clone(), &CancellationToken::new())
+        .await;
+    assert_eq!(
+        handled.disposition,
+        Disposition::Retry {
+            after: Duration::from_secs(40)
+        }
+    );
+    assert!(h.aws.state().deleted.is_empty());
+    assert!(h.terminated().is_empty());
+    // The retry acts: the failed attempt released its claim.
+    let handled = h.worker.process(msg, &CancellationToken::new()).await;
+    assert_eq!(handled.disposition, Disposition::Ack);
+    assert_eq!(h.terminated(), vec![ids[0].clone()]);
+}
+
+#[tokio::test]
+async fn a_permanent_failure_goes_to_the_dlq_as_action_failed() {
+    let h = harness(&oos_rule(1, 50, 1, ""), settings());
+    fleet(&h.aws, 4, 1);
+    h.aws.fail_next(
+        "ec2:TerminateInstances",
+        AwsError::permanent("ec2", "TerminateInstances", "UnauthorizedOperation"),
+    );
+    let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+    assert!(
+        matches!(&handled.disposition, Disposition::DeadLetter { code, .. } if code == "action_failed")
+    );
+    assert_eq!(h.dlq.state().sent[0].1["ReasonCode"], "action_failed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn confirm_after_only_keeps_instances_out_of_service_twice() {
+    let h = harness(&oos_rule(5, 100, 1, "confirm_after = \"30s\""), settings());
+    let ids = fleet(&h.aws, 6, 2);
+    let aws = h.aws.clone();
+    let recover = ids[0].clone();
+    // During the wait, the first instance recovers.
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        for i in aws.state().elb_health.get_mut("web").unwrap() {
+            if i.instance_id == recover {
+                i.state = "InService".into();
+            }
+        }
+    });
+    let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+    assert_eq!(h.terminated(), vec![ids[1].clone()]);
+    assert_eq!(handled.disposition, Disposition::Ack);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_during_confirm_after_releases_the_message_untouched() {
+    let h = harness(&oos_rule(5, 100, 1, "confirm_after = \"30s\""), settings());
+    fleet(&h.aws, 4, 1);
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        stop.cancel();
+    });
+    h.aws.enqueue("sqs-1", &web_alarm("m1"), 1);
+    let msg = h.aws.state().queue[0].0.clone();
+    let handled = h.worker.process(msg, &shutdown).await;
+    assert_eq!(handled.disposition, Disposition::Release);
+    assert!(h.terminated().is_empty());
+    let s = h.aws.state();
+    assert!(s.deleted.is_empty());
+    assert_eq!(
+        s.visibility_changes.last(),
+        Some(&("rh-sqs-1".to_string(), 0)),
+        "visible again at once"
+    );
+}
+
+#[tokio::test]
+async fn instance_actions_check_state_and_tag() {
+    let rules = r#"
+[[rule]]
+name = "reboot-on-system-check"
+[rule.match]
+metric_name = "StatusCheckFailed_System"
+dimensions.InstanceId = { exists = true }
+[[rule.actions]]
+type = "reboot_instance"
+require_tag = { key = "reflex:managed" }
+"#;
+    let h = harness(rules, settings());
+    let ids = fleet(&h.aws, 2, 1);
+    let body = alarm_body("sys-check", &[("InstanceId", &ids[1])], TOPIC, "m1")
+        .replace("UnHealthyHostCount", "StatusCheckFailed_System");
+    let handled = h.deliver(&body, "sqs-1").await;
+    assert_eq!(handled.reports[0].outcome, Outcome::Done);
+    assert_eq!(
+        h.aws.state().changes,
+        vec![("RebootInstances".to_string(), vec![ids[1].clone()], false)]
+    );
+    // A stopped instance is not rebooted.
+    let body = alarm_body("sys-check-2", &[("InstanceId", &ids[0])], TOPIC, "m2")
+        .replace("UnHealthyHostCount", "StatusCheckFailed_System");
+    let handled = h.deliver(&body, "sqs-2").await;
+    assert_eq!(suppressed_by(&handled), Some(Guard::InstanceState));
+    assert_eq!(h.aws.state().changes.len(), 1);
+}
