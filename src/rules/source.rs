@@ -58,13 +58,27 @@ impl SourceFile {
     }
 
     /// An error at a byte span (or at the start of the file).
+    ///
+    /// The message is kept to one line (the TOML parser's span several), so
+    /// each problem is exactly one `file:line:col: message` line.
     pub fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> SourceError {
         let (line, column) = span.map_or((1, 1), |s| self.line_col(s.start));
+        let message: String = message.into();
+        let message = if message.contains('\n') {
+            let parts: Vec<&str> = message
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            parts.join("; ")
+        } else {
+            message
+        };
         SourceError {
             file: self.path.clone(),
             line,
             column,
-            message: message.into(),
+            message,
         }
     }
 }
@@ -92,5 +106,10 @@ mod tests {
         assert_eq!(f.line_col(5), (2, 3));
         assert_eq!(f.line_col(6), (2, 3), "inside a multi-byte character");
         assert_eq!(f.error(Some(4..5), "bad").to_string(), "x.toml:2:2: bad");
+        assert_eq!(
+            f.error(None, "invalid table header\nexpected `.`, `]]`\n")
+                .to_string(),
+            "x.toml:1:1: invalid table header; expected `.`, `]]`"
+        );
     }
 }
