@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::aws::sdk::{ClassicElb, Clients, CloudWatch, Ec2, Sns, SqsQueue};
+use crate::aws::{Datum, Metrics};
 use crate::cli::exit;
 use crate::config::{Config, Overrides};
 use crate::safety::state::MemoryStore;
@@ -106,6 +107,11 @@ pub async fn run(args: RunArgs) -> u8 {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let pollers = tokio::spawn(Arc::clone(&worker).run(shutdown.clone(), tracker.clone()));
+    tokio::spawn(heartbeat(
+        Arc::new(CloudWatch(clients.cloudwatch.clone())),
+        queue_name(&config.queue_url),
+        shutdown.clone(),
+    ));
 
     wait_for_signal().await;
     info!(
@@ -126,6 +132,37 @@ pub async fn run(args: RunArgs) -> u8 {
     }
     info!("reflex stopped.");
     exit::OK
+}
+
+/// The queue's name: the last segment of its URL.
+pub fn queue_name(url: &str) -> String {
+    url.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(url)
+        .to_string()
+}
+
+/// Puts `reflex/Heartbeat` (dimension `Queue`) once a minute, off the
+/// message path, so the "reflex is not running" alarm can fire. A failure
+/// here never affects message handling.
+async fn heartbeat(metrics: Arc<dyn Metrics>, queue: String, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let datum = Datum {
+            metric_name: "Heartbeat".to_string(),
+            value: 1.0,
+            unit: Some("Count".to_string()),
+            dimensions: vec![("Queue".to_string(), queue.clone())],
+        };
+        if let Err(error) = metrics.put("reflex", &[datum]).await {
+            warn!(%error, "Could not put the Heartbeat metric.");
+        }
+    }
 }
 
 async fn wait_for_signal() {

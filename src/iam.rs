@@ -174,16 +174,18 @@ pub fn policy(rules: Option<&RuleSet>, scope: &Scope) -> Value {
         statements.push(json!({"Sid": "DescribeInstances", "Effect": "Allow",
             "Action": ["ec2:DescribeInstances"], "Resource": "*"}));
     }
-    let elb: Vec<&str> = [
-        "elasticloadbalancing:DescribeInstanceHealth",
-        "elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
-    ]
-    .into_iter()
-    .filter(|a| wanted.contains(a))
-    .collect();
-    if !elb.is_empty() {
-        statements.push(json!({"Sid": "ClassicLoadBalancers", "Effect": "Allow",
-            "Action": elb, "Resource": "arn:aws:elasticloadbalancing:*:*:loadbalancer/*"}));
+    // DescribeInstanceHealth supports no resource-level permissions; only
+    // deregistration can be scoped to load balancers.
+    if wanted.contains("elasticloadbalancing:DescribeInstanceHealth") {
+        statements.push(json!({"Sid": "ReadLoadBalancerHealth", "Effect": "Allow",
+            "Action": ["elasticloadbalancing:DescribeInstanceHealth"], "Resource": "*"}));
+    }
+    if wanted.contains("elasticloadbalancing:DeregisterInstancesFromLoadBalancer") {
+        statements.push(
+            json!({"Sid": "DeregisterFromLoadBalancers", "Effect": "Allow",
+            "Action": ["elasticloadbalancing:DeregisterInstancesFromLoadBalancer"],
+            "Resource": "arn:aws:elasticloadbalancing:*:*:loadbalancer/*"}),
+        );
     }
     let ec2: Vec<&str> = DESTRUCTIVE_EC2_ACTIONS
         .iter()
