@@ -1,0 +1,268 @@
+"""reflex demo: the classic rule, end to end, against moto's server.
+
+Run through scripts/demo, which installs the pinned emulator and builds reflex.
+Everything talks to 127.0.0.1 only.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+
+import boto3
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+ELB = "web"
+ALARM = "web-unhealthy-hosts"
+
+RULE = """\
+# The demo's copy of rules/elb-terminate-out-of-service.toml. One change:
+# min_instance_age is 0s, because the emulator's instances are seconds old.
+[[rule]]
+name = "terminate-out-of-service"
+description = "Terminate the nodes a classic ELB reports OutOfService; the ASG replaces them."
+
+[rule.match]
+alarm_name = { suffix = "-unhealthy-hosts" }
+new_state = "ALARM"
+old_state = { anything_but = "ALARM" }
+namespace = "AWS/ELB"
+metric_name = "UnHealthyHostCount"
+dimensions.LoadBalancerName = { exists = true }
+
+[[rule.actions]]
+type = "terminate_out_of_service"
+load_balancer = "{{ dimension.LoadBalancerName }}"
+max_instances = 1
+max_percent = 25
+min_in_service = 2
+min_instance_age = "0s"
+require_tag = { key = "reflex:managed", value = "true" }
+confirm_after = "2s"
+
+[[rule.actions]]
+type = "notify"
+topic_arn = "arn:aws:sns:us-east-1:123456789012:reflex-demo-notifications"
+subject = "reflex: {{ alarm.name }} on {{ dimension.LoadBalancerName }}"
+message = "reflex acted on {{ dimension.LoadBalancerName }} because {{ alarm.name }} is {{ alarm.new_state }}."
+
+[rule.limits]
+cooldown = "10m"
+rate = "5/hour"
+max_event_age = "15m"
+"""
+
+
+def step(n, text):
+    print(f"[{n}/7] {text}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cloudwatch_time(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}+0000"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reflex", required=True)
+    ap.add_argument("--keep", action="store_true", help="leave moto running")
+    args = ap.parse_args()
+
+    work = tempfile.mkdtemp(prefix="reflex-demo-")
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = dict(os.environ)
+    env.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_REGION=REGION,
+        AWS_DEFAULT_REGION=REGION,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+    )
+    env.pop("AWS_PROFILE", None)
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
+
+    print("reflex demo: CloudWatch alarm -> SNS -> SQS -> reflex -> EC2, on a local emulator\n")
+    step(1, "Python tools ready in .venv (moto[server] 5.2.5)")
+    step(2, f"reflex built: {args.reflex}")
+
+    moto_log = open(os.path.join(work, "moto.log"), "w")
+    moto = subprocess.Popen(
+        [".venv/bin/moto_server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=moto_log, stderr=subprocess.STDOUT,
+    )
+    reflex = None
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline or moto.poll() is not None:
+                    sys.exit(f"moto did not start; see {moto_log.name}")
+                time.sleep(0.2)
+        step(3, f"moto server listening on {endpoint}")
+
+        c = lambda svc: boto3.client(svc, endpoint_url=endpoint, region_name=REGION)
+        sqs, sns, ec2, elb, cw = c("sqs"), c("sns"), c("ec2"), c("elb"), c("cloudwatch")
+
+        topic = sns.create_topic(Name="reflex-demo-alarms")["TopicArn"]
+        notify_topic = sns.create_topic(Name="reflex-demo-notifications")["TopicArn"]
+        dlq = sqs.create_queue(QueueName="reflex-demo-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        queue = sqs.create_queue(
+            QueueName="reflex-demo",
+            Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})},
+        )["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+        notes = sqs.create_queue(QueueName="reflex-demo-notifications")["QueueUrl"]
+        notes_arn = sqs.get_queue_attributes(QueueUrl=notes, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=notify_topic, Protocol="sqs", Endpoint=notes_arn, Attributes={"RawMessageDelivery": "true"})
+
+        ami = ec2.describe_images()["Images"][0]["ImageId"]
+        ids = [
+            i["InstanceId"]
+            for i in ec2.run_instances(
+                ImageId=ami, MinCount=4, MaxCount=4, InstanceType="t3.micro",
+                TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                    {"Key": "Name", "Value": "web"}, {"Key": "reflex:managed", "Value": "true"}]}],
+            )["Instances"]
+        ]
+        elb.create_load_balancer(
+            LoadBalancerName=ELB,
+            Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80, "InstancePort": 80}],
+            AvailabilityZones=[f"{REGION}a"],
+        )
+        elb.register_instances_with_load_balancer(LoadBalancerName=ELB, Instances=[{"InstanceId": i} for i in ids])
+        cw.put_metric_alarm(
+            AlarmName=ALARM, Namespace="AWS/ELB", MetricName="UnHealthyHostCount",
+            Dimensions=[{"Name": "LoadBalancerName", "Value": ELB}], Statistic="Maximum",
+            Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold",
+            AlarmActions=[topic],
+        )
+        rules_dir = os.path.join(work, "rules")
+        os.makedirs(rules_dir)
+        with open(os.path.join(rules_dir, "elb-terminate-out-of-service.toml"), "w") as f:
+            f.write(RULE)
+        config = os.path.join(work, "reflex.toml")
+        with open(config, "w") as f:
+            f.write(
+                f'queue_url = "{queue}"\ndead_letter_queue_url = "{dlq}"\nrules_dir = "{rules_dir}"\n'
+                f'trusted_topic_arns = ["{topic}"]\n[receive]\nwait = "2s"\n'
+            )
+        step(4, f"created topic, queue + DLQ (redrive after 5 receives), ELB '{ELB}' with 4 tagged instances, alarm '{ALARM}'")
+
+        reflex_log = open(os.path.join(work, "reflex.log"), "w")
+        reflex = subprocess.Popen(
+            [args.reflex, "--log-format", "json", "run", "--config", config],
+            stdout=reflex_log, stderr=subprocess.STDOUT, env=env,
+        )
+        step(5, f"reflex run started (pid {reflex.pid}), long-polling the queue")
+
+        victim = ids[0]
+        ec2.stop_instances(InstanceIds=[victim])
+        health = {s["InstanceId"]: s["State"] for s in elb.describe_instance_health(LoadBalancerName=ELB)["InstanceStates"]}
+        cw.set_alarm_state(AlarmName=ALARM, StateValue="ALARM", StateReason="Threshold Crossed: 1 datapoint [1.0] >= 1.0")
+        now = datetime.now(timezone.utc)
+        notification = {
+            "AlarmName": ALARM, "AlarmDescription": None, "AWSAccountId": ACCOUNT,
+            "AlarmConfigurationUpdatedTimestamp": cloudwatch_time(now),
+            "NewStateValue": "ALARM", "NewStateReason": "Threshold Crossed: 1 datapoint [1.0] >= 1.0",
+            "StateChangeTime": cloudwatch_time(now), "Region": "US East (N. Virginia)",
+            "AlarmArn": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{ALARM}", "OldStateValue": "OK",
+            "OKActions": [], "AlarmActions": [topic], "InsufficientDataActions": [],
+            "Trigger": {"MetricName": "UnHealthyHostCount", "Namespace": "AWS/ELB", "StatisticType": "Statistic",
+                        "Statistic": "MAXIMUM", "Unit": None,
+                        "Dimensions": [{"value": ELB, "name": "LoadBalancerName"}], "Period": 60,
+                        "EvaluationPeriods": 1, "DatapointsToAlarm": 1,
+                        "ComparisonOperator": "GreaterThanOrEqualToThreshold", "Threshold": 1.0,
+                        "TreatMissingData": "missing", "EvaluateLowSampleCountPercentile": ""},
+        }
+        sns.publish(TopicArn=topic, Subject=f'ALARM: "{ALARM}" in US East (N. Virginia)', Message=json.dumps(notification))
+        published = time.time()
+        step(6, f"broke {victim} (stopped; the ELB reports it {health[victim]}), alarm -> ALARM, notification published")
+
+        deadline = time.time() + 60
+        state = None
+        while time.time() < deadline:
+            state = ec2.describe_instances(InstanceIds=[victim])["Reservations"][0]["Instances"][0]["State"]["Name"]
+            if state == "terminated":
+                break
+            if reflex.poll() is not None:
+                break
+            time.sleep(0.25)
+        if state != "terminated":
+            print(open(reflex_log.name).read())
+            sys.exit(f"FAILED: {victim} is {state}, not terminated")
+        step(7, f"reflex terminated {victim} {time.time() - published:.1f}s after the alarm (including the 2s confirm_after re-check)")
+
+        def depth(url):
+            a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+            return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
+
+        deadline = time.time() + 15
+        while depth(queue) and time.time() < deadline:
+            time.sleep(0.25)
+
+        print("\nThe fleet now:")
+        states = {i["InstanceId"]: i["State"]["Name"] for r in ec2.describe_instances(InstanceIds=ids)["Reservations"] for i in r["Instances"]}
+        for i in ids:
+            print(f"  {i}  {states[i]:<11}{'  <- was OutOfService' if i == victim else ''}")
+        print(f"\nalarm queue: {depth(queue)} messages; dead-letter queue: {depth(dlq)} messages")
+        msgs = sqs.receive_message(QueueUrl=notes, WaitTimeSeconds=1).get("Messages", [])
+        if msgs:
+            print("notification sent to the on-call topic:")
+            for line in msgs[0]["Body"].splitlines():
+                print(f"  | {line}")
+
+        print("\nreflex's decisions (from its JSON log):")
+        for line in open(reflex_log.name):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("message") in ("Alarm event evaluated.", "Action finished.", "Action suppressed by a guard.", "Message handled."):
+                keep = {k: rec[k] for k in ("message", "rule", "kind", "outcome", "targets", "matched", "disposition", "request_ids") if k in rec}
+                span = rec.get("span", {})
+                keep["sqs_message_id"] = span.get("sqs_message_id")
+                print("  " + json.dumps(keep))
+    finally:
+        if reflex is not None and reflex.poll() is None:
+            reflex.send_signal(signal.SIGTERM)
+            try:
+                code = reflex.wait(timeout=40)
+                print(f"\nreflex stopped on SIGTERM (exit {code})")
+            except subprocess.TimeoutExpired:
+                reflex.kill()
+        if args.keep:
+            print(f"\nmoto is still running at {endpoint} (pid {moto.pid}); inspect with e.g.\n"
+                  f"  AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
+                  f"aws --region {REGION} ec2 describe-instances\nstop it with: kill {moto.pid}")
+            print(f"logs: {work}")
+        else:
+            moto.terminate()
+            moto.wait(timeout=10)
+            shutil.rmtree(work, ignore_errors=True)
+            print("cleaned up: moto stopped, temporary files removed")
+
+
+if __name__ == "__main__":
+    main()
