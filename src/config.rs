@@ -319,3 +319,18 @@ mod tests {
         assert_eq!(e.len(), 2, "{e:?}");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The shipped example documents every key; it must stay loadable.
+    #[test]
+    fn the_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("reflex.example.toml");
+        let c = Config::load(Some(&path), Overrides::default()).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(c.trusted_topic_arns.len(), 1);
+        assert_eq!(c.dedup_window, Duration::from_secs(6 * 3600));
+        assert_eq!(c.retry_max, Duration::from_secs(900));
+    }
+}
