@@ -45,6 +45,18 @@ pub struct RunArgs {
     pub dry_run: bool,
 }
 
+static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Records when the process started, for the start-up time in the logs.
+pub fn mark_process_start() {
+    PROCESS_START.get_or_init(std::time::Instant::now);
+}
+
+/// Milliseconds since [`mark_process_start`].
+pub fn since_process_start() -> std::time::Duration {
+    PROCESS_START.get_or_init(std::time::Instant::now).elapsed()
+}
+
 /// Runs the daemon until a shutdown signal; returns the exit code.
 pub async fn run(args: RunArgs) -> u8 {
     let overrides = Overrides {

@@ -7,6 +7,7 @@ use reflex::cli::{run_offline, Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    reflex::daemon::mark_process_start();
     let cli = Cli::parse();
     let Command::Run(args) = cli.command else {
         return ExitCode::from(run_offline(cli.command));

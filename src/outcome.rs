@@ -88,6 +88,10 @@ pub struct ActionReport {
     pub excluded: Vec<Excluded>,
     pub request_ids: Vec<String>,
     pub duration_ms: u64,
+    /// Of which waiting for AWS calls, in microseconds.
+    pub aws_us: u64,
+    /// Of which in `confirm_after` waits, in microseconds.
+    pub waited_us: u64,
     /// The SNS message id of the escalation sent when a guard stopped it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub escalation_message_id: Option<String>,

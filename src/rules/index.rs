@@ -11,6 +11,9 @@ use std::sync::Arc;
 use super::{Rule, StringMatcher};
 use crate::event::{AlarmEvent, AlarmState};
 
+/// Rule indices by pinned value.
+type Bucket = HashMap<String, Vec<u32>>;
+
 #[derive(Debug, Default)]
 pub struct Index {
     by_alarm_name: HashMap<String, Vec<u32>>,
@@ -26,7 +29,7 @@ impl Index {
         for (i, rule) in rules.iter().enumerate() {
             let i = u32::try_from(i).expect("fewer than 4 billion rules");
             let m = &rule.matcher;
-            let keyed: [(&Option<StringMatcher>, &mut HashMap<String, Vec<u32>>); 4] = [
+            let keyed: [(&Option<StringMatcher>, &mut Bucket); 4] = [
                 (&m.alarm_name, &mut index.by_alarm_name),
                 (&m.metric_name, &mut index.by_metric_name),
                 (&m.namespace, &mut index.by_namespace),

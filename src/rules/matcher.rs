@@ -206,7 +206,7 @@ impl StringMatcher {
                     tests.push(Test::AnythingBut(vs.clone().into_vec()));
                 }
                 if let Some(e) = ops.exists {
-                    if !e && tests.len() > 0 {
+                    if !e && !tests.is_empty() {
                         return Err(
                             "`exists = false` cannot be combined with other operators".to_string()
                         );

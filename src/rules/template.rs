@@ -181,6 +181,17 @@ impl Template {
     }
 }
 
+impl Template {
+    /// The template's text if it names no field (a constant).
+    pub fn literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [] => Some(""),
+            [Part::Text(t)] => Some(t),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,16 +226,5 @@ mod tests {
             t.fields().next(),
             Some(&Field::Dimension("InstanceId".into()))
         );
-    }
-}
-
-impl Template {
-    /// The template's text if it names no field (a constant).
-    pub fn literal(&self) -> Option<&str> {
-        match self.parts.as_slice() {
-            [] => Some(""),
-            [Part::Text(t)] => Some(t),
-            _ => None,
-        }
     }
 }

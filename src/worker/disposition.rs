@@ -112,6 +112,8 @@ mod tests {
             excluded: vec![],
             request_ids: vec![],
             duration_ms: 0,
+            aws_us: 0,
+            waited_us: 0,
             escalation_message_id: None,
         }
     }
@@ -159,7 +161,7 @@ mod tests {
             }
         );
         assert!(
-            matches!(decide(&[p.clone()], 1, B), Disposition::DeadLetter { code, .. } if code == "action_failed")
+            matches!(decide(std::slice::from_ref(&p), 1, B), Disposition::DeadLetter { code, .. } if code == "action_failed")
         );
         assert_eq!(
             decide(&[t, p, report(Outcome::Aborted)], 1, B),

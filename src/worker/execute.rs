@@ -26,11 +26,23 @@ struct Progress {
     capped: Vec<GuardTrip>,
     excluded: Vec<Excluded>,
     request_ids: Vec<String>,
+    /// Time spent waiting for AWS, and in `confirm_after` waits: what is
+    /// not reflex's own processing.
+    aws: Duration,
+    waited: Duration,
 }
 
 impl Progress {
     fn request(&mut self, id: Option<String>) {
         self.request_ids.extend(id);
+    }
+
+    /// Awaits an AWS call, adding its time to `aws`.
+    async fn aws<T>(&mut self, call: impl std::future::Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = call.await;
+        self.aws += started.elapsed();
+        out
     }
 }
 
@@ -78,7 +90,18 @@ impl Worker {
         let target = action.target();
         let claim_key = format!("{}#{rule}#{index}", event.transition_key());
         let mut progress = Progress::default();
-        let outcome = match self.state.claim(&claim_key) {
+        // A rule's actions run in order. When another delivery of this
+        // transition holds an earlier one (Busy), this one must not run
+        // ahead of it: it waits for the retry, unclaimed.
+        let earlier_busy = earlier
+            .iter()
+            .any(|r| r.rule == *rule && r.outcome == Outcome::Busy);
+        let claim = if earlier_busy {
+            Claim::InProgress
+        } else {
+            self.state.claim(&claim_key)
+        };
+        let outcome = match claim {
             Claim::Done => Outcome::Duplicate,
             Claim::InProgress => Outcome::Busy,
             Claim::New => {
@@ -114,6 +137,8 @@ impl Worker {
             excluded: progress.excluded,
             request_ids: progress.request_ids,
             duration_ms: started.elapsed().as_millis() as u64,
+            aws_us: progress.aws.as_micros() as u64,
+            waited_us: progress.waited.as_micros() as u64,
             escalation_message_id: None,
         };
         if let (Outcome::Suppressed { .. }, Some(topic)) =
@@ -214,9 +239,8 @@ impl Worker {
                     n.message,
                     footer(event, m, earlier, self.rules_version())
                 );
-                match effects
-                    .sns
-                    .publish(&n.topic_arn, &n.subject, &message)
+                match progress
+                    .aws(effects.sns.publish(&n.topic_arn, &n.subject, &message))
                     .await
                 {
                     Ok(id) => {
@@ -233,7 +257,10 @@ impl Worker {
                     unit: p.unit.clone(),
                     dimensions: p.dimensions.clone(),
                 };
-                match effects.metrics.put(&p.namespace, &[datum]).await {
+                match progress
+                    .aws(effects.metrics.put(&p.namespace, &[datum]))
+                    .await
+                {
                     Ok(id) => {
                         progress.request(id);
                         done(m)
@@ -277,7 +304,7 @@ impl Worker {
         progress: &mut Progress,
     ) -> Outcome {
         let lb = &o.load_balancer;
-        let health = match effects.elb.instance_health(lb).await {
+        let health = match progress.aws(effects.elb.instance_health(lb)).await {
             Ok(h) => h,
             Err(e) => return failed(&e),
         };
@@ -294,11 +321,14 @@ impl Worker {
                 ),
             };
         }
-        let infos = match effects.ec2.describe(&oos).await {
+        let infos = match progress.aws(effects.ec2.describe(&oos)).await {
             Ok(i) => i,
             Err(e) => return failed(&e),
         };
-        match effects.alarms.alarm_state(&event.alarm_name).await {
+        match progress
+            .aws(effects.alarms.alarm_state(&event.alarm_name))
+            .await
+        {
             Ok(Some(AlarmState::Alarm)) => {}
             Ok(Some(state)) => {
                 return Outcome::suppressed(GuardTrip::new(
@@ -323,12 +353,14 @@ impl Worker {
         let mut health = health;
         if let Some(wait) = o.confirm_after {
             info!(load_balancer = %lb, wait_s = wait.as_secs(), out_of_service = ?oos, "Waiting to confirm instances are still OutOfService.");
+            let started = Instant::now();
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 // Nothing has been changed yet, so stopping here is whole.
                 () = shutdown.cancelled() => return Outcome::Aborted,
             }
-            health = match effects.elb.instance_health(lb).await {
+            progress.waited += started.elapsed();
+            health = match progress.aws(effects.elb.instance_health(lb)).await {
                 Ok(h) => h,
                 Err(e) => return failed(&e),
             };
@@ -389,11 +421,14 @@ impl Worker {
             return Outcome::suppressed(trip);
         }
         let result = if deregister {
-            effects.elb.deregister(lb, &targets).await
+            progress.aws(effects.elb.deregister(lb, &targets)).await
         } else {
-            effects
-                .ec2
-                .change(InstanceOp::Terminate, &targets, m.dry_run)
+            progress
+                .aws(
+                    effects
+                        .ec2
+                        .change(InstanceOp::Terminate, &targets, m.dry_run),
+                )
                 .await
         };
         match result {
@@ -414,7 +449,10 @@ impl Worker {
         progress: &mut Progress,
     ) -> Outcome {
         let id = o.instance_id.clone();
-        let infos = match effects.ec2.describe(std::slice::from_ref(&id)).await {
+        let infos = match progress
+            .aws(effects.ec2.describe(std::slice::from_ref(&id)))
+            .await
+        {
             Ok(i) => i,
             Err(e) => return failed(&e),
         };
@@ -440,7 +478,7 @@ impl Worker {
         if let Err(trip) = self.take_global(m, 1) {
             return Outcome::suppressed(trip);
         }
-        match effects.ec2.change(op, &[id], m.dry_run).await {
+        match progress.aws(effects.ec2.change(op, &[id], m.dry_run)).await {
             Ok(req) => {
                 progress.request(req);
                 done(m)
@@ -518,4 +556,123 @@ fn footer(
         event.sns_message_id.as_deref().unwrap_or("-"),
     ));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use chrono::{DateTime, Utc};
+    use tokio::sync::watch;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::aws::fake::FakeAws;
+    use crate::aws::QueueMessage;
+    use crate::event::decode_str;
+    use crate::outcome::Outcome;
+    use crate::rules::Rate;
+    use crate::safety::state::{Claim, MemoryStore, StateStore};
+    use crate::worker::disposition::{Backoff, Disposition};
+    use crate::worker::{Effects, Settings, Worker};
+
+    const RULE: &str = r#"
+[[rule]]
+name = "act-then-tell"
+[rule.match]
+alarm_name = "web-unhealthy"
+[[rule.actions]]
+type = "notify"
+topic_arn = "arn:aws:sns:us-east-1:123456789012:first"
+subject = "first"
+message = "first"
+[[rule.actions]]
+type = "notify"
+topic_arn = "arn:aws:sns:us-east-1:123456789012:then"
+subject = "then"
+message = "then"
+"#;
+
+    const BODY: &str = r#"{"AlarmName":"web-unhealthy","AlarmArn":"arn:aws:cloudwatch:us-east-1:123456789012:alarm:web-unhealthy","AWSAccountId":"123456789012","NewStateValue":"ALARM","OldStateValue":"OK","NewStateReason":"r","StateChangeTime":"2026-01-12T16:30:42.236+0000","Region":"US East (N. Virginia)","Trigger":{"MetricName":"UnHealthyHostCount","Namespace":"AWS/ELB","Dimensions":[{"name":"LoadBalancerName","value":"web"}],"Threshold":1.0}}"#;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-12T16:31:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn message(id: &str) -> QueueMessage {
+        QueueMessage {
+            message_id: id.to_string(),
+            receipt_handle: format!("rh-{id}"),
+            body: BODY.to_string(),
+            receive_count: 1,
+            sent_at: None,
+            first_received_at: None,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    /// Another delivery of the same transition holds the rule's first
+    /// action: the later action must not run ahead of it.
+    #[tokio::test]
+    async fn later_actions_wait_while_an_earlier_one_is_busy_elsewhere() {
+        let aws = FakeAws::new();
+        let rules = crate::rules::load_sources(vec![(PathBuf::from("t.toml"), RULE.to_string())])
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let (_tx, rx) = watch::channel(Arc::new(rules));
+        let a = Arc::new(aws.clone());
+        let effects = Effects {
+            elb: a.clone(),
+            ec2: a.clone(),
+            alarms: a.clone(),
+            sns: a.clone(),
+            metrics: a.clone(),
+        };
+        let state = Arc::new(MemoryStore::new(Duration::from_secs(3600)));
+        let settings = Settings {
+            trusted_topic_arns: vec![],
+            dry_run: false,
+            max_event_age: Duration::from_secs(900),
+            pollers: 1,
+            max_in_flight: 10,
+            wait: Duration::from_secs(1),
+            visibility_timeout: Duration::from_secs(60),
+            heartbeat: Duration::from_secs(20),
+            backoff: Backoff {
+                base: Duration::from_secs(10),
+                max: Duration::from_secs(900),
+            },
+            instance_changes: Rate::parse("20/hour").unwrap(),
+        };
+        let mut worker = Worker::new(a.clone(), a, effects, rx, state.clone(), settings);
+        worker.clock = Arc::new(now);
+
+        let first = format!(
+            "{}#act-then-tell#0",
+            decode_str(BODY).unwrap().transition_key()
+        );
+        assert_eq!(state.claim(&first), Claim::New, "the other delivery");
+
+        let shutdown = CancellationToken::new();
+        let handled = worker.handle(&message("sqs-2"), &shutdown).await;
+        let outcomes: Vec<&Outcome> = handled.reports.iter().map(|r| &r.outcome).collect();
+        assert_eq!(outcomes, [&Outcome::Busy, &Outcome::Busy]);
+        assert!(matches!(handled.disposition, Disposition::Retry { .. }));
+        assert!(
+            aws.state().published.is_empty(),
+            "ran ahead of the first action"
+        );
+
+        // The other delivery finishes the first action; the retry does the rest.
+        state.finish(&first, true);
+        let handled = worker.handle(&message("sqs-2"), &shutdown).await;
+        let outcomes: Vec<&Outcome> = handled.reports.iter().map(|r| &r.outcome).collect();
+        assert_eq!(outcomes, [&Outcome::Duplicate, &Outcome::Done]);
+        assert_eq!(handled.disposition, Disposition::Ack);
+        let published: Vec<String> = aws.state().published.iter().map(|p| p.1.clone()).collect();
+        assert_eq!(published, ["then"]);
+    }
 }

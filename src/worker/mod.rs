@@ -177,6 +177,7 @@ impl Worker {
         permits: Arc<Semaphore>,
     ) {
         let mut failures: u32 = 0;
+        let mut first_receive = true;
         info!(poller, queue_url = self.queue.url(), "Poller started.");
         while !shutdown.is_cancelled() {
             // Take as many in-flight slots as one receive may fill (1-10).
@@ -192,6 +193,14 @@ impl Worker {
                 }
             }
             let max = u8::try_from(slots.len()).unwrap_or(10);
+            if first_receive {
+                first_receive = false;
+                info!(
+                    poller,
+                    since_start_ms = crate::daemon::since_process_start().as_millis() as u64,
+                    "Sending the first ReceiveMessage."
+                );
+            }
             let received = tokio::select! {
                 r = self.queue.receive(max, self.settings.wait, self.settings.visibility_timeout) => r,
                 () = shutdown.cancelled() => break,
@@ -239,11 +248,15 @@ impl Worker {
             let heartbeat = self.start_heartbeat(&msg);
             let handled = self.handle(&msg, shutdown).await;
             heartbeat.cancel();
+            // reflex's own processing: everything but AWS calls and waits.
+            let outside: u64 = handled.reports.iter().map(|r| r.aws_us + r.waited_us).sum();
+            let own_us = (started.elapsed().as_micros() as u64).saturating_sub(outside);
             self.dispose(&msg, &handled).await;
             info!(
                 disposition = handled.disposition.label(),
                 actions = handled.reports.len(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
+                own_us,
                 "Message handled."
             );
             handled

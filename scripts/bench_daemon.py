@@ -1,0 +1,161 @@
+"""Daemon benchmark against moto; see scripts/bench-daemon."""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+
+import boto3
+
+REGION, ACCOUNT, ELB = "us-east-1", "123456789012", "bench"
+
+RULE = """
+[[rule]]
+name = "bench-terminate"
+[rule.match]
+alarm_name = "bench-unhealthy-hosts"
+new_state = "ALARM"
+dimensions.LoadBalancerName = { exists = true }
+[[rule.actions]]
+type = "terminate_out_of_service"
+max_instances = 1
+max_percent = 100
+min_in_service = 1
+min_instance_age = "0s"
+require_tag = { key = "reflex:managed", value = "true" }
+"""
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cw_time(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}+0000"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reflex", required=True)
+    ap.add_argument("--alarms", type=int, default=50)
+    a = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="reflex-bench-")
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_REGION=REGION, AWS_DEFAULT_REGION=REGION,
+               AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true",
+               AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
+    moto = subprocess.Popen([".venv/bin/moto_server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=open(os.path.join(work, "moto.log"), "w"), stderr=subprocess.STDOUT)
+    reflex = None
+    try:
+        for _ in range(150):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        c = lambda s: boto3.client(s, endpoint_url=endpoint, region_name=REGION)
+        sqs, sns, ec2, elb, cw = c("sqs"), c("sns"), c("ec2"), c("elb"), c("cloudwatch")
+        topic = sns.create_topic(Name="bench")["TopicArn"]
+        dlq = sqs.create_queue(QueueName="bench-dlq")["QueueUrl"]
+        queue = sqs.create_queue(QueueName="bench")["QueueUrl"]
+        qarn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=qarn)
+        n = a.alarms + 10
+        ami = ec2.describe_images()["Images"][0]["ImageId"]
+        ids = [i["InstanceId"] for i in ec2.run_instances(
+            ImageId=ami, MinCount=n, MaxCount=n, TagSpecifications=[{"ResourceType": "instance",
+            "Tags": [{"Key": "reflex:managed", "Value": "true"}]}])["Instances"]]
+        elb.create_load_balancer(LoadBalancerName=ELB, AvailabilityZones=[f"{REGION}a"],
+                                 Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80, "InstancePort": 80}])
+        elb.register_instances_with_load_balancer(LoadBalancerName=ELB, Instances=[{"InstanceId": i} for i in ids])
+        cw.put_metric_alarm(AlarmName="bench-unhealthy-hosts", Namespace="AWS/ELB", MetricName="UnHealthyHostCount",
+                            Dimensions=[{"Name": "LoadBalancerName", "Value": ELB}], Statistic="Maximum", Period=60,
+                            EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+        cw.set_alarm_state(AlarmName="bench-unhealthy-hosts", StateValue="ALARM", StateReason="bench")
+        os.makedirs(os.path.join(work, "rules"))
+        open(os.path.join(work, "rules", "bench.toml"), "w").write(RULE)
+        cfg = os.path.join(work, "reflex.toml")
+        open(cfg, "w").write(f'queue_url = "{queue}"\ndead_letter_queue_url = "{dlq}"\n'
+                             f'rules_dir = "{work}/rules"\ntrusted_topic_arns = ["{topic}"]\n'
+                             f'[limits]\ninstance_changes = "10000/hour"\n')
+        log_path = os.path.join(work, "reflex.log")
+        reflex = subprocess.Popen([a.reflex, "--log-format", "json", "run", "--config", cfg],
+                                  stdout=subprocess.DEVNULL, stderr=open(log_path, "w"), env=env)
+
+        def records():
+            out = []
+            for line in open(log_path):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+            return out
+
+        deadline = time.time() + 30
+        startup = None
+        while time.time() < deadline and startup is None:
+            startup = next((r.get("since_start_ms") for r in records()
+                            if r.get("message") == "Sending the first ReceiveMessage."), None)
+            time.sleep(0.05)
+        time.sleep(3)
+        rss_kb = int(next(l.split()[1] for l in open(f"/proc/{reflex.pid}/status") if l.startswith("VmRSS:")))
+
+        latencies = []
+        base = datetime.now(timezone.utc)
+        for k in range(a.alarms):
+            victim = ids[k]
+            ec2.stop_instances(InstanceIds=[victim])
+            note = {"AlarmName": "bench-unhealthy-hosts", "AWSAccountId": ACCOUNT, "NewStateValue": "ALARM",
+                    "OldStateValue": "OK", "NewStateReason": "bench",
+                    "StateChangeTime": cw_time(base + timedelta(milliseconds=k)),
+                    "Region": "US East (N. Virginia)",
+                    "AlarmArn": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:bench-unhealthy-hosts",
+                    "Trigger": {"MetricName": "UnHealthyHostCount", "Namespace": "AWS/ELB",
+                                "Dimensions": [{"value": ELB, "name": "LoadBalancerName"}], "Threshold": 1.0}}
+            t0 = time.time()
+            sns.publish(TopicArn=topic, Message=json.dumps(note), Subject="ALARM")
+            while True:
+                st = ec2.describe_instances(InstanceIds=[victim])["Reservations"][0]["Instances"][0]["State"]["Name"]
+                if st == "terminated":
+                    break
+                if time.time() - t0 > 30:
+                    sys.exit(f"alarm {k}: {victim} not terminated after 30s; log: {log_path}")
+                time.sleep(0.005)
+            latencies.append((time.time() - t0) * 1000)
+        time.sleep(0.5)
+        own = [r["own_us"] / 1000 for r in records() if r.get("message") == "Message handled." and "own_us" in r]
+        print(f"alarms:                          {a.alarms}")
+        print(f"start-up to first ReceiveMessage: {startup} ms")
+        print(f"idle RSS:                        {rss_kb / 1024:.1f} MiB")
+        print(f"published -> terminated (observed by polling EC2 every 5 ms): "
+              f"p50 {pct(latencies, 50):.1f} ms, p99 {pct(latencies, 99):.1f} ms, max {max(latencies):.1f} ms")
+        if own:
+            print(f"reflex own processing per message (excl. AWS calls): "
+                  f"p50 {pct(own, 50):.3f} ms, p99 {pct(own, 99):.3f} ms, max {max(own):.3f} ms over {len(own)} messages")
+    finally:
+        if reflex and reflex.poll() is None:
+            reflex.send_signal(signal.SIGTERM)
+            reflex.wait(timeout=40)
+        moto.terminate()
+        moto.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
