@@ -11,9 +11,17 @@
 //! let alarm = AlarmDef::elb_unhealthy_hosts("web-unhealthy", "web").notifying(&pipeline.topic_arn);
 //! aws.put_metric_alarm(&alarm, "ALARM").await;
 //! aws.publish_alarm(&pipeline.topic_arn, &alarm.notification("ALARM", "OK")).await;
-//! let mut reflex = tokio::process::Command::new(env!("CARGO_BIN_EXE_reflex"));
-//! reflex.moto_env(&moto.endpoint());
+//! let reflex = Reflex::builder(&moto.endpoint(), &pipeline).rule("elb.toml", RULE).spawn();
+//! let (aws, url) = (&aws, &pipeline.queue_url);
+//! reflex.wait_until(WAIT, "the queue is empty", || async move { aws.queue_depth(url).await == 0 }).await;
 //! ```
+//!
+//! - [`Reflex`]: the real `reflex run` binary as a child process, killed on
+//!   drop, its JSON log captured and printed when a test fails.
+//! - [`FaultProxy`]: cut and restore the daemon's way to moto without
+//!   losing moto's state.
+//! - [`MotoServer::start_recording`]: prove a call was made when moto's
+//!   state cannot show it.
 //!
 //! Moto facts the helpers rely on (each checked by `tests/moto_harness.rs`):
 //! - classic-ELB health is derived from EC2 state alone: `running` is
@@ -30,6 +38,8 @@ mod alarm;
 mod aws;
 mod env;
 mod moto;
+mod proxy;
+mod reflex;
 
 use std::future::Future;
 use std::time::Duration;
@@ -40,7 +50,9 @@ pub use alarm::{
 };
 pub use aws::{Aws, Fleet, Pipeline, PipelineOptions, AMI_ID, MANAGED_TAG};
 pub use env::{aws_env, MotoEnv, AWS_ENV_REMOVE};
-pub use moto::MotoServer;
+pub use moto::{MotoServer, RecordedRequest};
+pub use proxy::FaultProxy;
+pub use reflex::{Reflex, ReflexBuilder};
 
 /// How often the wait helpers re-check.
 const POLL_EVERY: Duration = Duration::from_millis(100);

@@ -38,6 +38,10 @@ pub struct MotoServer {
     child: Option<Child>,
     paused: bool,
     log: NamedTempFile,
+    /// Where moto's request recorder appends, once
+    /// [`start_recording`](Self::start_recording) turns it on. One file per
+    /// server: moto's default is `./moto_recording`, shared by every server.
+    recording: NamedTempFile,
 }
 
 impl MotoServer {
@@ -53,12 +57,15 @@ impl MotoServer {
             binary.display()
         );
         let log = NamedTempFile::with_prefix("reflex-moto-").expect("create moto log file");
+        let recording = NamedTempFile::with_prefix("reflex-moto-recording-")
+            .expect("create moto recording file");
         let mut server = MotoServer {
             binary,
             port: free_port(),
             child: None,
             paused: false,
             log,
+            recording,
         };
         // Another process can take the port between our probe and moto's
         // bind; a fresh port on the next attempt is the cheap way out.
@@ -172,6 +179,46 @@ impl MotoServer {
         );
     }
 
+    /// Turns on moto's request recorder: from now on every AWS request the
+    /// server receives is kept, so a test can prove a call was made even when
+    /// moto's state does not show it (RebootInstances changes nothing
+    /// observable on a running instance).
+    pub fn start_recording(&self) {
+        let response = http_request(self.port, "POST", "/moto-api/recorder/start-recording")
+            .unwrap_or_else(|error| panic!("moto start-recording failed: {error}"));
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "moto start-recording answered: {response}"
+        );
+    }
+
+    /// The requests recorded since [`start_recording`](Self::start_recording),
+    /// in order of arrival.
+    pub fn recorded_requests(&self) -> Vec<RecordedRequest> {
+        let mut text = String::new();
+        if let Ok(mut file) = File::open(self.recording.path()) {
+            let _ = file.read_to_string(&mut text);
+        }
+        text.lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| {
+                let entry: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+                    panic!("moto recorded a line that is not JSON ({e}): {line}")
+                });
+                RecordedRequest::from_entry(&entry)
+            })
+            .collect()
+    }
+
+    /// The recorded Query-protocol requests (EC2, ELB, SQS over Query, SNS,
+    /// CloudWatch) whose `Action` is `action`.
+    pub fn recorded_actions(&self, action: &str) -> Vec<RecordedRequest> {
+        self.recorded_requests()
+            .into_iter()
+            .filter(|r| r.param("Action").as_deref() == Some(action))
+            .collect()
+    }
+
     pub fn log_path(&self) -> &Path {
         self.log.path()
     }
@@ -199,6 +246,8 @@ impl MotoServer {
         let child = Command::new(&self.binary)
             .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
             .env("PYTHONUNBUFFERED", "1")
+            .env("MOTO_RECORDER_FILEPATH", self.recording.path())
+            .env_remove("MOTO_ENABLE_RECORDING")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -255,6 +304,90 @@ impl Drop for MotoServer {
         }
         self.stop();
     }
+}
+
+/// One request as moto's recorder saw it.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub url: String,
+    /// The body, decoded (moto stores it base64-encoded).
+    pub body: String,
+}
+
+impl RecordedRequest {
+    fn from_entry(entry: &serde_json::Value) -> Self {
+        let field = |name: &str| entry[name].as_str().unwrap_or_default().to_owned();
+        let raw = field("body");
+        let body = if entry["body_encoded"].as_bool() == Some(true) {
+            let bytes = aws_smithy_types::base64::decode(&raw)
+                .unwrap_or_else(|e| panic!("moto recorded a body that is not base64 ({e})"));
+            String::from_utf8_lossy(&bytes).into_owned()
+        } else {
+            raw
+        };
+        RecordedRequest {
+            method: field("method"),
+            url: field("url"),
+            body,
+        }
+    }
+
+    /// Every value of a form parameter (`InstanceId.1=...`) of the body or
+    /// the query string, percent-decoded.
+    pub fn params(&self) -> Vec<(String, String)> {
+        let query = self.url.split_once('?').map_or("", |(_, q)| q);
+        query
+            .split('&')
+            .chain(self.body.split('&'))
+            .filter(|pair| !pair.is_empty())
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                Some((percent_decode(k)?, percent_decode(v)?))
+            })
+            .collect()
+    }
+
+    /// The first value of a form parameter.
+    pub fn param(&self, name: &str) -> Option<String> {
+        self.params()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// The values of a list parameter (`InstanceId.1`, `InstanceId.2`, ...).
+    pub fn list_param(&self, name: &str) -> Vec<String> {
+        let prefix = format!("{name}.");
+        self.params()
+            .into_iter()
+            .filter(|(k, _)| {
+                k.strip_prefix(&prefix)
+                    .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+            })
+            .map(|(_, v)| v)
+            .collect()
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding; `None` if malformed.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
 /// A port nobody listens on right now. The OS picks it, so parallel tests
