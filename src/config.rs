@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
+use crate::audit::AuditTarget;
 use crate::rules::limits::{parse_duration, Rate};
 use crate::rules::source::{parse_toml, SourceError, SourceFile};
 
@@ -41,6 +42,20 @@ pub struct ConfigSpec {
     pub retry: RetrySpec,
     #[serde(default)]
     pub limits: GlobalLimitsSpec,
+    #[serde(default)]
+    pub audit: AuditSpec,
+}
+
+/// `[audit]`: the audit trail, one JSON line per action and per message
+/// decision (read it back with `reflex audit`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSpec {
+    /// `"stdout"` (logs go to stderr), `"file"` (append to `path`), or
+    /// `"off"`. Default `"stdout"`.
+    pub sink: Option<Spanned<String>>,
+    /// The file for `sink = "file"`; its directory must exist.
+    pub path: Option<Spanned<PathBuf>>,
 }
 
 /// `[receive]`: how messages are taken from the queue.
@@ -101,6 +116,7 @@ pub struct Config {
     pub retry_max: Duration,
     pub instance_changes: Rate,
     pub dedup_window: Duration,
+    pub audit: AuditTarget,
 }
 
 /// Values that override the file (flags, environment).
@@ -236,6 +252,7 @@ impl Config {
                 "`retry.base` must be more than zero and `retry.max` at least `retry.base`",
             );
         }
+        let audit = audit_target(&spec.audit, file, &mut errors);
         let queue_url = o.queue_url.or(spec.queue_url);
         let dead_letter_queue_url = o.dead_letter_queue_url.or(spec.dead_letter_queue_url);
         if queue_url.is_none() {
@@ -272,7 +289,40 @@ impl Config {
             retry_max,
             instance_changes,
             dedup_window,
+            audit,
         })
+    }
+}
+
+/// Checks `[audit]`: a known sink, and a path exactly when it is a file.
+fn audit_target(spec: &AuditSpec, file: &SourceFile, errors: &mut Vec<SourceError>) -> AuditTarget {
+    let sink = spec
+        .sink
+        .as_ref()
+        .map_or("stdout", |s| s.get_ref().as_str());
+    let sink_span = spec.sink.as_ref().map(Spanned::span);
+    match (sink, &spec.path) {
+        ("stdout", None) => AuditTarget::Stdout,
+        ("off", None) => AuditTarget::Off,
+        ("file", Some(path)) => AuditTarget::File(path.get_ref().clone()),
+        ("file", None) => {
+            errors.push(file.error(sink_span, "`audit.sink = \"file\"` needs `audit.path`"));
+            AuditTarget::Off
+        }
+        ("stdout" | "off", Some(path)) => {
+            errors.push(file.error(
+                Some(path.span()),
+                format!("`audit.path` is only used with `sink = \"file\"`, not {sink:?}"),
+            ));
+            AuditTarget::Off
+        }
+        (other, _) => {
+            errors.push(file.error(
+                sink_span,
+                format!("unknown `audit.sink` {other:?}; expected \"stdout\", \"file\" or \"off\""),
+            ));
+            AuditTarget::Off
+        }
     }
 }
 
@@ -311,6 +361,31 @@ mod tests {
             e.iter().any(|e| e.starts_with("reflex.toml:5:17:")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn audit_sink_defaults_to_stdout_and_is_checked() {
+        let base = "queue_url = \"q\"\ndead_letter_queue_url = \"d\"\n";
+        assert_eq!(load(base).expect("loads").audit, AuditTarget::Stdout);
+        let c = load(&format!(
+            "{base}[audit]\nsink = \"file\"\npath = \"/var/log/reflex/audit.jsonl\"\n"
+        ))
+        .expect("loads");
+        assert_eq!(
+            c.audit,
+            AuditTarget::File(PathBuf::from("/var/log/reflex/audit.jsonl"))
+        );
+        let off = load(&format!("{base}[audit]\nsink = \"off\"\n")).expect("loads");
+        assert_eq!(off.audit, AuditTarget::Off);
+        let e = load(&format!("{base}[audit]\nsink = \"syslog\"\n")).unwrap_err();
+        assert!(
+            e[0].starts_with("reflex.toml:4:8: unknown `audit.sink` \"syslog\""),
+            "{e:?}"
+        );
+        let e = load(&format!("{base}[audit]\nsink = \"file\"\n")).unwrap_err();
+        assert!(e[0].starts_with("reflex.toml:4:8:"), "{e:?}");
+        let e = load(&format!("{base}[audit]\npath = \"a.jsonl\"\n")).unwrap_err();
+        assert!(e[0].starts_with("reflex.toml:4:8: `audit.path`"), "{e:?}");
     }
 
     #[test]

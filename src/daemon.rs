@@ -89,11 +89,23 @@ pub async fn run(args: RunArgs) -> u8 {
     if config.trusted_topic_arns.is_empty() {
         warn!("trusted_topic_arns is empty: SNS notifications from any topic will be acted on.");
     }
+    let audit = match config.audit.open() {
+        Ok(sink) => sink,
+        Err(e) => {
+            error!(error = %e, audit = %config.audit.describe(), "Cannot open the audit file; not starting.");
+            eprintln!(
+                "error: cannot open the audit file {}: {e}",
+                config.audit.describe()
+            );
+            return exit::USAGE;
+        }
+    };
     info!(
         rules = rules.rules().len(),
         rules_version = rules.version(),
         queue_url = %config.queue_url,
         dry_run = config.dry_run,
+        audit = %config.audit.describe(),
         "Starting reflex."
     );
     let clients = Clients::from_env().await;
@@ -105,17 +117,20 @@ pub async fn run(args: RunArgs) -> u8 {
         sns: Arc::new(Sns(clients.sns.clone())),
         metrics: Arc::new(CloudWatch(clients.cloudwatch.clone())),
     };
-    let worker = Arc::new(Worker::new(
-        Arc::new(SqsQueue::new(clients.sqs.clone(), &config.queue_url)),
-        Arc::new(SqsQueue::new(
-            clients.sqs.clone(),
-            &config.dead_letter_queue_url,
-        )),
-        live,
-        rules_rx,
-        Arc::new(MemoryStore::new(config.dedup_window)),
-        Settings::from(&config),
-    ));
+    let worker = Arc::new(Worker {
+        audit,
+        ..Worker::new(
+            Arc::new(SqsQueue::new(clients.sqs.clone(), &config.queue_url)),
+            Arc::new(SqsQueue::new(
+                clients.sqs.clone(),
+                &config.dead_letter_queue_url,
+            )),
+            live,
+            rules_rx,
+            Arc::new(MemoryStore::new(config.dedup_window)),
+            Settings::from(&config),
+        )
+    });
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let pollers = tokio::spawn(Arc::clone(&worker).run(shutdown.clone(), tracker.clone()));

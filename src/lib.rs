@@ -23,13 +23,16 @@
 //! - [`outcome`]: what happened to each action.
 //! - [`worker`]: the queue consumer — the only place that sequences effects —
 //!   and the pure disposition of each message.
+//! - [`audit`]: the audit trail — one JSON line per action and per message
+//!   decision, to stdout or a file — read back by `reflex audit`.
 //! - [`config`]: the daemon's `reflex.toml`.
 //! - [`daemon`]: `reflex run` wiring: clients, rules, signals, shutdown.
 //! - [`iam`]: the least-privilege IAM policy a rule set needs.
 //! - [`schema`]: the JSON Schema of the rule format.
 //! - [`cli`]: the offline subcommands (`check`, `explain`, `replay`, `test`,
-//!   `schema`, `iam-policy`).
+//!   `schema`, `iam-policy`, `audit`).
 
+pub mod audit;
 pub mod aws;
 pub mod cli;
 pub mod config;

@@ -1,8 +1,10 @@
 //! The command line: argument types (clap) and the offline subcommands, which
-//! need no AWS: `check`, `explain`, `replay`, `test`, `schema`, `iam-policy`.
+//! need no AWS: `check`, `explain`, `replay`, `test`, `schema`, `iam-policy`,
+//! `audit`.
 //!
 //! Exit codes are a contract other tools rely on: see [`exit`].
 
+pub mod audit;
 pub mod check;
 pub mod explain;
 pub mod iam_policy;
@@ -56,6 +58,8 @@ pub enum Command {
     Schema,
     /// Print the least-privilege IAM policy the daemon needs for a rule set.
     IamPolicy(iam_policy::IamPolicyArgs),
+    /// Review the audit trail: what was terminated, which rules fired, what was suppressed and why.
+    Audit(audit::AuditArgs),
     /// Run the daemon: drain the alarm queue and act.
     Run(crate::daemon::RunArgs),
 }
@@ -99,6 +103,7 @@ pub fn run_offline(command: Command) -> u8 {
             exit::OK
         }
         Command::IamPolicy(a) => iam_policy::run(&a),
+        Command::Audit(a) => audit::run(&a),
         Command::Run(_) => {
             eprintln!("error: `run` is not an offline command");
             exit::USAGE

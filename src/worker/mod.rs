@@ -19,11 +19,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, info_span, warn, Instrument};
 
+use crate::audit::{AuditRecord, AuditSink, NoAudit};
 use crate::aws::dry_run::{DryRunInstances, DryRunLoadBalancers, DryRunMetrics, DryRunNotifier};
 use crate::aws::{Alarms, Instances, LoadBalancers, Metrics, Notifier, Queue, QueueMessage};
 use crate::event::{decode_str, AlarmEvent, Poison, PoisonCode};
 use crate::outcome::ActionReport;
-use crate::plan::{evaluate_with, EvalOptions};
+use crate::plan::{evaluate_with, EvalOptions, Skipped};
 use crate::rules::{Rate, RuleSet};
 use crate::safety::state::StateStore;
 use disposition::{decide, decide_poison, Backoff, Disposition};
@@ -117,6 +118,8 @@ pub struct Worker {
     pub locks: TargetLocks,
     pub settings: Settings,
     pub clock: Clock,
+    /// Where audit records go (none unless the daemon sets a sink).
+    pub audit: Arc<dyn AuditSink>,
 }
 
 /// What handling one message produced.
@@ -125,6 +128,13 @@ pub struct Handled {
     pub event: Option<AlarmEvent>,
     pub reports: Vec<ActionReport>,
     pub disposition: Disposition,
+    /// The version of the rules it was evaluated under (none if it was
+    /// not decoded).
+    pub rules_version: Option<String>,
+    /// The rules that matched and acted, and those that matched but were
+    /// skipped.
+    pub matched: Vec<String>,
+    pub skipped: Vec<Skipped>,
 }
 
 impl Worker {
@@ -147,6 +157,7 @@ impl Worker {
             locks: TargetLocks::default(),
             settings,
             clock: Arc::new(Utc::now),
+            audit: Arc::new(NoAudit),
         }
     }
 
@@ -251,6 +262,14 @@ impl Worker {
             // reflex's own processing: everything but AWS calls and waits.
             let outside: u64 = handled.reports.iter().map(|r| r.aws_us + r.waited_us).sum();
             let own_us = (started.elapsed().as_micros() as u64).saturating_sub(outside);
+            // The decision is on record before the message is deleted,
+            // dead-lettered or released.
+            self.audit.record(&AuditRecord::message(
+                (self.clock)(),
+                &msg,
+                &handled,
+                started.elapsed(),
+            ));
             self.dispose(&msg, &handled).await;
             info!(
                 disposition = handled.disposition.label(),
@@ -298,6 +317,9 @@ impl Worker {
                 event: None,
                 reports: vec![],
                 disposition: Disposition::Release,
+                rules_version: None,
+                matched: vec![],
+                skipped: vec![],
             };
         }
         let event = match decode_str(&msg.body).and_then(|e| self.check_trusted(e)) {
@@ -308,6 +330,9 @@ impl Worker {
                     event: None,
                     reports: vec![],
                     disposition: decide_poison(&poison),
+                    rules_version: None,
+                    matched: vec![],
+                    skipped: vec![],
                 };
             }
         };
@@ -349,6 +374,16 @@ impl Worker {
                         shutdown,
                     )
                     .await;
+                // Recorded the moment it finishes: a crash later in this
+                // message cannot lose it.
+                self.audit.record(&AuditRecord::action(
+                    (self.clock)(),
+                    &msg.message_id,
+                    &event,
+                    rules.version(),
+                    m.dry_run,
+                    &report,
+                ));
                 reports.push(report);
             }
         }
@@ -357,6 +392,9 @@ impl Worker {
             event: Some(event),
             reports,
             disposition,
+            rules_version: Some(rules.version().to_string()),
+            matched: plan.matches.iter().map(|m| m.rule.name.clone()).collect(),
+            skipped: plan.skipped,
         }
     }
 
