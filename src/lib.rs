@@ -27,6 +27,8 @@
 //!   decision, to stdout or a file — read back by `reflex audit`.
 //! - [`config`]: the daemon's `reflex.toml`.
 //! - [`daemon`]: `reflex run` wiring: clients, rules, signals, shutdown.
+//! - [`dlq`]: `reflex dlq`: inspecting the dead-letter queue without
+//!   consuming it, and redriving messages to the alarm queue after a fix.
 //! - [`iam`]: the least-privilege IAM policy a rule set needs.
 //! - [`schema`]: the JSON Schema of the rule format.
 //! - [`cli`]: the offline subcommands (`check`, `explain`, `replay`, `test`,
@@ -37,6 +39,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dlq;
 pub mod event;
 pub mod iam;
 pub mod outcome;

@@ -9,21 +9,31 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     reflex::daemon::mark_process_start();
     let cli = Cli::parse();
-    let Command::Run(args) = cli.command else {
-        return ExitCode::from(run_offline(cli.command));
-    };
-    init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    match cli.command {
+        Command::Run(args) => {
+            init_logging(cli.log_format);
+            block_on(reflex::daemon::run(args))
+        }
+        Command::Dlq(args) => {
+            init_logging(cli.log_format);
+            block_on(reflex::cli::dlq::run(args))
+        }
+        offline => ExitCode::from(run_offline(offline)),
+    }
+}
+
+/// Runs an AWS-facing command on a multi-threaded tokio runtime.
+fn block_on(command: impl std::future::Future<Output = u8>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(r) => r,
+        Ok(runtime) => ExitCode::from(runtime.block_on(command)),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(reflex::cli::exit::USAGE);
+            ExitCode::from(reflex::cli::exit::USAGE)
         }
-    };
-    ExitCode::from(runtime.block_on(reflex::daemon::run(args)))
+    }
 }
 
 /// Logs go to stderr; `REFLEX_LOG` sets the filter (default `info`).

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod dlq;
 pub mod explain;
 pub mod iam_policy;
 pub mod replay;
@@ -62,6 +63,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Run the daemon: drain the alarm queue and act.
     Run(crate::daemon::RunArgs),
+    /// Inspect the dead-letter queue, or redrive its messages after a fix.
+    Dlq(dlq::DlqArgs),
 }
 
 /// `--rules DIR`, shared by the subcommands that evaluate rules.
@@ -104,8 +107,8 @@ pub fn run_offline(command: Command) -> u8 {
         }
         Command::IamPolicy(a) => iam_policy::run(&a),
         Command::Audit(a) => audit::run(&a),
-        Command::Run(_) => {
-            eprintln!("error: `run` is not an offline command");
+        Command::Run(_) | Command::Dlq(_) => {
+            eprintln!("error: `run` and `dlq` are not offline commands");
             exit::USAGE
         }
     }
