@@ -83,6 +83,7 @@ def main():
 
     work = tempfile.mkdtemp(prefix="reflex-demo-")
     port = free_port()
+    metrics_port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = dict(os.environ)
     env.update(
@@ -167,6 +168,7 @@ def main():
             f.write(
                 f'queue_url = "{queue}"\ndead_letter_queue_url = "{dlq}"\nrules_dir = "{rules_dir}"\n'
                 f'trusted_topic_arns = ["{topic}"]\n[receive]\nwait = "2s"\n'
+                f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
             )
         step(4, f"created topic, queue + DLQ (redrive after 5 receives), ELB '{ELB}' with 4 tagged instances, alarm '{ALARM}'")
 
@@ -232,6 +234,16 @@ def main():
             print("notification sent to the on-call topic:")
             for line in msgs[0]["Body"].splitlines():
                 print(f"  | {line}")
+
+        import urllib.request
+        ready = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz", timeout=5).read().decode().strip()
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        print(f"\nhttp://127.0.0.1:{metrics_port}/readyz: {ready}")
+        print(f"http://127.0.0.1:{metrics_port}/metrics (some of it):")
+        for line in scraped.splitlines():
+            if line.startswith(("reflex_actions_total", "reflex_messages_received_total", "reflex_messages_deleted_total",
+                                "reflex_rule_matches_total", "reflex_rules_info")):
+                print(f"  {line}")
 
         print("\nreflex's decisions (from its JSON log):")
         for line in open(reflex_log.name):

@@ -44,6 +44,20 @@ pub struct ConfigSpec {
     pub limits: GlobalLimitsSpec,
     #[serde(default)]
     pub audit: AuditSpec,
+    #[serde(default)]
+    pub metrics: MetricsSpec,
+}
+
+/// `[metrics]`: the HTTP listener and the CloudWatch summary.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSpec {
+    /// Address for `/metrics`, `/healthz` and `/readyz`, or `"off"`.
+    /// Default `"127.0.0.1:9464"`.
+    pub listen: Option<Spanned<String>>,
+    /// How often the heartbeat and counts are put to CloudWatch (namespace
+    /// `reflex`). Default `"60s"`.
+    pub cloudwatch_interval: Option<Spanned<String>>,
 }
 
 /// `[audit]`: the audit trail, one JSON line per action and per message
@@ -117,6 +131,9 @@ pub struct Config {
     pub instance_changes: Rate,
     pub dedup_window: Duration,
     pub audit: AuditTarget,
+    /// `None`: no HTTP listener.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    pub cloudwatch_interval: Duration,
 }
 
 /// Values that override the file (flags, environment).
@@ -127,6 +144,7 @@ pub struct Overrides {
     pub rules_dir: Option<PathBuf>,
     pub trusted_topic_arns: Vec<String>,
     pub dry_run: bool,
+    pub metrics_listen: Option<String>,
 }
 
 impl Config {
@@ -180,6 +198,7 @@ impl Config {
         let retry_base = duration(&spec.retry.base, "10s");
         let retry_max = duration(&spec.retry.max, "15m");
         let dedup_window = duration(&spec.limits.dedup_window, "6h");
+        let cloudwatch_interval = duration(&spec.metrics.cloudwatch_interval, "60s");
         let mut count =
             |v: &Option<Spanned<i64>>, default: u32, max: i64, what: &str| -> NonZeroU32 {
                 let n = v.as_ref().map_or(i64::from(default), |v| *v.get_ref());
@@ -253,6 +272,29 @@ impl Config {
             );
         }
         let audit = audit_target(&spec.audit, file, &mut errors);
+        if cloudwatch_interval < Duration::from_secs(1) {
+            bad(
+                &mut errors,
+                &spec.metrics.cloudwatch_interval,
+                "`metrics.cloudwatch_interval` must be at least 1s",
+            );
+        }
+        let listen = match (&o.metrics_listen, &spec.metrics.listen) {
+            (Some(flag), _) => Some((flag.as_str(), None)),
+            (None, Some(l)) => Some((l.get_ref().as_str(), Some(l.span()))),
+            (None, None) => None,
+        };
+        let metrics_listen = match listen {
+            Some(("off", _)) => None,
+            Some((addr, span)) => match addr.parse() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    errors.push(file.error(span, format!("`metrics.listen` {addr:?} is not an address like \"127.0.0.1:9464\" or \"off\"")));
+                    None
+                }
+            },
+            None => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9464))),
+        };
         let queue_url = o.queue_url.or(spec.queue_url);
         let dead_letter_queue_url = o.dead_letter_queue_url.or(spec.dead_letter_queue_url);
         if queue_url.is_none() {
@@ -290,6 +332,8 @@ impl Config {
             instance_changes,
             dedup_window,
             audit,
+            metrics_listen,
+            cloudwatch_interval,
         })
     }
 }

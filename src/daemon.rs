@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::aws::sdk::{ClassicElb, Clients, CloudWatch, Ec2, Sns, SqsQueue};
-use crate::aws::{Datum, Metrics};
+use crate::aws::Queue;
 use crate::cli::exit;
 use crate::config::{Config, Overrides};
 use crate::safety::state::MemoryStore;
@@ -43,6 +43,10 @@ pub struct RunArgs {
     /// Global dry run: read everything, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Address for /metrics, /healthz and /readyz, or `off` (overrides
+    /// `metrics.listen`; port 0 picks a free port, logged at start-up).
+    #[arg(long, env = "REFLEX_METRICS_LISTEN", value_name = "ADDR|off")]
+    pub metrics_listen: Option<String>,
 }
 
 static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
@@ -65,6 +69,7 @@ pub async fn run(args: RunArgs) -> u8 {
         rules_dir: args.rules_dir,
         trusted_topic_arns: args.trusted_topic_arns,
         dry_run: args.dry_run,
+        metrics_listen: args.metrics_listen,
     };
     let config = match Config::load(args.config.as_deref(), overrides) {
         Ok(c) => c,
@@ -109,7 +114,29 @@ pub async fn run(args: RunArgs) -> u8 {
         "Starting reflex."
     );
     let clients = Clients::from_env().await;
-    let (_rules_tx, rules_rx) = watch::channel(Arc::new(rules));
+    crate::telemetry::metrics().rules_loaded(rules.version(), rules.rules().len());
+    let (rules_tx, rules_rx) = watch::channel(Arc::new(rules));
+    let shutdown = CancellationToken::new();
+    let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(clients.sqs.clone(), &config.queue_url));
+    if let Some(addr) = config.metrics_listen {
+        if let Err(e) = crate::telemetry::http::serve(
+            addr,
+            rules_rx.clone(),
+            Arc::clone(&queue),
+            shutdown.clone(),
+        )
+        .await
+        {
+            error!(error = %e, address = %addr, "Cannot listen for /metrics; not starting.");
+            eprintln!("error: cannot listen on {addr} (metrics.listen): {e}");
+            return exit::USAGE;
+        }
+    }
+    tokio::spawn(crate::reload::watch_rules(
+        config.rules_dir.clone(),
+        rules_tx,
+        shutdown.clone(),
+    ));
     let live = Effects {
         elb: Arc::new(ClassicElb(clients.elb.clone())),
         ec2: Arc::new(Ec2(clients.ec2.clone())),
@@ -120,7 +147,7 @@ pub async fn run(args: RunArgs) -> u8 {
     let worker = Arc::new(Worker {
         audit,
         ..Worker::new(
-            Arc::new(SqsQueue::new(clients.sqs.clone(), &config.queue_url)),
+            queue,
             Arc::new(SqsQueue::new(
                 clients.sqs.clone(),
                 &config.dead_letter_queue_url,
@@ -131,12 +158,12 @@ pub async fn run(args: RunArgs) -> u8 {
             Settings::from(&config),
         )
     });
-    let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let pollers = tokio::spawn(Arc::clone(&worker).run(shutdown.clone(), tracker.clone()));
-    tokio::spawn(heartbeat(
+    tokio::spawn(crate::telemetry::cloudwatch::publish(
         Arc::new(CloudWatch(clients.cloudwatch.clone())),
         queue_name(&config.queue_url),
+        config.cloudwatch_interval,
         shutdown.clone(),
     ));
 
@@ -168,28 +195,6 @@ pub fn queue_name(url: &str) -> String {
         .next()
         .unwrap_or(url)
         .to_string()
-}
-
-/// Puts `reflex/Heartbeat` (dimension `Queue`) once a minute, off the
-/// message path, so the "reflex is not running" alarm can fire. A failure
-/// here never affects message handling.
-async fn heartbeat(metrics: Arc<dyn Metrics>, queue: String, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
-        let datum = Datum {
-            metric_name: "Heartbeat".to_string(),
-            value: 1.0,
-            unit: Some("Count".to_string()),
-            dimensions: vec![("Queue".to_string(), queue.clone())],
-        };
-        if let Err(error) = metrics.put("reflex", &[datum]).await {
-            warn!(%error, "Could not put the Heartbeat metric.");
-        }
-    }
 }
 
 async fn wait_for_signal() {

@@ -29,6 +29,9 @@
 //! - [`daemon`]: `reflex run` wiring: clients, rules, signals, shutdown.
 //! - [`dlq`]: `reflex dlq`: inspecting the dead-letter queue without
 //!   consuming it, and redriving messages to the alarm queue after a fix.
+//! - [`reload`]: live rule reload (file watch and SIGHUP), atomic.
+//! - [`telemetry`]: metrics — `/metrics`, `/healthz`, `/readyz`, and a few
+//!   put to CloudWatch.
 //! - [`iam`]: the least-privilege IAM policy a rule set needs.
 //! - [`schema`]: the JSON Schema of the rule format.
 //! - [`cli`]: the offline subcommands (`check`, `explain`, `replay`, `test`,
@@ -44,7 +47,9 @@ pub mod event;
 pub mod iam;
 pub mod outcome;
 pub mod plan;
+pub mod reload;
 pub mod rules;
 pub mod safety;
 pub mod schema;
+pub mod telemetry;
 pub mod worker;

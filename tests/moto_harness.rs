@@ -55,11 +55,11 @@ async fn elb_reports_only_the_stopped_instance_out_of_service() {
     assert!(health.values().all(|s| s == "InService"), "{health:?}");
 
     let victim = fleet.instance_ids[2].clone();
-    aws.stop_instances(&[victim.clone()]).await;
+    aws.stop_instances(std::slice::from_ref(&victim)).await;
 
     // moto stops at once: no "stopping" phase to wait through.
     assert_eq!(
-        aws.instance_states(&[victim.clone()]).await[&victim],
+        aws.instance_states(std::slice::from_ref(&victim)).await[&victim],
         "stopped"
     );
     let health = aws.elb_health("web").await;
@@ -274,7 +274,7 @@ async fn server_restarts_on_the_same_port_with_empty_state() {
     assert!(!pending.is_finished(), "a paused server answered");
     moto.resume();
     let queues = pending.await.unwrap().expect("ListQueues after resume");
-    assert_eq!(queues.queue_urls(), [url.clone()]);
+    assert_eq!(queues.queue_urls(), std::slice::from_ref(&url));
 
     let logs = moto.logs();
     assert_eq!(
@@ -342,7 +342,7 @@ async fn terminated_instance_stays_registered_and_out_of_service() {
     let fleet = aws.create_fleet("api", 3, &[]).await;
     let victim = fleet.instance_ids[0].clone();
 
-    aws.terminate_instances(&[victim.clone()]).await;
+    aws.terminate_instances(std::slice::from_ref(&victim)).await;
 
     // moto skips "shutting-down": the instance is terminated at once.
     let states = aws.instance_states(&ids(&fleet)).await;

@@ -77,14 +77,26 @@ where
         Some(m) => m.to_string(),
         None => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
     };
-    AwsError {
+    let error = AwsError {
         service,
         operation,
         transient,
         code,
         message,
         request_id,
-    }
+    };
+    let outcome = if transient {
+        "transient_error"
+    } else {
+        "permanent_error"
+    };
+    crate::telemetry::metrics().aws_call_outcome(service, operation, outcome);
+    error
+}
+
+/// Counts a successful AWS call.
+fn succeeded(service: &'static str, operation: &'static str) {
+    crate::telemetry::metrics().aws_call_outcome(service, operation, "ok");
 }
 
 /// Every client reflex uses, built from one shared AWS configuration.
@@ -170,7 +182,8 @@ impl Queue for SqsQueue {
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(|e| classify("sqs", "ReceiveMessage", e))?;
+            .map_err(|e| classify("sqs", "ReceiveMessage", e))
+            .inspect(|_| succeeded("sqs", "ReceiveMessage"))?;
         Ok(out
             .messages()
             .iter()
@@ -211,6 +224,7 @@ impl Queue for SqsQueue {
             .await
             .map(|_| ())
             .map_err(|e| classify("sqs", "DeleteMessage", e))
+            .inspect(|_| succeeded("sqs", "DeleteMessage"))
     }
 
     async fn change_visibility(
@@ -227,6 +241,7 @@ impl Queue for SqsQueue {
             .await
             .map(|_| ())
             .map_err(|e| classify("sqs", "ChangeMessageVisibility", e))
+            .inspect(|_| succeeded("sqs", "ChangeMessageVisibility"))
     }
 
     async fn send(
@@ -250,7 +265,8 @@ impl Queue for SqsQueue {
         let out = req
             .send()
             .await
-            .map_err(|e| classify("sqs", "SendMessage", e))?;
+            .map_err(|e| classify("sqs", "SendMessage", e))
+            .inspect(|_| succeeded("sqs", "SendMessage"))?;
         Ok(out.message_id().unwrap_or_default().to_string())
     }
 
@@ -263,6 +279,7 @@ impl Queue for SqsQueue {
             .await
             .map(|_| ())
             .map_err(|e| classify("sqs", "GetQueueAttributes", e))
+            .inspect(|_| succeeded("sqs", "GetQueueAttributes"))
     }
 
     fn url(&self) -> &str {
@@ -283,7 +300,8 @@ impl LoadBalancers for ClassicElb {
             .load_balancer_name(load_balancer)
             .send()
             .await
-            .map_err(|e| classify("elasticloadbalancing", "DescribeInstanceHealth", e))?;
+            .map_err(|e| classify("elasticloadbalancing", "DescribeInstanceHealth", e))
+            .inspect(|_| succeeded("elasticloadbalancing", "DescribeInstanceHealth"))?;
         Ok(out
             .instance_states()
             .iter()
@@ -341,7 +359,8 @@ impl Instances for Ec2 {
             .set_instance_ids(Some(instance_ids.to_vec()))
             .send()
             .await
-            .map_err(|e| classify("ec2", "DescribeInstances", e))?;
+            .map_err(|e| classify("ec2", "DescribeInstances", e))
+            .inspect(|_| succeeded("ec2", "DescribeInstances"))?;
         Ok(out
             .reservations()
             .iter()
@@ -386,7 +405,8 @@ impl Instances for Ec2 {
                 .send()
                 .await
                 .map(|o| o.request_id().map(str::to_string))
-                .map_err(|e| classify("ec2", "TerminateInstances", e)),
+                .map_err(|e| classify("ec2", "TerminateInstances", e))
+                .inspect(|_| succeeded("ec2", "TerminateInstances")),
             InstanceOp::Reboot => self
                 .0
                 .reboot_instances()
@@ -395,7 +415,8 @@ impl Instances for Ec2 {
                 .send()
                 .await
                 .map(|o| o.request_id().map(str::to_string))
-                .map_err(|e| classify("ec2", "RebootInstances", e)),
+                .map_err(|e| classify("ec2", "RebootInstances", e))
+                .inspect(|_| succeeded("ec2", "RebootInstances")),
             InstanceOp::Stop => self
                 .0
                 .stop_instances()
@@ -404,7 +425,8 @@ impl Instances for Ec2 {
                 .send()
                 .await
                 .map(|o| o.request_id().map(str::to_string))
-                .map_err(|e| classify("ec2", "StopInstances", e)),
+                .map_err(|e| classify("ec2", "StopInstances", e))
+                .inspect(|_| succeeded("ec2", "StopInstances")),
         };
         match result {
             // With DryRun=true, EC2 answers "would have succeeded" as an error.
@@ -430,7 +452,8 @@ impl Alarms for CloudWatch {
             .alarm_types(AlarmType::CompositeAlarm)
             .send()
             .await
-            .map_err(|e| classify("cloudwatch", "DescribeAlarms", e))?;
+            .map_err(|e| classify("cloudwatch", "DescribeAlarms", e))
+            .inspect(|_| succeeded("cloudwatch", "DescribeAlarms"))?;
         let state = out
             .metric_alarms()
             .iter()
@@ -470,7 +493,8 @@ impl Metrics for CloudWatch {
             .set_metric_data(Some(data.collect()))
             .send()
             .await
-            .map_err(|e| classify("cloudwatch", "PutMetricData", e))?;
+            .map_err(|e| classify("cloudwatch", "PutMetricData", e))
+            .inspect(|_| succeeded("cloudwatch", "PutMetricData"))?;
         Ok(out.request_id().map(str::to_string))
     }
 }
@@ -517,7 +541,8 @@ impl Notifier for Sns {
             .message(message)
             .send()
             .await
-            .map_err(|e| classify("sns", "Publish", e))?;
+            .map_err(|e| classify("sns", "Publish", e))
+            .inspect(|_| succeeded("sns", "Publish"))?;
         Ok(out.message_id().map(str::to_string))
     }
 }

@@ -27,6 +27,7 @@ use crate::outcome::ActionReport;
 use crate::plan::{evaluate_with, EvalOptions, Skipped};
 use crate::rules::{Rate, RuleSet};
 use crate::safety::state::StateStore;
+use crate::telemetry::{metrics, CodeLabel, RuleLabel};
 use disposition::{decide, decide_poison, Backoff, Disposition};
 
 /// The effects actions can have.
@@ -219,6 +220,7 @@ impl Worker {
             let messages = match received {
                 Ok(m) => {
                     failures = 0;
+                    metrics().messages_received.inc_by(m.len() as u64);
                     m
                 }
                 Err(error) => {
@@ -236,8 +238,10 @@ impl Worker {
                 let Some(slot) = slots.pop() else { break };
                 let worker = Arc::clone(&self);
                 let shutdown = shutdown.clone();
+                metrics().in_flight.inc();
                 tracker.spawn(async move {
                     worker.process(msg, &shutdown).await;
+                    metrics().in_flight.dec();
                     drop(slot);
                 });
             }
@@ -262,6 +266,7 @@ impl Worker {
             // reflex's own processing: everything but AWS calls and waits.
             let outside: u64 = handled.reports.iter().map(|r| r.aws_us + r.waited_us).sum();
             let own_us = (started.elapsed().as_micros() as u64).saturating_sub(outside);
+            record_metrics(&handled, own_us, (self.clock)());
             // The decision is on record before the message is deleted,
             // dead-lettered or released.
             self.audit.record(&AuditRecord::message(
@@ -326,6 +331,12 @@ impl Worker {
             Ok(e) => e,
             Err(poison) => {
                 warn!(code = poison.code.as_str(), reason = %poison.reason, "Poison message; sending it to the dead-letter queue.");
+                metrics()
+                    .decode_failures
+                    .get_or_create(&CodeLabel {
+                        code: poison.code.as_str().to_string(),
+                    })
+                    .inc();
                 return Handled {
                     event: None,
                     reports: vec![],
@@ -361,6 +372,12 @@ impl Worker {
         }
         let mut reports: Vec<ActionReport> = Vec::new();
         for m in &plan.matches {
+            metrics()
+                .rule_matches
+                .get_or_create(&RuleLabel {
+                    rule: m.rule.name.clone(),
+                })
+                .inc();
             let mut rule_rate_checked = None;
             for (index, action) in m.actions.iter().enumerate() {
                 let report = self
@@ -414,24 +431,29 @@ impl Worker {
     pub async fn dispose(&self, msg: &QueueMessage, handled: &Handled) {
         let receipt = &msg.receipt_handle;
         match &handled.disposition {
-            Disposition::Ack => {
-                if let Err(error) = self.queue.delete(receipt).await {
-                    // The message comes back; its finished actions are
-                    // remembered, so it will not act twice.
-                    error!(%error, "DeleteMessage failed; the message will be redelivered.");
+            Disposition::Ack => match self.queue.delete(receipt).await {
+                Ok(()) => {
+                    metrics().messages_deleted.inc();
                 }
-            }
+                // The message comes back; its finished actions are
+                // remembered, so it will not act twice.
+                Err(error) => {
+                    error!(%error, "DeleteMessage failed; the message will be redelivered.")
+                }
+            },
             Disposition::Retry { after } => {
                 info!(
                     retry_in_s = after.as_secs(),
                     "Leaving the message on the queue for a retry."
                 );
+                metrics().messages_retried.inc();
                 if let Err(error) = self.queue.change_visibility(receipt, *after).await {
                     warn!(%error, "ChangeMessageVisibility failed; the message returns when its visibility times out.");
                 }
             }
             Disposition::Release => {
                 info!("Shutting down: releasing the message untouched.");
+                metrics().messages_released.inc();
                 if let Err(error) = self.queue.change_visibility(receipt, Duration::ZERO).await {
                     warn!(%error, "Could not release the message; it returns when its visibility times out.");
                 }
@@ -441,8 +463,14 @@ impl Worker {
                 match self.dead_letters.send(&msg.body, &attributes).await {
                     Ok(dlq_message_id) => {
                         info!(code = %code, %dlq_message_id, "Message sent to the dead-letter queue.");
-                        if let Err(error) = self.queue.delete(receipt).await {
-                            error!(%error, "DeleteMessage failed after dead-lettering; the message will be redelivered.");
+                        metrics().dead_lettered(code);
+                        match self.queue.delete(receipt).await {
+                            Ok(()) => {
+                                metrics().messages_deleted.inc();
+                            }
+                            Err(error) => {
+                                error!(%error, "DeleteMessage failed after dead-lettering; the message will be redelivered.")
+                            }
                         }
                     }
                     Err(error) => {
@@ -454,6 +482,21 @@ impl Worker {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Counts a handled message's actions and timings.
+fn record_metrics(handled: &Handled, own_us: u64, now: DateTime<Utc>) {
+    let m = metrics();
+    m.processing_seconds.observe(own_us as f64 / 1e6);
+    for report in &handled.reports {
+        m.action(report);
+        if let (crate::outcome::Outcome::Done, Some(event)) = (&report.outcome, &handled.event) {
+            let ms = now
+                .signed_duration_since(event.state_change_time)
+                .num_milliseconds();
+            m.alarm_to_action_seconds.observe(ms.max(0) as f64 / 1000.0);
         }
     }
 }

@@ -1,0 +1,152 @@
+//! Live rule reload: on a change in the rules directory (watched with
+//! `notify`) or on SIGHUP, load and validate the whole rule set, and only
+//! then make it the live one. An invalid edit leaves the old rules running;
+//! its problems are logged with file, line and column, and counted.
+//! A message being processed keeps the rules it started with (the worker
+//! takes a snapshot per message).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::rules::{load_paths, RuleSet};
+use crate::telemetry::metrics;
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// A new version is live.
+    Changed { from: String, to: String },
+    /// The files load to the version already live.
+    Unchanged,
+    /// The new files are invalid; the old version stays.
+    Rejected { problems: usize },
+}
+
+/// Loads the rules at `path` and, if valid and different, makes them live.
+pub fn reload(path: &Path, live: &watch::Sender<Arc<RuleSet>>) -> Reloaded {
+    let current = live.borrow().version().to_string();
+    match load_paths(&[path.to_path_buf()]) {
+        Ok(set) if set.version() == current => Reloaded::Unchanged,
+        Ok(set) => {
+            let to = set.version().to_string();
+            metrics().rule_reloads.inc();
+            metrics().rules_loaded(&to, set.rules().len());
+            info!(from_version = %current, rules_version = %to, rules = set.rules().len(), "Rules reloaded.");
+            live.send_replace(Arc::new(set));
+            Reloaded::Changed { from: current, to }
+        }
+        Err(problems) => {
+            metrics().rule_reload_failures.inc();
+            for p in &problems {
+                warn!(problem = %p, "Invalid rule.");
+            }
+            // A warning, not an error: the daemon is fine and keeps acting
+            // under the previous rules; the edit needs a human.
+            warn!(
+                problems = problems.len(),
+                rules_version = %current,
+                "Rule reload rejected; the previous rules stay in force."
+            );
+            Reloaded::Rejected {
+                problems: problems.len(),
+            }
+        }
+    }
+}
+
+/// Watches `path` and reloads on changes and on SIGHUP, until `shutdown`.
+pub async fn watch_rules(
+    path: PathBuf,
+    live: watch::Sender<Arc<RuleSet>>,
+    shutdown: CancellationToken,
+) {
+    let (tx, mut changes) = mpsc::unbounded_channel::<()>();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.send(());
+        }
+    });
+    // A single rule file is watched through its directory: editors replace
+    // files by renaming, which ends a watch on the file itself.
+    let (target, mode) = if path.is_dir() {
+        (path.clone(), RecursiveMode::Recursive)
+    } else {
+        (
+            path.parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            RecursiveMode::NonRecursive,
+        )
+    };
+    let _watcher = match watcher.and_then(|mut w| w.watch(&target, mode).map(|()| w)) {
+        Ok(w) => {
+            info!(path = %target.display(), "Watching the rules for changes (SIGHUP also reloads).");
+            Some(w)
+        }
+        Err(error) => {
+            warn!(%error, path = %target.display(), "Cannot watch the rules; only SIGHUP will reload them.");
+            None
+        }
+    };
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let sighup = async {
+            match hangup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let sighup = std::future::pending::<()>();
+        tokio::select! {
+            Some(()) = changes.recv() => {
+                // Editors write in several steps: wait for the burst to end.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                while changes.try_recv().is_ok() {}
+            }
+            () = sighup => info!("SIGHUP: reloading the rules."),
+            () = shutdown.cancelled() => return,
+        }
+        reload(&path, &live);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULE: &str = "[[rule]]\nname = \"NAME\"\nmatch.alarm_name = \"a\"\nactions = [{ type = \"notify\", topic_arn = \"t\" }]\n";
+
+    #[test]
+    fn good_edits_replace_bad_edits_keep_the_old_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("r.toml");
+        std::fs::write(&file, RULE.replace("NAME", "one")).unwrap();
+        let set = load_paths(&[dir.path().to_path_buf()]).unwrap();
+        let (tx, rx) = watch::channel(Arc::new(set));
+        assert_eq!(reload(dir.path(), &tx), Reloaded::Unchanged);
+
+        std::fs::write(&file, RULE.replace("NAME", "two")).unwrap();
+        assert!(matches!(reload(dir.path(), &tx), Reloaded::Changed { .. }));
+        assert!(rx.borrow().get("two").is_some());
+
+        std::fs::write(&file, "[[rule]]\nname = \"three\"\nbogus = 1\n").unwrap();
+        assert!(
+            matches!(reload(dir.path(), &tx), Reloaded::Rejected { problems } if problems >= 1)
+        );
+        assert!(
+            rx.borrow().get("two").is_some(),
+            "the old rules stay in force"
+        );
+    }
+}

@@ -1,0 +1,304 @@
+//! Metrics: what reflex counts, in one registry served in Prometheus text
+//! format ([`http`]) and partly published to CloudWatch ([`cloudwatch`]).
+//!
+//! Labels are low-cardinality on purpose: reason codes, rule names, action
+//! kinds, outcomes, guards, AWS operations — never message or instance ids.
+
+pub mod cloudwatch;
+pub mod http;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub kind: String,
+    pub outcome: String,
+    /// The guard that suppressed the action; empty otherwise.
+    pub guard: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwsCallLabels {
+    pub service: String,
+    pub operation: String,
+    /// `ok`, `transient_error` or `permanent_error`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabel {
+    pub version: String,
+}
+
+/// Every metric reflex keeps.
+pub struct Metrics {
+    pub registry: Registry,
+    pub messages_received: Counter,
+    pub messages_deleted: Counter,
+    pub messages_retried: Counter,
+    pub messages_released: Counter,
+    pub messages_dead_lettered: Family<CodeLabel, Counter>,
+    pub decode_failures: Family<CodeLabel, Counter>,
+    pub rule_matches: Family<RuleLabel, Counter>,
+    pub actions: Family<ActionLabels, Counter>,
+    pub aws_calls: Family<AwsCallLabels, Counter>,
+    pub in_flight: Gauge,
+    pub alarm_to_action_seconds: Histogram,
+    pub processing_seconds: Histogram,
+    pub rules_info: Family<VersionLabel, Gauge>,
+    pub rules_loaded_timestamp_seconds: Gauge,
+    pub rules_count: Gauge,
+    pub rule_reloads: Counter,
+    pub rule_reload_failures: Counter,
+    /// Unlabelled totals for the CloudWatch summary (not exported).
+    pub totals: Totals,
+}
+
+/// Totals across labels, for the per-minute CloudWatch counts.
+#[derive(Default)]
+pub struct Totals {
+    pub dead_lettered: Counter,
+    pub actions_done: Counter,
+    pub actions_suppressed: Counter,
+    pub actions_failed: Counter,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut m = Metrics {
+            messages_received: Counter::default(),
+            messages_deleted: Counter::default(),
+            messages_retried: Counter::default(),
+            messages_released: Counter::default(),
+            messages_dead_lettered: Family::default(),
+            decode_failures: Family::default(),
+            rule_matches: Family::default(),
+            actions: Family::default(),
+            aws_calls: Family::default(),
+            in_flight: Gauge::default(),
+            // 1 s to ~9 h: alarms reach reflex after CloudWatch's evaluation
+            // periods, so this is seconds to minutes.
+            alarm_to_action_seconds: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
+            // 50 µs to ~1.6 s.
+            processing_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            rules_info: Family::default(),
+            rules_loaded_timestamp_seconds: Gauge::default(),
+            rules_count: Gauge::default(),
+            rule_reloads: Counter::default(),
+            rule_reload_failures: Counter::default(),
+            totals: Totals::default(),
+            registry: Registry::with_prefix("reflex"),
+        };
+        let registry = &mut m.registry;
+        registry.register(
+            "messages_received",
+            "SQS messages received",
+            m.messages_received.clone(),
+        );
+        registry.register(
+            "messages_deleted",
+            "Messages deleted from the alarm queue after a final outcome",
+            m.messages_deleted.clone(),
+        );
+        registry.register(
+            "messages_retried",
+            "Messages left on the queue for a retry after a transient failure",
+            m.messages_retried.clone(),
+        );
+        registry.register(
+            "messages_released",
+            "Messages made visible again untouched at shutdown",
+            m.messages_released.clone(),
+        );
+        registry.register(
+            "messages_dead_lettered",
+            "Messages sent to the dead-letter queue, by reason code",
+            m.messages_dead_lettered.clone(),
+        );
+        registry.register(
+            "decode_failures",
+            "Message bodies that did not decode, by poison code",
+            m.decode_failures.clone(),
+        );
+        registry.register(
+            "rule_matches",
+            "Rule matches that acted (not skipped), by rule",
+            m.rule_matches.clone(),
+        );
+        registry.register(
+            "actions",
+            "Actions by kind, outcome and suppressing guard",
+            m.actions.clone(),
+        );
+        registry.register(
+            "aws_calls",
+            "AWS API calls by service, operation and outcome",
+            m.aws_calls.clone(),
+        );
+        registry.register(
+            "messages_in_flight",
+            "Messages being worked on",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "alarm_to_action_seconds",
+            "Alarm state change to action done",
+            m.alarm_to_action_seconds.clone(),
+        );
+        registry.register(
+            "processing_seconds",
+            "reflex's own processing per message, AWS calls and waits excluded",
+            m.processing_seconds.clone(),
+        );
+        registry.register(
+            "rules_info",
+            "The loaded rule set's version (content hash)",
+            m.rules_info.clone(),
+        );
+        registry.register(
+            "rules_loaded_timestamp_seconds",
+            "When the rule set was loaded (Unix time)",
+            m.rules_loaded_timestamp_seconds.clone(),
+        );
+        registry.register(
+            "rules",
+            "Rules in the loaded rule set",
+            m.rules_count.clone(),
+        );
+        registry.register(
+            "rule_reloads",
+            "Successful rule reloads",
+            m.rule_reloads.clone(),
+        );
+        registry.register(
+            "rule_reload_failures",
+            "Rule reloads rejected because the new rules are invalid",
+            m.rule_reload_failures.clone(),
+        );
+        m
+    }
+
+    /// Records a dead-lettered message.
+    pub fn dead_lettered(&self, code: &str) {
+        self.messages_dead_lettered
+            .get_or_create(&CodeLabel {
+                code: code.to_string(),
+            })
+            .inc();
+        self.totals.dead_lettered.inc();
+    }
+
+    /// Records an action's outcome.
+    pub fn action(&self, report: &crate::outcome::ActionReport) {
+        use crate::outcome::Outcome;
+        let guard = match &report.outcome {
+            Outcome::Suppressed { guard, .. } => guard.as_str(),
+            _ => "",
+        };
+        let labels = ActionLabels {
+            kind: report.kind.as_str().to_string(),
+            outcome: report.outcome.label().to_string(),
+            guard: guard.to_string(),
+        };
+        self.actions.get_or_create(&labels).inc();
+        match report.outcome {
+            Outcome::Done => self.totals.actions_done.inc(),
+            Outcome::Suppressed { .. } => self.totals.actions_suppressed.inc(),
+            Outcome::Failed { .. } => self.totals.actions_failed.inc(),
+            _ => 0,
+        };
+    }
+
+    /// Records an AWS call's outcome: `ok`, `transient_error`, `permanent_error`.
+    pub fn aws_call_outcome(&self, service: &str, operation: &str, outcome: &str) {
+        self.aws_calls
+            .get_or_create(&AwsCallLabels {
+                service: service.into(),
+                operation: operation.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Records that a rule set became the live one.
+    pub fn rules_loaded(&self, version: &str, rules: usize) {
+        self.rules_info.clear();
+        self.rules_info
+            .get_or_create(&VersionLabel {
+                version: version.to_string(),
+            })
+            .set(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        self.rules_loaded_timestamp_seconds
+            .set(now.as_secs() as i64);
+        self.rules_count.set(rules as i64);
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    METRICS.get_or_init(Metrics::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_prometheus_text_with_labels() {
+        let m = metrics();
+        m.messages_received.inc();
+        m.messages_dead_lettered
+            .get_or_create(&CodeLabel {
+                code: "not_json".into(),
+            })
+            .inc();
+        m.rules_loaded("abc123", 3);
+        let text = m.encode();
+        assert!(text.contains("reflex_messages_received_total"), "{text}");
+        assert!(
+            text.contains("reflex_messages_dead_lettered_total{code=\"not_json\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("reflex_rules_info{version=\"abc123\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("reflex_processing_seconds_bucket"), "{text}");
+        assert!(
+            text.trim_end().ends_with("# EOF"),
+            "OpenMetrics text ends with # EOF"
+        );
+    }
+}

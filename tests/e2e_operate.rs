@@ -1,0 +1,262 @@
+//! Operating `reflex run`, end to end against moto: live rule reload (a good
+//! edit takes over, a broken edit keeps the old rules, a fix takes over
+//! again, SIGHUP reloads), and metrics scraped over HTTP from the running
+//! daemon.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use chrono::{Duration as ChronoDuration, Utc};
+use serde_json::Value;
+
+use support::{AlarmDef, MotoServer, Reflex};
+
+const WAIT: Duration = Duration::from_secs(40);
+
+fn notify_rule(subject: &str) -> String {
+    format!(
+        r#"
+[[rule]]
+name = "tell-oncall"
+[rule.match]
+alarm_name = "api-latency"
+new_state = "ALARM"
+[[rule.actions]]
+type = "notify"
+topic_arn = "NOTIFY_TOPIC"
+subject = "{subject}"
+message = "{{{{ alarm.name }}}} is {{{{ alarm.new_state }}}}"
+"#
+    )
+}
+
+/// A plain HTTP/1.1 GET on loopback: (status, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("set a read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Publishes an alarm notification and returns the Subject of the one
+/// notification reflex sends for it (deleted once read).
+async fn fire(aws: &support::Aws, topic_arn: &str, notify_url: &str, note: Value) -> String {
+    aws.publish_alarm(topic_arn, &note).await;
+    let got = aws.wait_for_messages(notify_url, 1, WAIT).await;
+    let envelope: Value =
+        serde_json::from_str(got[0].body().expect("a body")).expect("an SNS envelope");
+    aws.sqs
+        .delete_message()
+        .queue_url(notify_url)
+        .receipt_handle(got[0].receipt_handle().expect("a receipt handle"))
+        .send()
+        .await
+        .expect("delete the notification");
+    envelope["Subject"].as_str().expect("a subject").to_string()
+}
+
+/// The value of the first sample line starting with `prefix`.
+fn sample(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn rule_edits_reload_live_and_metrics_are_served() {
+    let moto = MotoServer::start();
+    let aws = moto.aws().await;
+    let pipeline = aws.create_pipeline("operate").await;
+    let alarm = AlarmDef::new(
+        "api-latency",
+        "AWS/ApplicationELB",
+        "TargetResponseTime",
+        &[("LoadBalancer", "app/api/1")],
+    );
+    let rule =
+        |subject: &str| notify_rule(subject).replace("NOTIFY_TOPIC", &pipeline.notify_topic_arn);
+    let reflex = Reflex::builder(&moto.endpoint(), &pipeline)
+        .rule("oncall.toml", &rule("v1"))
+        .spawn();
+    let rule_file = reflex.rules_dir().join("oncall.toml");
+
+    let served = reflex
+        .wait_for_event(WAIT, "the metrics listener is up", |e| {
+            e["message"] == "Serving /metrics, /healthz and /readyz."
+        })
+        .await;
+    let addr = served["address"]
+        .as_str()
+        .expect("the bound address is logged")
+        .to_string();
+
+    // Each alarm is a new transition, a minute apart; one notification each.
+    let start = Utc::now() - ChronoDuration::minutes(10);
+    let sent = 4;
+    let fire_and_read_subject = |n: i64| {
+        fire(
+            &aws,
+            &pipeline.topic_arn,
+            &pipeline.notify_queue_url,
+            alarm.notification_at("ALARM", "OK", start + ChronoDuration::minutes(n)),
+        )
+    };
+
+    assert_eq!(fire_and_read_subject(1).await, "v1");
+
+    // A good edit: the next alarm uses the new rule.
+    std::fs::write(&rule_file, rule("v2")).expect("edit the rule");
+    let reloaded = reflex
+        .wait_for_event(WAIT, "the edited rules are live", |e| {
+            e["message"] == "Rules reloaded."
+        })
+        .await;
+    assert_eq!(fire_and_read_subject(2).await, "v2");
+
+    // A broken edit: rejected with file:line:col, and the old rule keeps acting.
+    std::fs::write(
+        &rule_file,
+        rule("v3").replace("new_state = \"ALARM\"", "new_state = \"ALRAM\""),
+    )
+    .expect("break the rule");
+    let rejected = reflex
+        .wait_for_event(WAIT, "the broken edit is rejected", |e| {
+            e["message"] == "Rule reload rejected; the previous rules stay in force."
+        })
+        .await;
+    let problem = reflex
+        .events()
+        .into_iter()
+        .find(|e| e["message"] == "Invalid rule.")
+        .expect("each problem is logged");
+    let problem = problem["problem"]
+        .as_str()
+        .expect("the problem text")
+        .to_string();
+    assert!(
+        problem.contains("oncall.toml:") && problem.contains("ALRAM"),
+        "{problem}"
+    );
+    assert_eq!(
+        rejected["rules_version"], reloaded["rules_version"],
+        "the v2 rules stay live"
+    );
+    assert_eq!(
+        fire_and_read_subject(3).await,
+        "v2",
+        "the old rule keeps acting"
+    );
+
+    // The fix takes over.
+    std::fs::write(&rule_file, rule("v4")).expect("fix the rule");
+    reflex
+        .wait_until(WAIT, "the fixed rules are live", || async {
+            reflex.events_with_message("Rules reloaded.").len() == 2
+        })
+        .await;
+    assert_eq!(fire_and_read_subject(4).await, "v4");
+
+    // SIGHUP reloads too, and does not kill the daemon.
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &reflex.pid().to_string()])
+        .status()
+        .expect("run kill(1)");
+    assert!(status.success());
+    reflex
+        .wait_for_event(WAIT, "SIGHUP is handled", |e| {
+            e["message"] == "SIGHUP: reloading the rules."
+        })
+        .await;
+    reflex.assert_running();
+
+    // The metrics, scraped from the running daemon.
+    let (code, health) = http_get(&addr, "/healthz");
+    assert_eq!((code, health.trim()), (200, "ok"));
+    let (code, ready) = http_get(&addr, "/readyz");
+    assert_eq!(code, 200, "{ready}");
+    let (code, metrics) = http_get(&addr, "/metrics");
+    assert_eq!(code, 200);
+    let live_version = reflex.events_with_message("Rules reloaded.")[1]["rules_version"].clone();
+    let live_version = live_version.as_str().expect("a version");
+    assert!(
+        metrics.contains(&format!(
+            "reflex_rules_info{{version=\"{live_version}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "reflex_rule_reloads_total"),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "reflex_rule_reload_failures_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "reflex_messages_received_total"),
+        Some(sent as f64),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "reflex_messages_deleted_total"),
+        Some(sent as f64),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "reflex_actions_total{kind=\"notify\",outcome=\"done\",guard=\"\"}"
+        ),
+        Some(sent as f64),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "reflex_rule_matches_total{rule=\"tell-oncall\"}"),
+        Some(sent as f64),
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            "reflex_aws_calls_total{service=\"sns\",operation=\"Publish\",outcome=\"ok\"}"
+        )
+        .is_some_and(|n| n >= sent as f64),
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "reflex_processing_seconds_count").is_some_and(|n| n >= sent as f64),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "reflex_messages_in_flight"),
+        Some(0.0),
+        "{metrics}"
+    );
+    reflex.shutdown_cleanly().await;
+}
