@@ -258,5 +258,33 @@ async fn rule_edits_reload_live_and_metrics_are_served() {
         Some(0.0),
         "{metrics}"
     );
+
+    // The audit trail (stdout by default): one decision per message, each
+    // under the rule-set version that was live when it was handled.
+    let records: Vec<Value> = reflex
+        .stdout()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let decisions: Vec<&Value> = records.iter().filter(|r| r["type"] == "message").collect();
+    assert_eq!(decisions.len(), sent, "{records:#?}");
+    assert!(decisions
+        .iter()
+        .all(|d| d["disposition"]["kind"] == "ack" && d["matched"][0] == "tell-oncall"));
+    let versions: Vec<&str> = decisions
+        .iter()
+        .map(|d| d["rules_version"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        versions[1], versions[2],
+        "the broken edit did not change the live rules"
+    );
+    assert_ne!(versions[0], versions[1]);
+    assert_eq!(versions[3], live_version);
+    let actions = records
+        .iter()
+        .filter(|r| r["type"] == "action" && r["outcome"] == "done")
+        .count();
+    assert_eq!(actions, sent);
     reflex.shutdown_cleanly().await;
 }
