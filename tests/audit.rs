@@ -15,9 +15,8 @@ use reflex::aws::fake::FakeAws;
 use reflex::aws::{AwsError, InstanceInfo};
 use reflex::event::AlarmState;
 use reflex::outcome::Outcome;
-use reflex::rules::Rate;
 use reflex::safety::state::MemoryStore;
-use reflex::worker::disposition::{Backoff, Disposition};
+use reflex::worker::disposition::Disposition;
 use reflex::worker::{Effects, Handled, Settings, Worker};
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -35,18 +34,7 @@ fn at(s: &str) -> DateTime<Utc> {
 fn settings() -> Settings {
     Settings {
         trusted_topic_arns: vec![TOPIC.to_string()],
-        dry_run: false,
-        max_event_age: Duration::from_secs(900),
-        pollers: 1,
-        max_in_flight: 10,
-        wait: Duration::from_secs(1),
-        visibility_timeout: Duration::from_secs(60),
-        heartbeat: Duration::from_secs(20),
-        backoff: Backoff {
-            base: Duration::from_secs(10),
-            max: Duration::from_secs(900),
-        },
-        instance_changes: Rate::parse("20/hour").expect("rate"),
+        ..Settings::default()
     }
 }
 

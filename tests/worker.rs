@@ -15,7 +15,7 @@ use reflex::outcome::Outcome;
 use reflex::rules::Rate;
 use reflex::safety::state::MemoryStore;
 use reflex::safety::Guard;
-use reflex::worker::disposition::{Backoff, Disposition};
+use reflex::worker::disposition::Disposition;
 use reflex::worker::{Effects, Handled, Settings, Worker};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -31,18 +31,7 @@ fn now() -> DateTime<Utc> {
 fn settings() -> Settings {
     Settings {
         trusted_topic_arns: vec![TOPIC.to_string()],
-        dry_run: false,
-        max_event_age: Duration::from_secs(900),
-        pollers: 1,
-        max_in_flight: 10,
-        wait: Duration::from_secs(1),
-        visibility_timeout: Duration::from_secs(60),
-        heartbeat: Duration::from_secs(20),
-        backoff: Backoff {
-            base: Duration::from_secs(10),
-            max: Duration::from_secs(900),
-        },
-        instance_changes: Rate::parse("20/hour").unwrap(),
+        ..Settings::default()
     }
 }
 

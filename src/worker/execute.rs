@@ -573,9 +573,8 @@ mod tests {
     use crate::aws::QueueMessage;
     use crate::event::decode_str;
     use crate::outcome::Outcome;
-    use crate::rules::Rate;
     use crate::safety::state::{Claim, MemoryStore, StateStore};
-    use crate::worker::disposition::{Backoff, Disposition};
+    use crate::worker::disposition::Disposition;
     use crate::worker::{Effects, Settings, Worker};
 
     const RULE: &str = r#"
@@ -632,21 +631,7 @@ message = "then"
             metrics: a.clone(),
         };
         let state = Arc::new(MemoryStore::new(Duration::from_secs(3600)));
-        let settings = Settings {
-            trusted_topic_arns: vec![],
-            dry_run: false,
-            max_event_age: Duration::from_secs(900),
-            pollers: 1,
-            max_in_flight: 10,
-            wait: Duration::from_secs(1),
-            visibility_timeout: Duration::from_secs(60),
-            heartbeat: Duration::from_secs(20),
-            backoff: Backoff {
-                base: Duration::from_secs(10),
-                max: Duration::from_secs(900),
-            },
-            instance_changes: Rate::parse("20/hour").unwrap(),
-        };
+        let settings = Settings::default();
         let mut worker = Worker::new(a.clone(), a, effects, rx, state.clone(), settings);
         worker.clock = Arc::new(now);
 

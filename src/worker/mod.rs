@@ -69,6 +69,25 @@ pub struct Settings {
     pub instance_changes: Rate,
 }
 
+impl Default for Settings {
+    /// What a `reflex.toml` without any key gives.
+    fn default() -> Self {
+        use crate::config::{Config, ConfigSpec, Overrides};
+        let file = crate::rules::source::SourceFile::new(
+            std::path::Path::new("<defaults>"),
+            String::new(),
+        );
+        let urls = Overrides {
+            queue_url: Some(String::new()),
+            dead_letter_queue_url: Some(String::new()),
+            ..Overrides::default()
+        };
+        let config = Config::from_spec(ConfigSpec::default(), &file, urls)
+            .expect("the built-in defaults are valid");
+        Settings::from(&config)
+    }
+}
+
 impl From<&crate::config::Config> for Settings {
     fn from(c: &crate::config::Config) -> Self {
         Settings {
