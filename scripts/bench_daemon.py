@@ -146,6 +146,8 @@ def main():
         print(f"idle RSS:                        {rss_kb / 1024:.1f} MiB")
         print(f"published -> terminated (observed by polling EC2 every 5 ms): "
               f"p50 {pct(latencies, 50):.1f} ms, p99 {pct(latencies, 99):.1f} ms, max {max(latencies):.1f} ms")
+        if os.environ.get("REFLEX_BENCH_SHOW"):
+            print("own_ms (in order):", [round(x, 3) for x in own])
         if own:
             print(f"reflex own processing per message (excl. AWS calls): "
                   f"p50 {pct(own, 50):.3f} ms, p99 {pct(own, 99):.3f} ms, max {max(own):.3f} ms over {len(own)} messages")
