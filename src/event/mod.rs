@@ -8,10 +8,12 @@
 //! strict where safety needs it (an alarm name and a known state). Anything
 //! else is [`Poison`]. Pure: no I/O, no clock.
 
+mod envelope;
 mod poison;
 mod time;
 mod wire;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -173,9 +175,34 @@ pub fn decode_str(text: &str) -> Result<AlarmEvent, Poison> {
     if !starts_with_brace(text) {
         return Err(not_an_object(text));
     }
+    match envelope::scan(text) {
+        Some(sns) => decode_scanned(sns),
+        None => decode_object(text),
+    }
+}
+
+/// An SNS envelope read by the fast path.
+fn decode_scanned(sns: envelope::SnsEnvelope<'_>) -> Result<AlarmEvent, Poison> {
+    let envelope = Envelope {
+        message_id: sns.message_id,
+        topic_arn: sns.topic_arn,
+        subject: sns.subject,
+        timestamp: sns.timestamp,
+    };
+    decode_sns(sns.sns_type.as_deref(), sns.message, envelope)
+}
+
+/// Any JSON object, read by serde: the general path.
+fn decode_object(text: &str) -> Result<AlarmEvent, Poison> {
     let body: Body = serde_json::from_str(text).map_err(|e| json_poison(&e))?;
     if body.looks_like_sns() {
-        decode_sns(body)
+        let envelope = Envelope {
+            message_id: body.message_id,
+            topic_arn: body.topic_arn,
+            subject: body.subject,
+            timestamp: body.timestamp,
+        };
+        decode_sns(body.sns_type.as_deref(), body.message, envelope)
     } else if body.looks_like_eventbridge() {
         decode_eventbridge(body, EventFormat::EventBridge, Envelope::default())
     } else if body.looks_like_alarm() {
@@ -190,32 +217,37 @@ pub fn decode_str(text: &str) -> Result<AlarmEvent, Poison> {
 
 /// The SNS fields that travel with an alarm carried in an envelope.
 #[derive(Default)]
-struct Envelope {
-    message_id: Option<String>,
-    topic_arn: Option<String>,
-    subject: Option<String>,
-    timestamp: Option<DateTime<Utc>>,
+struct Envelope<'a> {
+    message_id: Option<Cow<'a, str>>,
+    topic_arn: Option<Cow<'a, str>>,
+    subject: Option<Cow<'a, str>>,
+    /// Parsed only if the alarm has no time of its own.
+    timestamp: Option<Cow<'a, str>>,
 }
 
-fn decode_sns(body: Body) -> Result<AlarmEvent, Poison> {
-    let kind = body.sns_type.as_deref().unwrap_or("Notification");
+impl Envelope<'_> {
+    fn time(&self) -> Option<DateTime<Utc>> {
+        self.timestamp.as_deref().and_then(parse_aws_time)
+    }
+}
+
+fn decode_sns(
+    sns_type: Option<&str>,
+    message: Option<Cow<'_, str>>,
+    envelope: Envelope<'_>,
+) -> Result<AlarmEvent, Poison> {
+    let kind = sns_type.unwrap_or("Notification");
     if kind != "Notification" {
         return Err(Poison::new(
             PoisonCode::SnsNotNotification,
             format!("SNS envelope of Type {kind:?} is not an alarm notification"),
         ));
     }
-    let Some(message) = body.message else {
+    let Some(message) = message else {
         return Err(Poison::new(
             PoisonCode::MissingField,
             "SNS notification has no Message",
         ));
-    };
-    let envelope = Envelope {
-        message_id: owned(body.message_id),
-        topic_arn: owned(body.topic_arn),
-        subject: owned(body.subject),
-        timestamp: body.timestamp.as_deref().and_then(parse_aws_time),
     };
     let not_alarm = |detail: &str| {
         Poison::new(
@@ -247,15 +279,18 @@ fn decode_sns(body: Body) -> Result<AlarmEvent, Poison> {
     }
 }
 
-fn decode_alarm(body: Body, format: EventFormat, envelope: Envelope) -> Result<AlarmEvent, Poison> {
+fn decode_alarm(
+    body: Body,
+    format: EventFormat,
+    envelope: Envelope<'_>,
+) -> Result<AlarmEvent, Poison> {
     let alarm_name = required_name(body.alarm_name)?;
     let new_state = required_state(body.new_state.as_deref(), "NewStateValue")?;
     let old_state = optional_state(body.old_state.as_deref(), "OldStateValue")?;
-    let state_change_time = state_time(
-        body.state_change_time.as_deref(),
-        "StateChangeTime",
-        envelope.timestamp,
-    )?;
+    let state_change_time =
+        state_time(body.state_change_time.as_deref(), "StateChangeTime", || {
+            envelope.time()
+        })?;
     let alarm_arn = owned(body.alarm_arn);
     let (arn_region, arn_account) = arn_region_account(alarm_arn.as_deref());
     let metric = body
@@ -280,16 +315,16 @@ fn decode_alarm(body: Body, format: EventFormat, envelope: Envelope) -> Result<A
         comparison_operator: metric.comparison_operator,
         alarm_rule: non_empty(body.alarm_rule),
         format,
-        sns_message_id: envelope.message_id,
-        topic_arn: envelope.topic_arn,
-        subject: envelope.subject,
+        sns_message_id: owned(envelope.message_id),
+        topic_arn: owned(envelope.topic_arn),
+        subject: owned(envelope.subject),
     })
 }
 
 fn decode_eventbridge(
     body: Body,
     format: EventFormat,
-    envelope: Envelope,
+    envelope: Envelope<'_>,
 ) -> Result<AlarmEvent, Poison> {
     let detail_type = body.detail_type.as_deref().unwrap_or_default();
     let source = body.source.as_deref().unwrap_or_default();
@@ -328,16 +363,13 @@ fn decode_eventbridge(
         previous_state.as_ref().and_then(|p| p.value.as_deref()),
         "detail.previousState.value",
     )?;
-    let fallback_time = body
-        .time
-        .as_deref()
-        .and_then(parse_aws_time)
-        .or(envelope.timestamp);
-    let state_change_time = state_time(
-        state.timestamp.as_deref(),
-        "detail.state.timestamp",
-        fallback_time,
-    )?;
+    let event_time = body.time.as_deref();
+    let state_change_time =
+        state_time(state.timestamp.as_deref(), "detail.state.timestamp", || {
+            event_time
+                .and_then(parse_aws_time)
+                .or_else(|| envelope.time())
+        })?;
     let alarm_arn = body
         .resources
         .and_then(|r| r.into_iter().find(|a| a.contains(":alarm:")))
@@ -399,9 +431,9 @@ fn decode_eventbridge(
         comparison_operator: None,
         alarm_rule: non_empty(config.alarm_rule),
         format,
-        sns_message_id: envelope.message_id,
-        topic_arn: envelope.topic_arn,
-        subject: envelope.subject,
+        sns_message_id: owned(envelope.message_id),
+        topic_arn: owned(envelope.topic_arn),
+        subject: owned(envelope.subject),
     })
 }
 
@@ -518,7 +550,7 @@ fn parse_state(v: &str, field: &str) -> Result<AlarmState, Poison> {
 fn state_time(
     value: Option<&str>,
     field: &str,
-    fallback: Option<DateTime<Utc>>,
+    fallback: impl FnOnce() -> Option<DateTime<Utc>>,
 ) -> Result<DateTime<Utc>, Poison> {
     match value {
         Some(v) => parse_aws_time(v).ok_or_else(|| {
@@ -527,7 +559,7 @@ fn state_time(
                 format!("{field} {v:?} is not a timestamp"),
             )
         }),
-        None => fallback.ok_or_else(|| {
+        None => fallback().ok_or_else(|| {
             Poison::new(
                 PoisonCode::MissingField,
                 format!("alarm has no {field} and no envelope timestamp"),
@@ -575,5 +607,60 @@ fn json_poison(e: &serde_json::Error) -> Poison {
         Poison::new(PoisonCode::InvalidField, e.to_string())
     } else {
         Poison::new(PoisonCode::NotJson, format!("body is not JSON: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SNS: &[&str] = &[
+        include_str!("../../tests/fixtures/sns/elb-unhealthy-hosts.json"),
+        include_str!("../../tests/fixtures/sns/escaped-name.json"),
+        include_str!("../../tests/fixtures/sns/eventbridge-composite.json"),
+        include_str!(
+            "../../tests/fixtures/poison/sns_not_notification--subscription-confirmation.json"
+        ),
+        include_str!("../../tests/fixtures/poison/missing_field--sns-no-message.json"),
+    ];
+
+    #[test]
+    fn the_fast_path_takes_the_sns_fixtures() {
+        for body in SNS {
+            let sns = envelope::scan(body).expect("the fast path reads it");
+            assert_eq!(decode_scanned(sns), decode_object(body));
+        }
+    }
+
+    proptest! {
+        /// Whatever the fast path accepts, it decodes as serde does.
+        #[test]
+        fn fast_and_general_paths_agree(
+            which in 0..SNS.len(),
+            edits in prop::collection::vec(
+                (any::<prop::sample::Index>(), 0..3usize, prop::sample::select(
+                    vec!["", "\\", "\\\"", "\"", ",", "}", "{", ":", " ", "\\u0041", "x", "null", "\\n", "é"],
+                )),
+                1..4,
+            ),
+        ) {
+            let mut body = SNS[which].to_string();
+            for (at, delete, insert) in edits {
+                let mut i = at.index(body.len() + 1);
+                while !body.is_char_boundary(i) {
+                    i -= 1;
+                }
+                let mut end = (i + delete).min(body.len());
+                while !body.is_char_boundary(end) {
+                    end += 1;
+                }
+                body.replace_range(i..end, insert);
+            }
+            if let Some(sns) = envelope::scan(&body) {
+                prop_assert_eq!(decode_scanned(sns), decode_object(&body));
+            }
+        }
     }
 }

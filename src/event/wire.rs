@@ -11,58 +11,125 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 type Str<'a> = Option<Cow<'a, str>>;
 
+/// Reads a [`Str`], borrowing from the input when the string has no escapes.
+/// (serde's own `Option<Cow<str>>` always copies; most alarm strings have
+/// no escapes, and decoding is on the hot path.)
+fn opt_str<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Str<'a>, D::Error> {
+    struct OptStr;
+    impl<'de> Visitor<'de> for OptStr {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(CowStr).map(Some)
+        }
+    }
+    struct CowStr;
+    impl<'de> Visitor<'de> for CowStr {
+        type Value = Cow<'de, str>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v))
+        }
+    }
+    d.deserialize_option(OptStr)
+}
+
 #[derive(Deserialize, Default)]
 pub(super) struct Body<'a> {
     // --- SNS envelope ---
-    #[serde(rename = "Type", borrow, default)]
+    #[serde(rename = "Type", borrow, default, deserialize_with = "opt_str")]
     pub sns_type: Str<'a>,
-    #[serde(rename = "Message", borrow, default)]
+    #[serde(rename = "Message", borrow, default, deserialize_with = "opt_str")]
     pub message: Str<'a>,
-    #[serde(rename = "MessageId", borrow, default)]
+    #[serde(rename = "MessageId", borrow, default, deserialize_with = "opt_str")]
     pub message_id: Str<'a>,
-    #[serde(rename = "TopicArn", borrow, default)]
+    #[serde(rename = "TopicArn", borrow, default, deserialize_with = "opt_str")]
     pub topic_arn: Str<'a>,
-    #[serde(rename = "Subject", borrow, default)]
+    #[serde(rename = "Subject", borrow, default, deserialize_with = "opt_str")]
     pub subject: Str<'a>,
-    #[serde(rename = "Timestamp", borrow, default)]
+    #[serde(rename = "Timestamp", borrow, default, deserialize_with = "opt_str")]
     pub timestamp: Str<'a>,
 
     // --- CloudWatch alarm notification ---
-    #[serde(rename = "AlarmName", borrow, default)]
+    #[serde(rename = "AlarmName", borrow, default, deserialize_with = "opt_str")]
     pub alarm_name: Str<'a>,
-    #[serde(rename = "AlarmDescription", borrow, default)]
+    #[serde(
+        rename = "AlarmDescription",
+        borrow,
+        default,
+        deserialize_with = "opt_str"
+    )]
     pub alarm_description: Str<'a>,
-    #[serde(rename = "AWSAccountId", borrow, default)]
+    #[serde(rename = "AWSAccountId", borrow, default, deserialize_with = "opt_str")]
     pub account_id: Str<'a>,
-    #[serde(rename = "NewStateValue", borrow, default)]
+    #[serde(
+        rename = "NewStateValue",
+        borrow,
+        default,
+        deserialize_with = "opt_str"
+    )]
     pub new_state: Str<'a>,
-    #[serde(rename = "OldStateValue", borrow, default)]
+    #[serde(
+        rename = "OldStateValue",
+        borrow,
+        default,
+        deserialize_with = "opt_str"
+    )]
     pub old_state: Str<'a>,
-    #[serde(rename = "NewStateReason", borrow, default)]
+    #[serde(
+        rename = "NewStateReason",
+        borrow,
+        default,
+        deserialize_with = "opt_str"
+    )]
     pub new_state_reason: Str<'a>,
-    #[serde(rename = "StateChangeTime", borrow, default)]
+    #[serde(
+        rename = "StateChangeTime",
+        borrow,
+        default,
+        deserialize_with = "opt_str"
+    )]
     pub state_change_time: Str<'a>,
-    #[serde(rename = "AlarmArn", borrow, default)]
+    #[serde(rename = "AlarmArn", borrow, default, deserialize_with = "opt_str")]
     pub alarm_arn: Str<'a>,
-    #[serde(rename = "AlarmRule", borrow, default)]
+    #[serde(rename = "AlarmRule", borrow, default, deserialize_with = "opt_str")]
     pub alarm_rule: Str<'a>,
     #[serde(rename = "Trigger", borrow, default)]
     pub trigger: Option<Trigger<'a>>,
 
     // --- EventBridge event ---
-    #[serde(rename = "detail-type", borrow, default)]
+    #[serde(rename = "detail-type", borrow, default, deserialize_with = "opt_str")]
     pub detail_type: Str<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub source: Str<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub account: Str<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub region: Str<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub time: Str<'a>,
     #[serde(borrow, default)]
     pub resources: Option<Vec<Cow<'a, str>>>,
@@ -91,17 +158,27 @@ impl Body<'_> {
 
 #[derive(Deserialize, Default)]
 pub(super) struct Trigger<'a> {
-    #[serde(rename = "MetricName", borrow, default)]
+    #[serde(rename = "MetricName", borrow, default, deserialize_with = "opt_str")]
     pub metric_name: Str<'a>,
-    #[serde(rename = "Namespace", borrow, default)]
+    #[serde(rename = "Namespace", borrow, default, deserialize_with = "opt_str")]
     pub namespace: Str<'a>,
     #[serde(rename = "Dimensions", borrow, default)]
     pub dimensions: Option<Vec<Dimension<'a>>>,
     #[serde(rename = "Threshold", default)]
     pub threshold: Option<f64>,
-    #[serde(rename = "ComparisonOperator", borrow, default)]
+    #[serde(
+        rename = "ComparisonOperator",
+        borrow,
+        default,
+        deserialize_with = "opt_str"
+    )]
     pub comparison_operator: Str<'a>,
-    #[serde(rename = "ThresholdMetricId", borrow, default)]
+    #[serde(
+        rename = "ThresholdMetricId",
+        borrow,
+        default,
+        deserialize_with = "opt_str"
+    )]
     pub threshold_metric_id: Str<'a>,
     #[serde(rename = "Metrics", borrow, default)]
     pub metrics: Option<Vec<MetricQuery<'a>>>,
@@ -131,9 +208,9 @@ pub(super) struct MetricStat<'a> {
 
 #[derive(Deserialize)]
 pub(super) struct Metric<'a> {
-    #[serde(rename = "MetricName", borrow, default)]
+    #[serde(rename = "MetricName", borrow, default, deserialize_with = "opt_str")]
     pub metric_name: Str<'a>,
-    #[serde(rename = "Namespace", borrow, default)]
+    #[serde(rename = "Namespace", borrow, default, deserialize_with = "opt_str")]
     pub namespace: Str<'a>,
     #[serde(rename = "Dimensions", borrow, default)]
     pub dimensions: Option<Vec<Dimension<'a>>>,
@@ -142,7 +219,7 @@ pub(super) struct Metric<'a> {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct Detail<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub alarm_name: Str<'a>,
     #[serde(borrow, default)]
     pub state: Option<DetailState<'a>>,
@@ -154,24 +231,24 @@ pub(super) struct Detail<'a> {
 
 #[derive(Deserialize, Default)]
 pub(super) struct DetailState<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub value: Str<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub reason: Str<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub timestamp: Str<'a>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct DetailConfiguration<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub description: Str<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub alarm_rule: Str<'a>,
     #[serde(default)]
     pub threshold: Option<f64>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub threshold_metric_id: Str<'a>,
     #[serde(borrow, default)]
     pub metrics: Option<Vec<DetailMetricQuery<'a>>>,
@@ -198,9 +275,9 @@ pub(super) struct DetailMetricStat<'a> {
 
 #[derive(Deserialize)]
 pub(super) struct DetailMetric<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub namespace: Str<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub name: Str<'a>,
     #[serde(borrow, default)]
     pub dimensions: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,

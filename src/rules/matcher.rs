@@ -252,6 +252,23 @@ impl StringMatcher {
         })
     }
 
+    /// A non-empty prefix every matching value starts with, if the matcher
+    /// implies one (`prefix`, or the literal start of a `glob`): used to
+    /// index rules by alarm-name prefix.
+    pub fn required_prefix(&self) -> Option<&str> {
+        self.tests.iter().find_map(|t| match t {
+            Test::Prefix(p) if !p.is_empty() => Some(p.as_str()),
+            Test::Glob(g) => {
+                let pattern = g.glob().glob();
+                let end = pattern
+                    .find(['*', '?', '[', '{', '\\'])
+                    .unwrap_or(pattern.len());
+                (end > 0).then(|| &pattern[..end])
+            }
+            _ => None,
+        })
+    }
+
     /// Every literal value named by `equals`, `any_of` and `anything_but`,
     /// for checks such as "is this a real alarm state".
     pub fn literal_values(&self) -> Vec<&str> {
@@ -310,6 +327,30 @@ mod tests {
         });
         assert!(m.matches(Some("web-1-prod")));
         assert!(!m.matches(Some("web-1-dev")));
+    }
+
+    #[test]
+    fn required_prefixes_for_the_index() {
+        let prefix = |f: fn(&mut OperatorsSpec)| ops(f).required_prefix().map(str::to_string);
+        assert_eq!(
+            prefix(|o| o.prefix = Some("web-".into())),
+            Some("web-".into())
+        );
+        assert_eq!(
+            prefix(|o| o.glob = Some("web-*-x".into())),
+            Some("web-".into())
+        );
+        assert_eq!(
+            prefix(|o| o.glob = Some("ab[cd]".into())),
+            Some("ab".into())
+        );
+        assert_eq!(
+            prefix(|o| o.glob = Some("exact".into())),
+            Some("exact".into())
+        );
+        assert_eq!(prefix(|o| o.glob = Some("*-web".into())), None);
+        assert_eq!(prefix(|o| o.prefix = Some(String::new())), None);
+        assert_eq!(prefix(|o| o.suffix = Some("-web".into())), None);
     }
 
     #[test]

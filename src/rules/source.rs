@@ -34,13 +34,20 @@ impl std::error::Error for SourceError {}
 pub struct SourceFile {
     pub path: PathBuf,
     pub text: String,
+    /// Byte offset of the start of each line, so that locating an offset is
+    /// a binary search, not a scan (a file of 10,000 rules asks 10,000 times).
+    line_starts: Vec<usize>,
 }
 
 impl SourceFile {
     pub fn new(path: &Path, text: String) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
         SourceFile {
             path: path.to_path_buf(),
             text,
+            line_starts,
         }
     }
 
@@ -50,10 +57,10 @@ impl SourceFile {
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
+        // The last line starting at or before `offset`.
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts[line - 1];
+        let column = self.text[line_start..offset].chars().count() + 1;
         (line, column)
     }
 
@@ -105,6 +112,10 @@ mod tests {
         assert_eq!(f.line_col(8), (3, 1));
         assert_eq!(f.line_col(5), (2, 3));
         assert_eq!(f.line_col(6), (2, 3), "inside a multi-byte character");
+        assert_eq!(f.line_col(7), (2, 4), "the newline ends its line");
+        assert_eq!(f.line_col(99), (3, 2), "clamped to the end");
+        let empty = SourceFile::new(Path::new("e.toml"), String::new());
+        assert_eq!(empty.line_col(0), (1, 1));
         assert_eq!(f.error(Some(4..5), "bad").to_string(), "x.toml:2:2: bad");
         assert_eq!(
             f.error(None, "invalid table header\nexpected `.`, `]]`\n")

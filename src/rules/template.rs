@@ -145,37 +145,45 @@ impl Template {
 
     /// Fills the template in. Fields the event does not have render empty.
     pub fn render(&self, event: &AlarmEvent, rule_name: &str) -> String {
-        let mut out = String::new();
+        // Values are appended straight from the event: rendering runs for
+        // every action of every match, so no copies and no formatter.
+        let mut out = String::with_capacity(64);
         for part in &self.parts {
-            match part {
-                Part::Text(t) => out.push_str(t),
+            let value = match part {
+                Part::Text(t) => t.as_str(),
                 Part::Field(f) => {
-                    let opt = |s: &Option<String>| s.clone().unwrap_or_default();
-                    let value = match f {
-                        Field::AlarmName => event.alarm_name.clone(),
+                    fn opt(s: &Option<String>) -> &str {
+                        s.as_deref().unwrap_or("")
+                    }
+                    match f {
+                        Field::AlarmName => &event.alarm_name,
                         Field::AlarmArn => opt(&event.alarm_arn),
                         Field::Account => opt(&event.account_id),
                         Field::Region => opt(&event.region),
                         Field::Description => opt(&event.description),
-                        Field::NewState => event.new_state.to_string(),
-                        Field::OldState => {
-                            event.old_state.map(|s| s.to_string()).unwrap_or_default()
-                        }
+                        Field::NewState => event.new_state.as_str(),
+                        Field::OldState => event.old_state.map_or("", |s| s.as_str()),
                         Field::Reason => opt(&event.state_reason),
-                        Field::StateChangeTime => format_millis(&event.state_change_time),
+                        Field::StateChangeTime => {
+                            out.push_str(&format_millis(&event.state_change_time));
+                            continue;
+                        }
                         Field::Namespace => opt(&event.namespace),
                         Field::MetricName => opt(&event.metric_name),
                         Field::Threshold => {
-                            event.threshold.map(|t| t.to_string()).unwrap_or_default()
+                            if let Some(t) = event.threshold {
+                                let _ = write!(out, "{t}");
+                            }
+                            continue;
                         }
-                        Field::Dimension(d) => event.dimension(d).unwrap_or_default().to_string(),
+                        Field::Dimension(d) => event.dimension(d).unwrap_or_default(),
                         Field::SnsMessageId => opt(&event.sns_message_id),
                         Field::TopicArn => opt(&event.topic_arn),
-                        Field::RuleName => rule_name.to_string(),
-                    };
-                    let _ = write!(out, "{value}");
+                        Field::RuleName => rule_name,
+                    }
                 }
-            }
+            };
+            out.push_str(value);
         }
         out
     }
@@ -217,6 +225,32 @@ mod tests {
         let e = Template::parse("x {{ alarm.name").unwrap_err();
         assert_eq!(e.offset, 2);
         assert!(Template::parse("{{ dimension. }}").is_err());
+    }
+
+    #[test]
+    fn renders_every_field_and_empties_for_missing_ones() {
+        let event = crate::event::decode(
+            br#"{"AlarmName":"web","NewStateValue":"ALARM","OldStateValue":"OK",
+                "StateChangeTime":"2026-01-12T16:30:42.236+0000",
+                "AlarmArn":"arn:aws:cloudwatch:eu-south-1:123456789012:alarm:web",
+                "NewStateReason":"Threshold Crossed",
+                "Trigger":{"Namespace":"AWS/ELB","MetricName":"UnHealthyHostCount","Threshold":1.5,
+                  "Dimensions":[{"name":"LoadBalancerName","value":"lb"}]}}"#,
+        )
+        .expect("decodes");
+        let t = Template::parse(
+            "{{alarm.name}}|{{alarm.arn}}|{{alarm.account}}|{{alarm.region}}|{{alarm.description}}|\
+             {{alarm.new_state}}|{{alarm.old_state}}|{{alarm.reason}}|{{alarm.state_change_time}}|\
+             {{alarm.namespace}}|{{alarm.metric_name}}|{{alarm.threshold}}|{{dimension.LoadBalancerName}}|\
+             {{instance_id}}|{{sns.message_id}}|{{sns.topic_arn}}|{{rule.name}}",
+        )
+        .unwrap();
+        assert_eq!(
+            t.render(&event, "r"),
+            "web|arn:aws:cloudwatch:eu-south-1:123456789012:alarm:web|123456789012|eu-south-1||\
+             ALARM|OK|Threshold Crossed|2026-01-12T16:30:42.236Z|\
+             AWS/ELB|UnHealthyHostCount|1.5|lb||||r"
+        );
     }
 
     #[test]
