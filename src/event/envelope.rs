@@ -66,6 +66,12 @@ impl<'a> Scanner<'a> {
     /// A JSON string starting at the current position, unescaped; borrowed
     /// when it has no escapes.
     fn string(&mut self) -> Option<Cow<'a, str>> {
+        self.string_sized(false)
+    }
+
+    /// [`Self::string`]; `long` when the string is likely most of the rest of
+    /// the body (the `Message`), so its buffer is sized once.
+    fn string_sized(&mut self, long: bool) -> Option<Cow<'a, str>> {
         self.eat(b'"')?;
         let bytes = self.bytes;
         let start = self.pos;
@@ -78,7 +84,8 @@ impl<'a> Scanner<'a> {
             b'\\' => {}
             _ => return None, // a control character
         }
-        let mut out: Vec<u8> = Vec::with_capacity(bytes.len() - start);
+        let rest = bytes.len() - start;
+        let mut out: Vec<u8> = Vec::with_capacity(if long { rest } else { rest.min(128) });
         out.extend_from_slice(&bytes[start..i]);
         let end = unescape_into(bytes, i, &mut out)?;
         self.pos = end + 1;
@@ -213,7 +220,7 @@ pub(super) fn scan(text: &str) -> Option<SnsEnvelope<'_>> {
         match slot {
             // A duplicate is an error on the serde path.
             Some(slot) if slot.is_some() => return None,
-            Some(slot) => *slot = Some(s.string()?),
+            Some(slot) => *slot = Some(s.string_sized(key == "Message")?),
             None => s.skip_value()?,
         }
         match s.peek()? {
