@@ -1,8 +1,12 @@
 //! The least-privilege IAM policy the daemon needs for a rule set.
 //!
-//! `reflex iam-policy` prints it; the Terraform module's role must grant
-//! exactly these actions (a test compares them), so adding an action kind here
-//! without updating the Terraform fails the build.
+//! `reflex iam-policy` prints it. It has the same structure as the Terraform
+//! module's daemon policy (`infra/terraform/iam.tf`): the same statements,
+//! resources pinned to one partition, region and account, the tag condition
+//! with its required value, deregistration on named load balancers, and the
+//! explicit Deny on untagged instances. `tests/terraform.rs` compares the two
+//! as (effect, action, resource, condition) tuples, so a change on one side
+//! without the other fails the build.
 
 use std::collections::BTreeSet;
 
@@ -61,18 +65,74 @@ pub const DESTRUCTIVE_EC2_ACTIONS: &[&str] = &[
     "ec2:StopInstances",
 ];
 
-/// What the policy is scoped to. `None` means "any" (`*`), for printing a
-/// policy before the resources exist.
-#[derive(Debug, Clone, Default)]
+/// The item operations the DynamoDB state store makes, on its table only.
+/// `TransactWriteItems` is authorized by the per-item actions it contains;
+/// `Query` serves `reflex state`.
+pub const DYNAMODB_STATE_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:Query",
+];
+
+/// What the policy is scoped to. Values left out (`None`, empty) widen the
+/// policy to `*` in that place, and [`Policy::warnings`] says where.
+#[derive(Debug, Clone)]
 pub struct Scope {
+    /// `aws`, `aws-cn`, `aws-us-gov`...
+    pub partition: String,
+    pub region: Option<String>,
+    pub account: Option<String>,
     pub queue_arn: Option<String>,
     pub dead_letter_queue_arn: Option<String>,
-    /// The tag every instance reflex may change must carry.
+    /// The tag every instance reflex may change must carry, and its value.
     pub tag_key: String,
-    pub tag_value: Option<String>,
+    pub tag_value: String,
+    /// Classic load balancers reflex may deregister from (besides those the
+    /// rules name literally).
+    pub load_balancer_names: Vec<String>,
+    /// Topics reflex may publish to (besides those the rules name literally).
+    pub notification_topic_arns: Vec<String>,
+    /// Metric namespaces reflex may put to (besides `reflex` and those the
+    /// rules name literally).
+    pub metric_namespaces: Vec<String>,
+    /// The DynamoDB state table's name, when the state backend is DynamoDB.
+    pub state_table: Option<String>,
 }
 
-/// Every action the daemon can call, for any rule set.
+impl Default for Scope {
+    /// The Terraform module's defaults: partition `aws`, tag
+    /// `reflex:managed = true`, nothing else pinned.
+    fn default() -> Self {
+        Scope {
+            partition: "aws".to_string(),
+            region: None,
+            account: None,
+            queue_arn: None,
+            dead_letter_queue_arn: None,
+            tag_key: "reflex:managed".to_string(),
+            tag_value: "true".to_string(),
+            load_balancer_names: Vec::new(),
+            notification_topic_arns: Vec::new(),
+            metric_namespaces: Vec::new(),
+            state_table: None,
+        }
+    }
+}
+
+/// A generated policy and what in it could not be pinned down.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub document: Value,
+    /// One sentence per place the policy is wider than it could be, e.g.
+    /// "no region given".
+    pub warnings: Vec<String>,
+}
+
+/// Every action the daemon can call, for any rule set (the state table's
+/// actions are not included: they depend on the state backend).
 pub fn all_actions() -> BTreeSet<&'static str> {
     ActionKind::ALL
         .into_iter()
@@ -81,21 +141,145 @@ pub fn all_actions() -> BTreeSet<&'static str> {
         .collect()
 }
 
-/// Turns an SQS queue URL (`https://sqs.us-east-1.amazonaws.com/123456789012/q`)
-/// into its ARN.
-pub fn queue_arn_from_url(url: &str) -> Option<String> {
+/// The parts of an SQS queue URL: region (when the host names one),
+/// account, name, and the partition its host implies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueUrl {
+    pub region: Option<String>,
+    pub account: String,
+    pub name: String,
+    pub partition: Option<&'static str>,
+}
+
+/// Parses `https://sqs.<region>.amazonaws.com[.cn]/<account>/<name>` (and
+/// the legacy `<region>.queue.amazonaws.com`, and emulator URLs such as
+/// `http://localhost:4566/<account>/<name>`, which name no region).
+pub fn parse_queue_url(url: &str) -> Option<QueueUrl> {
     let rest = url.split_once("://")?.1;
     let mut parts = rest.split('/');
     let host = parts.next()?;
     let account = parts.next()?;
     let name = parts.next()?;
-    let region = host.strip_prefix("sqs.")?.split('.').next()?;
-    Some(format!("arn:aws:sqs:{region}:{account}:{name}"))
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) || name.is_empty() {
+        return None;
+    }
+    let host = host.split(':').next().unwrap_or(host);
+    let region = host
+        .strip_prefix("sqs.")
+        .and_then(|h| h.split('.').next())
+        .or_else(|| {
+            host.split_once(".queue.")
+                .map(|(r, _)| r)
+                .filter(|r| !r.contains('.'))
+        })
+        .map(str::to_string);
+    let partition = if host.ends_with(".amazonaws.com.cn") {
+        Some("aws-cn")
+    } else if host.ends_with(".amazonaws.com") {
+        if region.as_deref().is_some_and(|r| r.starts_with("us-gov-")) {
+            Some("aws-us-gov")
+        } else {
+            Some("aws")
+        }
+    } else {
+        None
+    };
+    Some(QueueUrl {
+        region,
+        account: account.to_string(),
+        name: name.to_string(),
+        partition,
+    })
 }
 
-/// Builds the policy document for the given action kinds (all kinds when
-/// `rules` is `None`).
-pub fn policy(rules: Option<&RuleSet>, scope: &Scope) -> Value {
+/// Turns an SQS queue URL (`https://sqs.us-east-1.amazonaws.com/123456789012/q`)
+/// into its ARN, in the partition its host implies.
+pub fn queue_arn_from_url(url: &str) -> Option<String> {
+    let q = parse_queue_url(url)?;
+    let region = q.region?;
+    Some(format!(
+        "arn:{}:sqs:{region}:{}:{}",
+        q.partition.unwrap_or("aws"),
+        q.account,
+        q.name
+    ))
+}
+
+/// What the rules themselves name literally; `None` where some rule uses a
+/// template, so any value is possible.
+struct RuleTargets {
+    topics: BTreeSet<String>,
+    any_topic: bool,
+    namespaces: BTreeSet<String>,
+    any_namespace: bool,
+    load_balancers: BTreeSet<String>,
+    any_load_balancer: bool,
+}
+
+fn rule_targets(rules: Option<&RuleSet>) -> RuleTargets {
+    let mut t = RuleTargets {
+        topics: BTreeSet::new(),
+        any_topic: rules.is_none(),
+        namespaces: BTreeSet::new(),
+        any_namespace: rules.is_none(),
+        load_balancers: BTreeSet::new(),
+        any_load_balancer: rules.is_none(),
+    };
+    let Some(rules) = rules else { return t };
+    let literal = |tmpl: &crate::rules::Template| tmpl.literal().map(str::to_string);
+    for action in rules.rules().iter().flat_map(|r| r.actions.iter()) {
+        let escalate = match action {
+            Action::PutMetric(p) => {
+                match literal(&p.namespace) {
+                    Some(ns) => {
+                        t.namespaces.insert(ns);
+                    }
+                    None => t.any_namespace = true,
+                }
+                None
+            }
+            Action::Notify(n) => {
+                match literal(&n.topic_arn) {
+                    Some(topic) => {
+                        t.topics.insert(topic);
+                    }
+                    None => t.any_topic = true,
+                }
+                None
+            }
+            Action::TerminateOutOfService(o) | Action::DeregisterOutOfService(o) => {
+                match literal(&o.load_balancer) {
+                    Some(lb) => {
+                        t.load_balancers.insert(lb);
+                    }
+                    None => t.any_load_balancer = true,
+                }
+                o.escalate_topic_arn.as_ref()
+            }
+            Action::RebootInstance(o) | Action::StopInstance(o) | Action::TerminateInstance(o) => {
+                o.escalate_topic_arn.as_ref()
+            }
+        };
+        if let Some(topic) = escalate {
+            match literal(topic) {
+                Some(topic) => {
+                    t.topics.insert(topic);
+                }
+                None => t.any_topic = true,
+            }
+        }
+    }
+    t
+}
+
+fn allow(sid: &str, actions: &[&str], resources: Vec<String>) -> Value {
+    json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources})
+}
+
+/// Builds the policy document for the given rules (every action kind when
+/// `rules` is `None`), scoped by `scope`. Statement ids and shapes follow
+/// `data.aws_iam_policy_document.daemon` in `infra/terraform/iam.tf`.
+pub fn policy(rules: Option<&RuleSet>, scope: &Scope) -> Policy {
     let kinds: BTreeSet<ActionKind> = match rules {
         Some(r) => r.action_kinds(),
         None => ActionKind::ALL.into_iter().collect(),
@@ -104,115 +288,178 @@ pub fn policy(rules: Option<&RuleSet>, scope: &Scope) -> Value {
     for k in &kinds {
         wanted.extend(actions_for(*k));
     }
-    let any = |o: &Option<String>| o.clone().unwrap_or_else(|| "*".to_string());
+    let targets = rule_targets(rules);
+    let mut warnings = Vec::new();
+
+    let partition = scope.partition.as_str();
+    let region = scope.region.as_deref().unwrap_or_else(|| {
+        warnings.push(
+            "No --region given: instance and load-balancer ARNs match every region, and DescribeInstances is not pinned to one."
+                .to_string(),
+        );
+        "*"
+    });
+    let account = scope.account.as_deref().unwrap_or_else(|| {
+        warnings.push("No --account given: ARNs match every account.".to_string());
+        "*"
+    });
+    let queue = scope.queue_arn.clone().unwrap_or_else(|| {
+        warnings.push("No --queue-url given: the SQS statement covers every queue.".to_string());
+        format!("arn:{partition}:sqs:{region}:{account}:*")
+    });
+    let dead_letter = scope.dead_letter_queue_arn.clone().unwrap_or_else(|| {
+        warnings.push("No --dlq-url given: sqs:SendMessage covers every queue.".to_string());
+        format!("arn:{partition}:sqs:{region}:{account}:*")
+    });
+
     let mut statements = vec![
-        json!({"Sid": "ConsumeAlarmQueue", "Effect": "Allow",
-               "Action": ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"],
-               "Resource": any(&scope.queue_arn)}),
-        json!({"Sid": "DeadLetterPoison", "Effect": "Allow",
-               "Action": ["sqs:SendMessage"], "Resource": any(&scope.dead_letter_queue_arn)}),
+        allow(
+            "DrainAlarmQueue",
+            &[
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:GetQueueAttributes",
+            ],
+            vec![queue],
+        ),
+        allow(
+            "DeadLetterPoisonMessages",
+            &["sqs:SendMessage"],
+            vec![dead_letter],
+        ),
     ];
-    let mut namespaces: BTreeSet<String> = BTreeSet::from(["reflex".to_string()]);
-    let mut topics: BTreeSet<String> = BTreeSet::new();
-    let mut any_topic = false;
-    if let Some(rules) = rules {
-        for action in rules.rules().iter().flat_map(|r| r.actions.iter()) {
-            let mut literal = |t: &crate::rules::Template| t.literal().map(str::to_string);
-            match action {
-                Action::PutMetric(p) => match literal(&p.namespace) {
-                    Some(ns) => {
-                        namespaces.insert(ns);
-                    }
-                    None => {
-                        namespaces.insert("*".to_string());
-                    }
-                },
-                Action::Notify(n) => match literal(&n.topic_arn) {
-                    Some(t) => {
-                        topics.insert(t);
-                    }
-                    None => any_topic = true,
-                },
-                Action::TerminateOutOfService(o) | Action::DeregisterOutOfService(o) => {
-                    match o.escalate_topic_arn.as_ref().map(&mut literal) {
-                        Some(Some(t)) => {
-                            topics.insert(t);
-                        }
-                        Some(None) => any_topic = true,
-                        None => {}
-                    }
-                }
-                Action::RebootInstance(o)
-                | Action::StopInstance(o)
-                | Action::TerminateInstance(o) => {
-                    match o.escalate_topic_arn.as_ref().map(&mut literal) {
-                        Some(Some(t)) => {
-                            topics.insert(t);
-                        }
-                        Some(None) => any_topic = true,
-                        None => {}
-                    }
-                }
-            }
-        }
-    } else {
-        any_topic = true;
-        namespaces.insert("*".to_string());
+
+    // The re-check asks for metric and composite alarms; composite-alarm
+    // data needs DescribeAlarms on "*" (CloudWatch docs, aws/aws-cdk#29171).
+    if wanted.contains("cloudwatch:DescribeAlarms") {
+        statements.push(allow(
+            "ReadAlarmState",
+            &["cloudwatch:DescribeAlarms"],
+            vec!["*".to_string()],
+        ));
     }
-    let namespace_condition = if namespaces.contains("*") {
-        json!({"StringLike": {"cloudwatch:namespace": "*"}})
+
+    // PutMetricData has no resource type; the namespace condition is the scope.
+    let mut namespaces: BTreeSet<String> = BTreeSet::from(["reflex".to_string()]);
+    namespaces.extend(scope.metric_namespaces.iter().cloned());
+    namespaces.extend(targets.namespaces.iter().cloned());
+    let namespace_condition = if targets.any_namespace && scope.metric_namespaces.is_empty() {
+        warnings.push(
+            "A metric namespace is not a literal (or --all-actions): PutMetricData is allowed in every namespace. Pass --metric-namespace to list them."
+                .to_string(),
+        );
+        json!({"StringLike": {"cloudwatch:namespace": ["*"]}})
     } else {
         json!({"StringEquals": {"cloudwatch:namespace": namespaces}})
     };
-    statements.push(json!({"Sid": "PublishMetrics", "Effect": "Allow",
-        "Action": ["cloudwatch:PutMetricData"], "Resource": "*", "Condition": namespace_condition}));
-    if wanted.contains("cloudwatch:DescribeAlarms") {
-        statements.push(json!({"Sid": "ReadAlarms", "Effect": "Allow",
-            "Action": ["cloudwatch:DescribeAlarms"], "Resource": "*"}));
-    }
-    if wanted.contains("ec2:DescribeInstances") {
-        statements.push(json!({"Sid": "DescribeInstances", "Effect": "Allow",
-            "Action": ["ec2:DescribeInstances"], "Resource": "*"}));
-    }
+    statements.push(json!({"Sid": "PutOwnMetrics", "Effect": "Allow",
+        "Action": ["cloudwatch:PutMetricData"], "Resource": ["*"], "Condition": namespace_condition}));
+
     // DescribeInstanceHealth supports no resource-level permissions; only
     // deregistration can be scoped to load balancers.
     if wanted.contains("elasticloadbalancing:DescribeInstanceHealth") {
-        statements.push(json!({"Sid": "ReadLoadBalancerHealth", "Effect": "Allow",
-            "Action": ["elasticloadbalancing:DescribeInstanceHealth"], "Resource": "*"}));
+        statements.push(allow(
+            "ReadInstanceHealth",
+            &["elasticloadbalancing:DescribeInstanceHealth"],
+            vec!["*".to_string()],
+        ));
     }
     if wanted.contains("elasticloadbalancing:DeregisterInstancesFromLoadBalancer") {
-        statements.push(
-            json!({"Sid": "DeregisterFromLoadBalancers", "Effect": "Allow",
-            "Action": ["elasticloadbalancing:DeregisterInstancesFromLoadBalancer"],
-            "Resource": "arn:aws:elasticloadbalancing:*:*:loadbalancer/*"}),
-        );
+        let lb_arn = |name: &str| {
+            format!("arn:{partition}:elasticloadbalancing:{region}:{account}:loadbalancer/{name}")
+        };
+        let mut names: BTreeSet<String> = scope.load_balancer_names.iter().cloned().collect();
+        names.extend(targets.load_balancers.iter().cloned());
+        let resources = if targets.any_load_balancer && scope.load_balancer_names.is_empty() {
+            warnings.push(
+                "A load balancer is not a literal (or --all-actions): deregistration is allowed on every load balancer. Pass --load-balancer to list them."
+                    .to_string(),
+            );
+            vec![lb_arn("*")]
+        } else {
+            names.iter().map(|n| lb_arn(n)).collect()
+        };
+        statements.push(allow(
+            "DeregisterFromManagedLoadBalancers",
+            &["elasticloadbalancing:DeregisterInstancesFromLoadBalancer"],
+            resources,
+        ));
     }
+
+    // DescribeInstances has no resource type; pin it to the region.
+    if wanted.contains("ec2:DescribeInstances") {
+        let mut statement = allow(
+            "DescribeInstances",
+            &["ec2:DescribeInstances"],
+            vec!["*".to_string()],
+        );
+        if let Some(region) = &scope.region {
+            statement["Condition"] = json!({"StringEquals": {"ec2:Region": [region]}});
+        }
+        statements.push(statement);
+    }
+
+    // The destructive actions, on tagged instances only, and an explicit
+    // Deny on every other instance, which wins over any Allow attached to
+    // the role later. StringNotEquals is true when the tag is missing.
+    let tag_condition = format!("ec2:ResourceTag/{}", scope.tag_key);
     let ec2: Vec<&str> = DESTRUCTIVE_EC2_ACTIONS
         .iter()
         .copied()
         .filter(|a| wanted.contains(a))
         .collect();
     if !ec2.is_empty() {
-        let tag_condition = format!("ec2:ResourceTag/{}", scope.tag_key);
-        let condition = match &scope.tag_value {
-            Some(v) => json!({"StringEquals": {tag_condition: v}}),
-            None => json!({"Null": {tag_condition: "false"}}),
+        statements.push(json!({"Sid": "RemediateTaggedInstances", "Effect": "Allow",
+            "Action": ec2,
+            "Resource": [format!("arn:{partition}:ec2:{region}:{account}:instance/*")],
+            "Condition": {"StringEquals": {tag_condition.clone(): [scope.tag_value]}}}));
+        statements.push(json!({"Sid": "DenyUntaggedInstances", "Effect": "Deny",
+            "Action": DESTRUCTIVE_EC2_ACTIONS,
+            "Resource": ["*"],
+            "Condition": {"StringNotEquals": {tag_condition: [scope.tag_value]}}}));
+    }
+
+    if wanted.contains("sns:Publish") {
+        let mut topics: BTreeSet<String> = scope.notification_topic_arns.iter().cloned().collect();
+        topics.extend(targets.topics.iter().cloned());
+        let resources = if targets.any_topic && scope.notification_topic_arns.is_empty() {
+            warnings.push(
+                "A notification topic is not a literal (or --all-actions): sns:Publish is allowed on every topic. Pass --notification-topic-arn to list them."
+                    .to_string(),
+            );
+            vec!["*".to_string()]
+        } else {
+            topics.into_iter().collect()
         };
-        statements.push(json!({"Sid": "ChangeTaggedInstances", "Effect": "Allow",
-            "Action": ec2, "Resource": "arn:aws:ec2:*:*:instance/*", "Condition": condition}));
+        if !resources.is_empty() {
+            statements.push(allow("NotifyOperators", &["sns:Publish"], resources));
+        }
     }
-    if wanted.contains("sns:Publish") && (any_topic || !topics.is_empty()) {
-        let resource = if any_topic { json!("*") } else { json!(topics) };
-        statements.push(json!({"Sid": "Notify", "Effect": "Allow",
-            "Action": ["sns:Publish"], "Resource": resource}));
+
+    if let Some(table) = &scope.state_table {
+        statements.push(allow(
+            "StateTable",
+            DYNAMODB_STATE_ACTIONS,
+            vec![format!(
+                "arn:{partition}:dynamodb:{region}:{account}:table/{table}"
+            )],
+        ));
     }
-    json!({"Version": "2012-10-17", "Statement": statements})
+
+    Policy {
+        document: json!({"Version": "2012-10-17", "Statement": statements}),
+        warnings,
+    }
 }
 
-/// The set of actions a policy document grants.
+/// The set of actions a policy document allows (Deny statements excluded).
 pub fn granted_actions(policy: &Value) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for st in policy["Statement"].as_array().into_iter().flatten() {
+        if st["Effect"] != "Allow" {
+            continue;
+        }
         match &st["Action"] {
             Value::String(a) => {
                 out.insert(a.clone());
@@ -228,18 +475,115 @@ pub fn granted_actions(policy: &Value) -> BTreeSet<String> {
 mod tests {
     use super::*;
 
+    fn pinned() -> Scope {
+        Scope {
+            region: Some("eu-west-1".into()),
+            account: Some("123456789012".into()),
+            queue_arn: Some("arn:aws:sqs:eu-west-1:123456789012:reflex".into()),
+            dead_letter_queue_arn: Some("arn:aws:sqs:eu-west-1:123456789012:reflex-dlq".into()),
+            load_balancer_names: vec!["web".into()],
+            notification_topic_arns: vec!["arn:aws:sns:eu-west-1:123456789012:oncall".into()],
+            metric_namespaces: vec!["reflex".into()],
+            ..Scope::default()
+        }
+    }
+
+    fn statement<'a>(p: &'a Policy, sid: &str) -> &'a Value {
+        p.document["Statement"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["Sid"] == sid))
+            .unwrap_or_else(|| panic!("no statement {sid} in {}", p.document))
+    }
+
     #[test]
     fn all_kinds_policy_grants_exactly_all_actions() {
-        let p = policy(
-            None,
-            &Scope {
-                tag_key: "reflex:managed".into(),
-                ..Default::default()
-            },
-        );
-        let granted = granted_actions(&p);
+        let p = policy(None, &Scope::default());
+        let granted = granted_actions(&p.document);
         let all: BTreeSet<String> = all_actions().into_iter().map(str::to_string).collect();
         assert_eq!(granted, all);
+    }
+
+    #[test]
+    fn pinned_scope_leaves_no_wildcard_where_a_resource_type_exists() {
+        let p = policy(None, &pinned());
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        assert_eq!(
+            statement(&p, "RemediateTaggedInstances")["Resource"],
+            json!(["arn:aws:ec2:eu-west-1:123456789012:instance/*"])
+        );
+        assert_eq!(
+            statement(&p, "RemediateTaggedInstances")["Condition"],
+            json!({"StringEquals": {"ec2:ResourceTag/reflex:managed": ["true"]}})
+        );
+        assert_eq!(
+            statement(&p, "DeregisterFromManagedLoadBalancers")["Resource"],
+            json!(["arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/web"])
+        );
+        assert_eq!(
+            statement(&p, "DescribeInstances")["Condition"],
+            json!({"StringEquals": {"ec2:Region": ["eu-west-1"]}})
+        );
+        assert_eq!(
+            statement(&p, "NotifyOperators")["Resource"],
+            json!(["arn:aws:sns:eu-west-1:123456789012:oncall"])
+        );
+        let deny = statement(&p, "DenyUntaggedInstances");
+        assert_eq!(deny["Effect"], "Deny");
+        assert_eq!(
+            deny["Condition"],
+            json!({"StringNotEquals": {"ec2:ResourceTag/reflex:managed": ["true"]}})
+        );
+        // Composite alarms need "*".
+        assert_eq!(statement(&p, "ReadAlarmState")["Resource"], json!(["*"]));
+    }
+
+    #[test]
+    fn partition_and_state_table_are_inputs() {
+        let scope = Scope {
+            partition: "aws-cn".into(),
+            region: Some("cn-north-1".into()),
+            state_table: Some("reflex-state".into()),
+            ..pinned()
+        };
+        let p = policy(None, &scope);
+        assert_eq!(
+            statement(&p, "RemediateTaggedInstances")["Resource"],
+            json!(["arn:aws-cn:ec2:cn-north-1:123456789012:instance/*"])
+        );
+        let table = statement(&p, "StateTable");
+        assert_eq!(
+            table["Resource"],
+            json!(["arn:aws-cn:dynamodb:cn-north-1:123456789012:table/reflex-state"])
+        );
+        assert_eq!(table["Action"], json!(DYNAMODB_STATE_ACTIONS));
+        assert!(
+            !granted_actions(&policy(None, &pinned()).document)
+                .iter()
+                .any(|a| a.starts_with("dynamodb:")),
+            "no DynamoDB permission without a state table"
+        );
+    }
+
+    #[test]
+    fn unpinned_scope_says_where_it_is_wide() {
+        let p = policy(None, &Scope::default());
+        assert_eq!(
+            statement(&p, "RemediateTaggedInstances")["Resource"],
+            json!(["arn:aws:ec2:*:*:instance/*"])
+        );
+        for needle in [
+            "--region",
+            "--account",
+            "--queue-url",
+            "--dlq-url",
+            "--load-balancer",
+        ] {
+            assert!(
+                p.warnings.iter().any(|w| w.contains(needle)),
+                "no warning mentions {needle}: {:?}",
+                p.warnings
+            );
+        }
     }
 
     #[test]
@@ -249,6 +593,23 @@ mod tests {
                 .as_deref(),
             Some("arn:aws:sqs:eu-west-1:123456789012:reflex")
         );
+        assert_eq!(
+            queue_arn_from_url("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/reflex")
+                .as_deref(),
+            Some("arn:aws-cn:sqs:cn-north-1:123456789012:reflex")
+        );
+        assert_eq!(
+            queue_arn_from_url("https://eu-west-1.queue.amazonaws.com/123456789012/reflex")
+                .as_deref(),
+            Some("arn:aws:sqs:eu-west-1:123456789012:reflex")
+        );
         assert_eq!(queue_arn_from_url("not a url"), None);
+        let local = parse_queue_url("http://127.0.0.1:5000/123456789012/reflex").expect("parses");
+        assert_eq!(local.region, None);
+        assert_eq!(local.account, "123456789012");
+        assert_eq!(
+            queue_arn_from_url("http://127.0.0.1:5000/123456789012/reflex"),
+            None
+        );
     }
 }

@@ -1,4 +1,5 @@
-# Where the daemon runs: one Fargate task, its image repository and its logs.
+# Where the daemon runs: Fargate tasks (one with the local state store, any
+# number with the DynamoDB one), its image repository and its logs.
 
 resource "aws_ecr_repository" "reflex" {
   name = var.name
@@ -19,17 +20,24 @@ resource "aws_ecr_repository" "reflex" {
   tags = var.tags
 }
 
+# Tagged images are never expired: a task definition revision pins one tag,
+# and expiring it would break the running service's next task start and
+# every rollback. Tags are immutable, so each tag is one deliberate build;
+# delete old ones by hand when you no longer want to roll back to them.
+# Untagged images (layers of interrupted pushes, manifests replaced by a
+# multi-platform push) are never referenced by a task and go after a week.
 resource "aws_ecr_lifecycle_policy" "reflex" {
   repository = aws_ecr_repository.reflex.name
 
   policy = jsonencode({
     rules = [{
       rulePriority = 1
-      description  = "Keep the 30 most recent images, enough to roll back."
+      description  = "Expire untagged images after 7 days; tagged images are kept."
       selection = {
-        tagStatus   = "any"
-        countType   = "imageCountMoreThan"
-        countNumber = 30
+        tagStatus   = "untagged"
+        countType   = "sinceImagePushed"
+        countUnit   = "days"
+        countNumber = 7
       }
       action = { type = "expire" }
     }]
@@ -59,15 +67,40 @@ resource "aws_security_group" "daemon" {
   description = "reflex daemon: no inbound; HTTPS out to AWS APIs and ECR."
   vpc_id      = var.vpc_id
 
-  egress {
-    description = "HTTPS to AWS API endpoints and ECR"
-    from_port   = 443
-    to_port     = 443
-    protocol    = "tcp"
-    cidr_blocks = var.egress_cidr_blocks
+  dynamic "egress" {
+    for_each = length(var.egress_cidr_blocks) > 0 ? [1] : []
+
+    content {
+      description = "HTTPS to AWS API endpoints and ECR"
+      from_port   = 443
+      to_port     = 443
+      protocol    = "tcp"
+      cidr_blocks = var.egress_cidr_blocks
+    }
+  }
+
+  # VPC endpoints: the S3 gateway endpoint (ECR layers) is reached through
+  # its prefix list, not a CIDR.
+  dynamic "egress" {
+    for_each = length(var.egress_prefix_list_ids) > 0 ? [1] : []
+
+    content {
+      description     = "HTTPS to VPC endpoints by prefix list (S3 gateway for ECR layers)"
+      from_port       = 443
+      to_port         = 443
+      protocol        = "tcp"
+      prefix_list_ids = var.egress_prefix_list_ids
+    }
   }
 
   tags = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = length(var.egress_cidr_blocks) + length(var.egress_prefix_list_ids) > 0
+      error_message = "egress_cidr_blocks and egress_prefix_list_ids are both empty: the task could reach neither the AWS APIs nor ECR. List at least one CIDR block or prefix list."
+    }
+  }
 }
 
 resource "aws_ecs_task_definition" "daemon" {
@@ -84,13 +117,22 @@ resource "aws_ecs_task_definition" "daemon" {
     cpu_architecture        = var.cpu_architecture
   }
 
+  # Task storage for the local state store (no host path on Fargate).
+  dynamic "volume" {
+    for_each = local.state_dynamodb ? [] : [1]
+
+    content {
+      name = "state"
+    }
+  }
+
   container_definitions = jsonencode([{
     name      = local.container_name
     image     = local.image
     essential = true
     user      = local.container_user
     # The rules and the config are baked into the image; the daemon writes
-    # nothing to disk.
+    # only the local state store, on its own volume (mountPoints below).
     readonlyRootFilesystem = true
     privileged             = false
     stopTimeout            = local.stop_timeout_seconds
@@ -98,14 +140,40 @@ resource "aws_ecs_task_definition" "daemon" {
       initProcessEnabled = true
       capabilities       = { drop = ["ALL"] }
     }
-    # reflex run reads these through clap `env` and they override the baked
-    # config file.
-    environment = [
+    # reflex run reads these (clap `env`), and they override the baked
+    # config file. The timing comes from the same locals as the queue's
+    # visibility timeout and this container's stopTimeout (main.tf).
+    environment = concat([
       { name = "AWS_REGION", value = local.region },
       { name = "REFLEX_QUEUE_URL", value = aws_sqs_queue.main.url },
       { name = "REFLEX_DLQ_URL", value = aws_sqs_queue.dead_letter.url },
       { name = "REFLEX_TRUSTED_TOPIC_ARNS", value = aws_sns_topic.alarm.arn },
+      { name = "REFLEX_METRICS_LISTEN", value = local.metrics_listen },
+      { name = "REFLEX_VISIBILITY_TIMEOUT", value = "${local.visibility_timeout_seconds}s" },
+      { name = "REFLEX_HEARTBEAT", value = "${local.heartbeat_seconds}s" },
+      { name = "REFLEX_SHUTDOWN_GRACE", value = "${local.shutdown_grace_seconds}s" },
+      { name = "REFLEX_STATE_BACKEND", value = var.state_backend },
+      ], local.state_dynamodb ? [
+      { name = "REFLEX_STATE_TABLE", value = aws_dynamodb_table.state[0].name },
+      ] : [
+      { name = "REFLEX_STATE_PATH", value = local.state_path },
+    ])
+    # The local store's file: the root filesystem stays read-only, the
+    # store writes to a task volume. It lives as long as the task; state
+    # that must outlive a task replacement needs state_backend = "dynamodb".
+    mountPoints = local.state_dynamodb ? [] : [
+      { sourceVolume = "state", containerPath = local.state_volume_path, readOnly = false },
     ]
+    # /readyz (rules loaded, queue reachable) on loopback, checked by the
+    # binary itself: the distroless image has no shell and no curl. An
+    # unhealthy task is replaced; a stuck or denied daemon does not linger.
+    healthCheck = {
+      command     = ["CMD", "/usr/local/bin/reflex", "health", "--listen", local.metrics_listen]
+      interval    = 30
+      timeout     = 5
+      retries     = 3
+      startPeriod = 60
+    }
     logConfiguration = {
       logDriver = "awslogs"
       options = {
@@ -127,11 +195,13 @@ resource "aws_ecs_service" "daemon" {
   launch_type      = "FARGATE"
   platform_version = "LATEST"
 
-  # Stop the old task before starting the new one: two daemons at once would
-  # each apply their own rate limits and blast-radius caps. Messages wait in
-  # the queue meanwhile.
-  deployment_minimum_healthy_percent = 0
-  deployment_maximum_percent         = 100
+  # With the local store, stop the old task before starting the new one:
+  # two daemons at once would each keep their own claims, rate limits and
+  # blast-radius caps. Messages wait in the queue meanwhile. With DynamoDB
+  # the replicas share that state, so a rolling deployment keeps them
+  # running.
+  deployment_minimum_healthy_percent = local.state_dynamodb ? 100 : 0
+  deployment_maximum_percent         = local.state_dynamodb ? 200 : 100
 
   deployment_circuit_breaker {
     enable   = true
@@ -149,4 +219,11 @@ resource "aws_ecs_service" "daemon" {
   wait_for_steady_state   = false
 
   tags = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = var.desired_count <= 1 || local.state_dynamodb
+      error_message = "desired_count > 1 needs state_backend = \"dynamodb\": with the local store every task keeps its own claims, cooldowns and rate limits, so replicas would act twice on one alarm and multiply every limit."
+    }
+  }
 }

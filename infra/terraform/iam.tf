@@ -1,9 +1,11 @@
 # IAM for reflex: the daemon's role (the ECS task role) and the ECS execution
 # role that pulls the image and ships logs.
 #
-# data.aws_iam_policy_document.daemon is the contract with the code: its Allow
-# actions must equal those of `reflex iam-policy --all-actions`.
-# tests/terraform.rs fails when the two drift apart.
+# data.aws_iam_policy_document.daemon is the contract with the code: its
+# statements, as (effect, action, resource, condition) tuples, must equal
+# those `reflex iam-policy --all-actions` prints for the same inputs
+# (--partition, --region, --account, queue URLs, tag, load balancers, topics,
+# namespaces, state table). tests/terraform.rs fails when the two drift apart.
 
 data "aws_iam_policy_document" "ecs_tasks_assume" {
   statement {
@@ -32,8 +34,10 @@ data "aws_iam_policy_document" "ecs_tasks_assume" {
 }
 
 resource "aws_iam_role" "daemon" {
-  name                 = "${var.name}-daemon"
-  description          = "reflex daemon: drains ${var.name} and remediates tagged instances."
+  name                 = "${local.iam_name_prefix}-daemon"
+  path                 = var.iam_role_path
+  permissions_boundary = var.permissions_boundary_arn
+  description          = "reflex daemon: drains ${var.name} in ${local.region} and remediates tagged instances."
   assume_role_policy   = data.aws_iam_policy_document.ecs_tasks_assume.json
   max_session_duration = 3600
   tags                 = var.tags
@@ -46,6 +50,10 @@ resource "aws_iam_role_policy" "daemon" {
 }
 
 data "aws_iam_policy_document" "daemon" {
+  # DescribeAlarms on "*" lives in its own document so that its checkov skip
+  # covers that one statement only; it is merged in here.
+  source_policy_documents = [data.aws_iam_policy_document.read_alarms.json]
+
   statement {
     sid    = "DrainAlarmQueue"
     effect = "Allow"
@@ -63,13 +71,6 @@ data "aws_iam_policy_document" "daemon" {
     effect    = "Allow"
     actions   = ["sqs:SendMessage"]
     resources = [aws_sqs_queue.dead_letter.arn]
-  }
-
-  statement {
-    sid       = "ReadAlarmState"
-    effect    = "Allow"
-    actions   = ["cloudwatch:DescribeAlarms"]
-    resources = ["arn:${local.partition}:cloudwatch:${local.region}:${local.account_id}:alarm:*"]
   }
 
   # PutMetricData has no resource type; the namespace condition is the scope.
@@ -169,13 +170,51 @@ data "aws_iam_policy_document" "daemon" {
     actions   = ["sns:Publish"]
     resources = local.notification_topic_arns
   }
+
+  # The shared state table (state_backend = "dynamodb"): the item operations
+  # the store makes, on that table only. TransactWriteItems is authorized by
+  # the per-item actions it contains (PutItem, UpdateItem, DeleteItem,
+  # ConditionCheckItem); Query serves `reflex state`.
+  dynamic "statement" {
+    for_each = local.state_dynamodb ? [1] : []
+
+    content {
+      sid    = "StateTable"
+      effect = "Allow"
+      actions = [
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:Query",
+      ]
+      resources = [aws_dynamodb_table.state[0].arn]
+    }
+  }
+}
+
+# The re-check before every remediation asks DescribeAlarms for both metric
+# and composite alarms (AlarmTypes = [MetricAlarm, CompositeAlarm]). AWS
+# documents that composite-alarm data needs DescribeAlarms on "*"; scoped to
+# alarm ARNs, the call can be denied and the headline rule would never act
+# (AWS CDK moved to "*" for the same reason, aws/aws-cdk#29171). It is
+# read-only.
+data "aws_iam_policy_document" "read_alarms" {
+  #checkov:skip=CKV_AWS_356:DescribeAlarms with composite alarms needs Resource "*" (AWS CloudWatch docs); read-only.
+  statement {
+    sid       = "ReadAlarmState"
+    effect    = "Allow"
+    actions   = ["cloudwatch:DescribeAlarms"]
+    resources = ["*"]
+  }
 }
 
 # Publishing to a KMS-encrypted notification topic needs the topic key. Kept
 # apart from the daemon policy: it grants no API action of its own, only key
 # use, and only when SNS makes the call.
 resource "aws_iam_role_policy" "daemon_kms" {
-  count = length(var.notification_topic_kms_key_arns) > 0 ? 1 : 0
+  count = length(local.notification_topic_kms_key_arns) > 0 ? 1 : 0
 
   name   = "reflex-daemon-notification-keys"
   role   = aws_iam_role.daemon.id
@@ -183,25 +222,27 @@ resource "aws_iam_role_policy" "daemon_kms" {
 }
 
 data "aws_iam_policy_document" "daemon_kms" {
-  count = length(var.notification_topic_kms_key_arns) > 0 ? 1 : 0
+  count = length(local.notification_topic_kms_key_arns) > 0 ? 1 : 0
 
   statement {
     sid       = "EncryptNotificationsThroughSns"
     effect    = "Allow"
     actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
-    resources = var.notification_topic_kms_key_arns
+    resources = local.notification_topic_kms_key_arns
 
     condition {
       test     = "StringEquals"
       variable = "kms:ViaService"
-      values   = ["sns.${local.region}.amazonaws.com"]
+      values   = ["sns.${local.region}.${local.dns_suffix}"]
     }
   }
 }
 
 resource "aws_iam_role" "execution" {
-  name                 = "${var.name}-execution"
-  description          = "ECS execution role for ${var.name}: pulls the image and writes logs."
+  name                 = "${local.iam_name_prefix}-execution"
+  path                 = var.iam_role_path
+  permissions_boundary = var.permissions_boundary_arn
+  description          = "ECS execution role for ${var.name} in ${local.region}: pulls the image and writes logs."
   assume_role_policy   = data.aws_iam_policy_document.ecs_tasks_assume.json
   max_session_duration = 3600
   tags                 = var.tags

@@ -1,5 +1,5 @@
-# The customer-managed key for the alarm topic and the log group, created
-# when var.kms_key is "create" (the default).
+# The customer-managed key for the alarm topic, the log group and the state
+# table, created when var.kms_key is "create" (the default).
 #
 # A customer-managed key is the default because CloudWatch alarms can only
 # publish to an encrypted topic whose key policy grants them
@@ -9,7 +9,7 @@
 resource "aws_kms_key" "reflex" {
   count = local.create_kms_key ? 1 : 0
 
-  description             = "${var.name}: alarm topic and daemon log group"
+  description             = "${var.name}: alarm topic, daemon log group and state table"
   enable_key_rotation     = true
   deletion_window_in_days = 30
   policy                  = data.aws_iam_policy_document.kms[0].json
@@ -46,7 +46,9 @@ data "aws_iam_policy_document" "kms" {
     }
   }
 
-  # CloudWatch publishes alarm notifications to the encrypted topic.
+  # CloudWatch publishes alarm notifications to the encrypted topic: only
+  # for this account's alarms in this region, and only to encrypt for this
+  # topic (the confused-deputy conditions of the SNS encryption docs).
   statement {
     sid       = "CloudWatchAlarmsPublishToTopic"
     effect    = "Allow"
@@ -56,6 +58,24 @@ data "aws_iam_policy_document" "kms" {
     principals {
       type        = "Service"
       identifiers = ["cloudwatch.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = [local.cloudwatch_alarm_arns]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:aws:sns:topicArn"
+      values   = [local.alarm_topic_arn]
     }
   }
 
@@ -74,7 +94,7 @@ data "aws_iam_policy_document" "kms" {
 
     principals {
       type        = "Service"
-      identifiers = ["logs.${local.region}.amazonaws.com"]
+      identifiers = [local.logs_principal]
     }
 
     condition {

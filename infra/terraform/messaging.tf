@@ -13,9 +13,7 @@ resource "aws_sns_topic_policy" "alarm" {
 }
 
 data "aws_iam_policy_document" "alarm_topic" {
-  # Only this account's CloudWatch alarms may publish. Principals of the
-  # account can still publish through their own IAM policies (for a test
-  # message, say); reflex trusts only this topic's ARN either way.
+  # Only this account's CloudWatch alarms may publish.
   statement {
     sid       = "CloudWatchAlarmsOfThisAccountPublish"
     effect    = "Allow"
@@ -36,7 +34,33 @@ data "aws_iam_policy_document" "alarm_topic" {
     condition {
       test     = "ArnLike"
       variable = "aws:SourceArn"
-      values   = ["arn:${local.partition}:cloudwatch:${local.region}:${local.account_id}:alarm:*"]
+      values   = [local.cloudwatch_alarm_arns]
+    }
+  }
+
+  # In one account a request is allowed when either the identity policy or
+  # the resource policy allows it, so the Allow above keeps nobody out: an
+  # admin or CI role with sns:* could publish a made-up alarm. This Deny
+  # wins over any Allow. A direct caller has no aws:SourceArn, and a missing
+  # key makes the negated condition true, so every publish that is not a
+  # CloudWatch alarm of this account and region is refused. To test the
+  # path, set an alarm's state (aws cloudwatch set-alarm-state), not
+  # aws sns publish.
+  statement {
+    sid       = "DenyPublishExceptThisAccountsAlarms"
+    effect    = "Deny"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alarm.arn]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "ArnNotLike"
+      variable = "aws:SourceArn"
+      values   = [local.cloudwatch_alarm_arns]
     }
   }
 
@@ -104,7 +128,7 @@ resource "aws_sqs_queue_policy" "main" {
 
 data "aws_iam_policy_document" "main_queue" {
   # Only the alarm topic may send. The daemon also checks the envelope's
-  # TopicArn against its trusted topics; this makes the queue agree.
+  # TopicArn and signature; this makes the queue agree.
   statement {
     sid       = "AlarmTopicSends"
     effect    = "Allow"
@@ -123,11 +147,99 @@ data "aws_iam_policy_document" "main_queue" {
     }
   }
 
+  # The Allow above keeps nobody out: identity policies in the account (admin
+  # roles, CI roles with sqs:*) could still write a made-up alarm to the
+  # queue. This Deny refuses every SendMessage that does not come from the
+  # alarm topic; a direct caller has no aws:SourceArn, and a missing key
+  # makes ArnNotEquals true. The operators' redrive roles are exempted in
+  # the same statement (conditions are ANDed: denied only when neither the
+  # source nor the principal is allowed).
+  statement {
+    sid       = "DenySendExceptAlarmTopic"
+    effect    = "Deny"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.main.arn]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "ArnNotEquals"
+      variable = "aws:SourceArn"
+      values   = [aws_sns_topic.alarm.arn]
+    }
+
+    dynamic "condition" {
+      for_each = length(var.redrive_role_arns) > 0 ? [1] : []
+
+      content {
+        test     = "ArnNotLike"
+        variable = "aws:PrincipalArn"
+        values   = var.redrive_role_arns
+      }
+    }
+  }
+
   statement {
     sid       = "DenyInsecureTransport"
     effect    = "Deny"
     actions   = ["sqs:*"]
     resources = [aws_sqs_queue.main.arn]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "dead_letter" {
+  queue_url = aws_sqs_queue.dead_letter.id
+  policy    = data.aws_iam_policy_document.dead_letter_queue.json
+}
+
+data "aws_iam_policy_document" "dead_letter_queue" {
+  # Only reflex dead-letters, and SQS moves messages here after
+  # max_receive_count receives (a redrive, sourced from the main queue).
+  # Anything else written here could later be redriven to the main queue and
+  # acted on, so nobody else may send, whatever their IAM policies allow.
+  statement {
+    sid       = "DenySendExceptReflexAndRedrive"
+    effect    = "Deny"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dead_letter.arn]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "ArnNotEquals"
+      variable = "aws:PrincipalArn"
+      values   = [aws_iam_role.daemon.arn]
+    }
+
+    condition {
+      test     = "ArnNotEquals"
+      variable = "aws:SourceArn"
+      values   = [aws_sqs_queue.main.arn]
+    }
+  }
+
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["sqs:*"]
+    resources = [aws_sqs_queue.dead_letter.arn]
 
     principals {
       type        = "*"

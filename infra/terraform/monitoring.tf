@@ -51,13 +51,22 @@ resource "aws_cloudwatch_metric_alarm" "oldest_message" {
   tags            = var.tags
 }
 
-# The daemon puts reflex/Heartbeat (dimension Queue = queue name) every 60 s
-# while its poll loop runs. No heartbeat for ten minutes means the task is
-# down, crash-looping, or alive but stuck; missing data is therefore
-# breaching. ECS's RunningTaskCount would miss the stuck case.
+# The daemon puts reflex/Heartbeat (dimension Queue = queue name) once per
+# interval (60 s) in which a ReceiveMessage succeeded: a poll loop that is
+# stuck or denied stops the heartbeat, not only a dead task. No heartbeat
+# for ten minutes means the task is down, crash-looping, or alive but unable
+# to receive; missing data is therefore breaching. ECS's RunningTaskCount
+# would miss the stuck case.
+#
+# The alarm exists only while reflex should run (desired_count > 0).
+# CloudWatch acts on state changes only: an alarm kept through a pause sits
+# in ALARM and would never page after a resume. Created on resume, it starts
+# from INSUFFICIENT_DATA and pages if the heartbeat does not come.
 resource "aws_cloudwatch_metric_alarm" "not_running" {
+  count = var.desired_count > 0 ? 1 : 0
+
   alarm_name        = "${var.name}-not-running"
-  alarm_description = "reflex has put no Heartbeat for ${aws_sqs_queue.main.name} in 10 minutes: the daemon is not running or its poll loop is stuck. Check the ${aws_ecs_service.daemon.name} service and the ${aws_cloudwatch_log_group.daemon.name} logs."
+  alarm_description = "reflex has put no Heartbeat for ${aws_sqs_queue.main.name} in 10 minutes: the daemon is not running, or its poll loop is stuck or cannot receive. Check the ${aws_ecs_service.daemon.name} service and the ${aws_cloudwatch_log_group.daemon.name} logs."
 
   namespace           = "reflex"
   metric_name         = "Heartbeat"
@@ -70,9 +79,41 @@ resource "aws_cloudwatch_metric_alarm" "not_running" {
   threshold           = 1
   treat_missing_data  = "breaching"
 
-  # Paused on purpose (desired_count = 0): no page.
-  actions_enabled = var.desired_count > 0
+  actions_enabled = true
   alarm_actions   = [var.operator_topic_arn]
   ok_actions      = [var.operator_topic_arn]
   tags            = var.tags
+}
+
+# A task whose reflex container exits with a non-zero code (a crash, a bad
+# config, a denied start-up call) pages at once, even when it crash-loops
+# faster than the heartbeat alarm's ten minutes. The event goes to the
+# operator topic as is; its detail has the task, stoppedReason and exit code.
+# The operator topic's policy must let events.amazonaws.com publish (see
+# README, "Alarms on reflex").
+resource "aws_cloudwatch_event_rule" "task_stopped" {
+  name        = "${var.name}-task-stopped"
+  description = "A ${var.name} task stopped with a non-zero exit code of its reflex container."
+
+  event_pattern = jsonencode({
+    source        = ["aws.ecs"]
+    "detail-type" = ["ECS Task State Change"]
+    detail = {
+      clusterArn = [aws_ecs_cluster.reflex.arn]
+      group      = ["service:${var.name}"]
+      lastStatus = ["STOPPED"]
+      containers = {
+        name     = [local.container_name]
+        exitCode = [{ "anything-but" = 0 }]
+      }
+    }
+  })
+
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "task_stopped" {
+  rule      = aws_cloudwatch_event_rule.task_stopped.name
+  target_id = "operator-topic"
+  arn       = var.operator_topic_arn
 }

@@ -59,7 +59,7 @@ output "log_group_name" {
 }
 
 output "kms_key_arn" {
-  description = "Customer-managed key encrypting the alarm topic and the log group; null when the AWS-managed SNS key is used."
+  description = "Customer-managed key encrypting the alarm topic, the log group and the state table; null when the AWS-managed SNS key is used."
   value       = local.customer_kms_key_arn
 }
 
@@ -73,5 +73,25 @@ output "managed_tag" {
   value = {
     key   = var.managed_tag_key
     value = var.managed_tag_value
+  }
+}
+
+output "task_stopped_rule_arn" {
+  description = "EventBridge rule that sends task-stopped events with a non-zero exit code to the operator topic; allow it to publish there (aws:SourceArn)."
+  value       = aws_cloudwatch_event_rule.task_stopped.arn
+}
+
+output "state_table_name" {
+  description = "DynamoDB table of the shared state (state_backend = \"dynamodb\"); null with the local store."
+  value       = local.state_dynamodb ? aws_dynamodb_table.state[0].name : null
+}
+
+output "daemon_settings" {
+  description = "The timing passed to the daemon and set on the queue and the task, from one set of locals."
+  value = {
+    visibility_timeout_seconds = local.visibility_timeout_seconds
+    heartbeat_seconds          = local.heartbeat_seconds
+    shutdown_grace_seconds     = local.shutdown_grace_seconds
+    stop_timeout_seconds       = local.stop_timeout_seconds
   }
 }

@@ -46,13 +46,26 @@ variable "assign_public_ip" {
 }
 
 variable "egress_cidr_blocks" {
-  description = "Where the task may open HTTPS (443) connections: AWS API endpoints and ECR. Narrow it to your VPC endpoints' CIDRs or the NAT route if you can."
+  description = "Where the task may open HTTPS (443) connections: AWS API endpoints and ECR. Narrow it to your VPC endpoints' CIDRs or the NAT route if you can. May be empty when egress_prefix_list_ids covers every destination."
   type        = list(string)
   default     = ["0.0.0.0/0"]
+  nullable    = false
 
   validation {
-    condition     = length(var.egress_cidr_blocks) > 0 && alltrue([for c in var.egress_cidr_blocks : can(cidrnetmask(c))])
-    error_message = "egress_cidr_blocks must be a non-empty list of IPv4 CIDR blocks."
+    condition     = alltrue([for c in var.egress_cidr_blocks : can(cidrnetmask(c))])
+    error_message = "egress_cidr_blocks must contain IPv4 CIDR blocks only."
+  }
+}
+
+variable "egress_prefix_list_ids" {
+  description = "Managed prefix lists the task may open HTTPS (443) connections to, besides egress_cidr_blocks. With VPC endpoints, list the S3 gateway endpoint's prefix list (ECR image layers are pulled from S3) and set egress_cidr_blocks to the interface endpoints' CIDRs."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for p in var.egress_prefix_list_ids : can(regex("^pl-[0-9a-f]{8,17}$", p))])
+    error_message = "egress_prefix_list_ids must contain prefix list IDs (pl-...)."
   }
 }
 
@@ -63,6 +76,26 @@ variable "operator_topic_arn" {
   validation {
     condition     = can(regex("^arn:aws[a-zA-Z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$", var.operator_topic_arn))
     error_message = "operator_topic_arn must be an SNS topic ARN."
+  }
+}
+
+variable "operator_topic_kms_key" {
+  description = <<-EOT
+    Key that encrypts operator_topic_arn, if it is encrypted.
+    null (default): the operator topic is not encrypted.
+    A KMS key ARN: a customer-managed key. Its policy must let cloudwatch.amazonaws.com (the alarms on reflex) and events.amazonaws.com (the task-stopped rule) use kms:GenerateDataKey* and kms:Decrypt (see README); the daemon may use it through SNS to publish.
+    "alias/aws/sns": the AWS-managed SNS key. CloudWatch alarms cannot publish to a topic encrypted with it, and a check says so on every plan.
+  EOT
+  type        = string
+  default     = null
+
+  validation {
+    condition = (
+      var.operator_topic_kms_key == null ||
+      var.operator_topic_kms_key == "alias/aws/sns" ||
+      can(regex("^arn:aws[a-zA-Z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-zA-Z-]+$", var.operator_topic_kms_key))
+    )
+    error_message = "operator_topic_kms_key must be null, \"alias/aws/sns\", or a KMS key ARN (arn:...:kms:...:key/...)."
   }
 }
 
@@ -85,6 +118,18 @@ variable "notification_topic_kms_key_arns" {
   validation {
     condition     = alltrue([for k in var.notification_topic_kms_key_arns : can(regex("^arn:aws[a-zA-Z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-zA-Z-]+$", k))])
     error_message = "notification_topic_kms_key_arns must contain KMS key ARNs (arn:...:kms:...:key/...), not aliases."
+  }
+}
+
+variable "redrive_role_arns" {
+  description = "IAM roles that may send to the main queue besides the alarm topic: the operators' role for `reflex dlq redrive`. The queue policy denies sqs:SendMessage to every other principal, whatever its own IAM policies allow. Wildcards are allowed (ArnLike), e.g. for SSO roles."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for r in var.redrive_role_arns : can(regex("^arn:aws[a-zA-Z-]*:iam::[0-9*]{1,12}:role/.+$", r))])
+    error_message = "redrive_role_arns must contain IAM role ARNs (arn:...:iam::<account>:role/...)."
   }
 }
 
@@ -209,13 +254,25 @@ variable "log_retention_days" {
 }
 
 variable "desired_count" {
-  description = "Number of daemon tasks: 1 to run, 0 to pause (messages wait in the queue). Never more than one: rate limits and blast-radius guards are kept per process, so two tasks would double them."
+  description = "Number of daemon tasks: 0 to pause (messages wait in the queue), 1 to run, more only with state_backend = \"dynamodb\", where replicas share claims, cooldowns, rate limits and target leases. With the local store each task has its own state, so a second task would act twice and double every limit."
   type        = number
   default     = 1
 
   validation {
-    condition     = contains([0, 1], var.desired_count)
-    error_message = "desired_count must be 0 or 1; the daemon's guards are per process."
+    condition     = var.desired_count >= 0 && var.desired_count <= 16 && floor(var.desired_count) == var.desired_count
+    error_message = "desired_count must be a whole number from 0 to 16."
+  }
+}
+
+variable "state_backend" {
+  description = "Where the daemon keeps its dedup claims, cooldowns, rate limits and target leases. \"local\" (default): a file on a task volume, kept while the task lives; one task only. \"dynamodb\": a table the module creates, shared by every task, so desired_count may exceed 1 and state survives task replacement."
+  type        = string
+  default     = "local"
+  nullable    = false
+
+  validation {
+    condition     = contains(["local", "dynamodb"], var.state_backend)
+    error_message = "state_backend must be \"local\" or \"dynamodb\"."
   }
 }
 
@@ -256,6 +313,40 @@ variable "ecr_force_delete" {
   description = "Let terraform destroy delete the ECR repository even if it still holds images."
   type        = bool
   default     = false
+}
+
+variable "iam_role_name_prefix" {
+  description = "Prefix of the two IAM role names (<prefix>-daemon, <prefix>-execution). Default: <name>-<region>, so stacks in several regions of one account do not collide."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.iam_role_name_prefix == null || can(regex("^[A-Za-z0-9+=,.@_-]{1,54}$", var.iam_role_name_prefix))
+    error_message = "iam_role_name_prefix must be 1-54 of A-Z a-z 0-9 + = , . @ _ - (the role names add up to 10 characters and IAM allows 64)."
+  }
+}
+
+variable "iam_role_path" {
+  description = "Path of the two IAM roles. Organizations often require one (e.g. /workloads/) in a service control policy."
+  type        = string
+  default     = "/"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^/([!-~]{0,510}/)?$", var.iam_role_path))
+    error_message = "iam_role_path must start and end with / (e.g. / or /workloads/reflex/)."
+  }
+}
+
+variable "permissions_boundary_arn" {
+  description = "Managed policy set as the permissions boundary of both IAM roles. Organizations often require one before any role can be created. null: no boundary."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.permissions_boundary_arn == null || can(regex("^arn:aws[a-zA-Z-]*:iam::([0-9]{12}|aws):policy/.+$", var.permissions_boundary_arn))
+    error_message = "permissions_boundary_arn must be an IAM managed policy ARN (arn:...:iam::<account>:policy/...)."
+  }
 }
 
 variable "tags" {

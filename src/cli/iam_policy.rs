@@ -1,11 +1,12 @@
-//! `reflex iam-policy`: the least-privilege policy for a rule set.
+//! `reflex iam-policy`: the least-privilege policy for a rule set, in the
+//! shape of the Terraform module's daemon policy.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
 use super::exit;
-use crate::iam::{policy, queue_arn_from_url, Scope};
+use crate::iam::{parse_queue_url, policy, queue_arn_from_url, Scope};
 
 #[derive(Debug, Args)]
 pub struct IamPolicyArgs {
@@ -15,6 +16,17 @@ pub struct IamPolicyArgs {
     /// Ignore the rules: grant what every action kind needs.
     #[arg(long, conflicts_with = "rules")]
     pub all_actions: bool,
+    /// The AWS partition of the ARNs: aws, aws-cn, aws-us-gov... Default:
+    /// the one the queue URL's host implies, else aws.
+    #[arg(long, value_name = "PARTITION")]
+    pub partition: Option<String>,
+    /// The region to pin ARNs and DescribeInstances to. Default: the queue
+    /// URL's region.
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// The account ID to pin ARNs to. Default: the queue URL's account.
+    #[arg(long, value_name = "ACCOUNT_ID")]
+    pub account: Option<String>,
     /// The alarm queue's URL, to scope the SQS statements.
     #[arg(long)]
     pub queue_url: Option<String>,
@@ -24,9 +36,25 @@ pub struct IamPolicyArgs {
     /// The tag key every instance reflex may change must carry.
     #[arg(long, default_value = "reflex:managed")]
     pub tag_key: String,
-    /// The tag value it must have (default: any value).
-    #[arg(long)]
-    pub tag_value: Option<String>,
+    /// The value that tag must have.
+    #[arg(long, default_value = "true")]
+    pub tag_value: String,
+    /// A classic load balancer reflex may deregister from (repeatable).
+    /// Without it, a rule whose load balancer is a template is granted every
+    /// load balancer of the account and region.
+    #[arg(long = "load-balancer", value_name = "NAME")]
+    pub load_balancers: Vec<String>,
+    /// An SNS topic reflex may publish to (repeatable), e.g. the operators'.
+    /// Without it, a templated topic is granted every topic.
+    #[arg(long = "notification-topic-arn", value_name = "ARN")]
+    pub notification_topic_arns: Vec<String>,
+    /// A CloudWatch namespace reflex may put metrics in, besides `reflex`
+    /// (repeatable). Without it, a templated namespace is granted every one.
+    #[arg(long = "metric-namespace", value_name = "NAMESPACE")]
+    pub metric_namespaces: Vec<String>,
+    /// The DynamoDB state table's name, when the state backend is dynamodb.
+    #[arg(long = "state-table", value_name = "TABLE")]
+    pub state_table: Option<String>,
 }
 
 pub fn run(args: &IamPolicyArgs) -> u8 {
@@ -43,16 +71,79 @@ pub fn run(args: &IamPolicyArgs) -> u8 {
             Err(code) => return code,
         }
     };
+    let queue = args.queue_url.as_deref().map(|u| (u, parse_queue_url(u)));
+    if let Some((url, None)) = queue {
+        eprintln!("error: --queue-url {url:?} is not an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)");
+        return exit::USAGE;
+    }
+    let parsed = queue.and_then(|(_, q)| q);
+    let partition = args
+        .partition
+        .clone()
+        .or_else(|| {
+            parsed
+                .as_ref()
+                .and_then(|q| q.partition)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "aws".to_string());
+    let region = args
+        .region
+        .clone()
+        .or_else(|| parsed.as_ref().and_then(|q| q.region.clone()));
+    let account = args
+        .account
+        .clone()
+        .or_else(|| parsed.as_ref().map(|q| q.account.clone()));
+    // ARNs from URLs, in the partition and region decided above (an
+    // emulator's URL names no region).
+    let arn = |url: &str| -> Option<String> {
+        let q = parse_queue_url(url)?;
+        let region = q.region.or_else(|| region.clone())?;
+        Some(format!(
+            "arn:{partition}:sqs:{region}:{}:{}",
+            q.account, q.name
+        ))
+    };
+    let dead_letter_queue_arn = match args.dead_letter_queue_url.as_deref() {
+        Some(url) => match arn(url) {
+            Some(a) => Some(a),
+            None => {
+                eprintln!("error: --dlq-url {url:?} is not an SQS queue URL, or names no region (pass --region)");
+                return exit::USAGE;
+            }
+        },
+        None => None,
+    };
+    let queue_arn = args
+        .queue_url
+        .as_deref()
+        .and_then(|u| arn(u).or_else(|| queue_arn_from_url(u)));
     let scope = Scope {
-        queue_arn: args.queue_url.as_deref().and_then(queue_arn_from_url),
-        dead_letter_queue_arn: args
-            .dead_letter_queue_url
-            .as_deref()
-            .and_then(queue_arn_from_url),
+        partition,
+        region,
+        account,
+        queue_arn,
+        dead_letter_queue_arn,
         tag_key: args.tag_key.clone(),
         tag_value: args.tag_value.clone(),
+        load_balancer_names: args.load_balancers.clone(),
+        notification_topic_arns: args.notification_topic_arns.clone(),
+        metric_namespaces: args.metric_namespaces.clone(),
+        state_table: args.state_table.clone(),
     };
-    let doc = policy(rules.as_ref(), &scope);
-    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-    exit::OK
+    let generated = policy(rules.as_ref(), &scope);
+    for warning in &generated.warnings {
+        eprintln!("note: {warning}");
+    }
+    match serde_json::to_string_pretty(&generated.document) {
+        Ok(text) => {
+            println!("{text}");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: cannot print the policy: {e}");
+            exit::USAGE
+        }
+    }
 }
