@@ -145,6 +145,33 @@ pub struct Overrides {
     pub trusted_topic_arns: Vec<String>,
     pub dry_run: bool,
     pub metrics_listen: Option<String>,
+    /// `REFLEX_VISIBILITY_TIMEOUT` / `--visibility-timeout`, a duration such
+    /// as `"150s"`: overrides `receive.visibility_timeout`.
+    pub visibility_timeout: Option<String>,
+    /// `REFLEX_HEARTBEAT` / `--heartbeat`: overrides `receive.heartbeat`.
+    pub heartbeat: Option<String>,
+    /// `REFLEX_SHUTDOWN_GRACE` / `--shutdown-grace`: overrides `shutdown_grace`.
+    pub shutdown_grace: Option<String>,
+}
+
+/// A duration from the environment or a flag, named by both in errors.
+fn override_duration(
+    value: &Option<String>,
+    variable: &str,
+    flag: &str,
+    file: &SourceFile,
+    errors: &mut Vec<SourceError>,
+) -> Option<Duration> {
+    let value = value.as_ref()?;
+    match parse_duration(value) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            // Reported once here; the file's value stands in so that no
+            // second error follows from this one.
+            errors.push(file.error(None, format!("{variable} (or {flag}): {e}")));
+            None
+        }
+    }
 }
 
 impl Config {
@@ -178,6 +205,29 @@ impl Config {
         o: Overrides,
     ) -> Result<Config, Vec<SourceError>> {
         let mut errors = Vec::new();
+        // The environment (and flags) win over the file; a bad value is an
+        // error naming the variable, never a silent fallback.
+        let visibility_override = override_duration(
+            &o.visibility_timeout,
+            "REFLEX_VISIBILITY_TIMEOUT",
+            "--visibility-timeout",
+            file,
+            &mut errors,
+        );
+        let heartbeat_override = override_duration(
+            &o.heartbeat,
+            "REFLEX_HEARTBEAT",
+            "--heartbeat",
+            file,
+            &mut errors,
+        );
+        let grace_override = override_duration(
+            &o.shutdown_grace,
+            "REFLEX_SHUTDOWN_GRACE",
+            "--shutdown-grace",
+            file,
+            &mut errors,
+        );
         let mut duration = |v: &Option<Spanned<String>>, default: &str| -> Duration {
             match v {
                 Some(v) => parse_duration(v.get_ref()).unwrap_or_else(|e| {
@@ -188,12 +238,19 @@ impl Config {
             }
         };
         let max_event_age = duration(&spec.max_event_age, "15m");
-        let shutdown_grace = duration(&spec.shutdown_grace, "30s");
+        let shutdown_grace = match grace_override {
+            Some(d) => d,
+            None => duration(&spec.shutdown_grace, "30s"),
+        };
         let wait = duration(&spec.receive.wait, "20s");
-        let visibility_timeout = duration(&spec.receive.visibility_timeout, "60s");
-        let heartbeat = match &spec.receive.heartbeat {
-            Some(_) => duration(&spec.receive.heartbeat, "20s"),
-            None => visibility_timeout / 3,
+        let visibility_timeout = match visibility_override {
+            Some(d) => d,
+            None => duration(&spec.receive.visibility_timeout, "60s"),
+        };
+        let heartbeat = match (heartbeat_override, &spec.receive.heartbeat) {
+            (Some(d), _) => d,
+            (None, Some(_)) => duration(&spec.receive.heartbeat, "20s"),
+            (None, None) => visibility_timeout / 3,
         };
         let retry_base = duration(&spec.retry.base, "10s");
         let retry_max = duration(&spec.retry.max, "15m");
@@ -248,20 +305,35 @@ impl Config {
                 "`receive.wait` is at most 20s (the SQS long-poll limit)",
             );
         }
+        // A value from the environment is named as such; the file's span
+        // would point at a line that is not in force.
+        let (visibility_span, visibility_name) = match visibility_override {
+            Some(_) => (&None, "REFLEX_VISIBILITY_TIMEOUT"),
+            None => (
+                &spec.receive.visibility_timeout,
+                "`receive.visibility_timeout`",
+            ),
+        };
+        let (heartbeat_span, heartbeat_name) = match heartbeat_override {
+            Some(_) => (&None, "REFLEX_HEARTBEAT"),
+            None => (&spec.receive.heartbeat, "`receive.heartbeat`"),
+        };
         if visibility_timeout < Duration::from_secs(1)
             || visibility_timeout > Duration::from_secs(43_200)
         {
             bad(
                 &mut errors,
-                &spec.receive.visibility_timeout,
-                "`receive.visibility_timeout` must be between 1s and 12h",
+                visibility_span,
+                &format!("{visibility_name} must be between 1s and 12h"),
             );
         }
         if heartbeat.is_zero() || heartbeat >= visibility_timeout {
             bad(
                 &mut errors,
-                &spec.receive.heartbeat,
-                "`receive.heartbeat` must be shorter than the visibility timeout, and not zero",
+                heartbeat_span,
+                &format!(
+                    "{heartbeat_name} must be shorter than the visibility timeout, and not zero"
+                ),
             );
         }
         if retry_base.is_zero() || retry_max < retry_base {
@@ -430,6 +502,94 @@ mod tests {
         assert!(e[0].starts_with("reflex.toml:4:8:"), "{e:?}");
         let e = load(&format!("{base}[audit]\npath = \"a.jsonl\"\n")).unwrap_err();
         assert!(e[0].starts_with("reflex.toml:4:8: `audit.path`"), "{e:?}");
+    }
+
+    fn load_with(text: &str, o: Overrides) -> Result<Config, Vec<String>> {
+        let file = SourceFile::new(Path::new("reflex.toml"), text.to_string());
+        let spec: ConfigSpec = parse_toml(&file).map_err(|e| vec![e.to_string()])?;
+        Config::from_spec(spec, &file, o).map_err(|es| es.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn timing_from_the_environment_wins_over_the_file() {
+        let text = "queue_url = \"q\"\ndead_letter_queue_url = \"d\"\nshutdown_grace = \"10s\"\n[receive]\nvisibility_timeout = \"30s\"\n";
+        let c = load_with(
+            text,
+            Overrides {
+                visibility_timeout: Some("150s".into()),
+                shutdown_grace: Some("65s".into()),
+                ..Overrides::default()
+            },
+        )
+        .expect("loads");
+        assert_eq!(c.visibility_timeout, Duration::from_secs(150));
+        assert_eq!(
+            c.heartbeat,
+            Duration::from_secs(50),
+            "a third of the timeout in force"
+        );
+        assert_eq!(c.shutdown_grace, Duration::from_secs(65));
+        let c = load_with(
+            text,
+            Overrides {
+                heartbeat: Some("10s".into()),
+                ..Overrides::default()
+            },
+        )
+        .expect("loads");
+        assert_eq!(c.visibility_timeout, Duration::from_secs(30));
+        assert_eq!(c.heartbeat, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn bad_timing_in_the_environment_names_the_variable() {
+        let base = "queue_url = \"q\"\ndead_letter_queue_url = \"d\"\n";
+        let e = load_with(
+            base,
+            Overrides {
+                visibility_timeout: Some("150".into()),
+                heartbeat: Some("soon".into()),
+                shutdown_grace: Some("1 fortnight".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err();
+        for name in [
+            "REFLEX_VISIBILITY_TIMEOUT",
+            "REFLEX_HEARTBEAT",
+            "REFLEX_SHUTDOWN_GRACE",
+        ] {
+            assert!(
+                e.iter().any(|e| e.contains(name)),
+                "no error names {name}: {e:?}"
+            );
+        }
+        let e = load_with(
+            base,
+            Overrides {
+                visibility_timeout: Some("60s".into()),
+                heartbeat: Some("60s".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.iter().any(|e| e.contains("REFLEX_HEARTBEAT must be shorter than the visibility timeout")),
+            "{e:?}"
+        );
+        let e = load_with(
+            base,
+            Overrides {
+                visibility_timeout: Some("13h".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.iter()
+                .any(|e| e.contains("REFLEX_VISIBILITY_TIMEOUT must be between 1s and 12h")),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -47,6 +47,19 @@ pub struct RunArgs {
     /// `metrics.listen`; port 0 picks a free port, logged at start-up).
     #[arg(long, env = "REFLEX_METRICS_LISTEN", value_name = "ADDR|off")]
     pub metrics_listen: Option<String>,
+    /// Visibility timeout requested on receive, e.g. "150s" (overrides
+    /// `receive.visibility_timeout`; the Terraform module sets it to the
+    /// queue's).
+    #[arg(long, env = "REFLEX_VISIBILITY_TIMEOUT", value_name = "DURATION")]
+    pub visibility_timeout: Option<String>,
+    /// How often a message being worked on has its visibility extended
+    /// (overrides `receive.heartbeat`).
+    #[arg(long, env = "REFLEX_HEARTBEAT", value_name = "DURATION")]
+    pub heartbeat: Option<String>,
+    /// Time for in-flight messages after SIGTERM (overrides
+    /// `shutdown_grace`; keep it below the platform's kill timeout).
+    #[arg(long, env = "REFLEX_SHUTDOWN_GRACE", value_name = "DURATION")]
+    pub shutdown_grace: Option<String>,
 }
 
 static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
@@ -70,6 +83,9 @@ pub async fn run(args: RunArgs) -> u8 {
         trusted_topic_arns: args.trusted_topic_arns,
         dry_run: args.dry_run,
         metrics_listen: args.metrics_listen,
+        visibility_timeout: args.visibility_timeout,
+        heartbeat: args.heartbeat,
+        shutdown_grace: args.shutdown_grace,
     };
     let config = match Config::load(args.config.as_deref(), overrides) {
         Ok(c) => c,
@@ -164,6 +180,7 @@ pub async fn run(args: RunArgs) -> u8 {
         Arc::new(CloudWatch(clients.cloudwatch.clone())),
         queue_name(&config.queue_url),
         config.cloudwatch_interval,
+        Arc::clone(&worker.receives),
         shutdown.clone(),
     ));
 

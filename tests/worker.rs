@@ -559,3 +559,76 @@ require_tag = { key = "reflex:managed" }
     assert_eq!(suppressed_by(&handled), Some(Guard::InstanceState));
     assert_eq!(h.aws.state().changes.len(), 1);
 }
+
+/// The CloudWatch heartbeat says "reflex is receiving": while every
+/// ReceiveMessage fails (denied, throttled, endpoint down), the poll loop
+/// keeps trying and the per-interval counts are still put, but no
+/// Heartbeat, so the "not running" alarm fires.
+#[tokio::test(start_paused = true)]
+async fn no_heartbeat_is_put_while_receive_message_fails() {
+    let h = harness(&web_rule_for_heartbeat(), settings());
+    for _ in 0..1000 {
+        h.aws.fail_next(
+            "sqs:ReceiveMessage",
+            AwsError::transient("sqs", "ReceiveMessage", "access denied by an SCP, say"),
+        );
+    }
+    let worker = Arc::new(h.worker);
+    let cloudwatch = FakeAws::new();
+    let shutdown = CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let publisher = tokio::spawn(reflex::telemetry::cloudwatch::publish(
+        Arc::new(cloudwatch.clone()),
+        "fake".to_string(),
+        Duration::from_secs(60),
+        Arc::clone(&worker.receives),
+        shutdown.clone(),
+    ));
+    let pollers = tokio::spawn(Arc::clone(&worker).run(shutdown.clone(), tracker.clone()));
+
+    tokio::time::sleep(Duration::from_secs(300)).await;
+
+    let receives = h
+        .aws
+        .state()
+        .calls
+        .iter()
+        .filter(|c| *c == "sqs:ReceiveMessage")
+        .count();
+    assert!(
+        receives >= 10,
+        "the poll loop must keep trying (with backoff); it called ReceiveMessage {receives} times"
+    );
+    let (puts, heartbeats) = {
+        let state = cloudwatch.state();
+        let puts = state
+            .calls
+            .iter()
+            .filter(|c| *c == "cloudwatch:PutMetricData")
+            .count();
+        let heartbeats: Vec<_> = state
+            .metrics
+            .iter()
+            .filter(|(_, d)| d.metric_name == "Heartbeat")
+            .cloned()
+            .collect();
+        (puts, heartbeats)
+    };
+    assert!(
+        puts >= 4,
+        "the counts are still put every interval; {puts} puts"
+    );
+    assert!(
+        heartbeats.is_empty(),
+        "no Heartbeat may be put while ReceiveMessage fails: {heartbeats:?}"
+    );
+    assert_eq!(worker.receives.count(), 0);
+
+    shutdown.cancel();
+    pollers.await.expect("the pollers stop on shutdown");
+    publisher.await.expect("the publisher stops on shutdown");
+}
+
+fn web_rule_for_heartbeat() -> String {
+    oos_rule(1, 100, 0, "")
+}

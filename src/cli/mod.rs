@@ -1,6 +1,6 @@
 //! The command line: argument types (clap) and the offline subcommands, which
 //! need no AWS: `check`, `explain`, `replay`, `test`, `schema`, `iam-policy`,
-//! `audit`.
+//! `audit`, and `health` (which asks a running daemon on loopback).
 //!
 //! Exit codes are a contract other tools rely on: see [`exit`].
 
@@ -8,6 +8,7 @@ pub mod audit;
 pub mod check;
 pub mod dlq;
 pub mod explain;
+pub mod health;
 pub mod iam_policy;
 pub mod replay;
 pub mod rule_test;
@@ -65,6 +66,8 @@ pub enum Command {
     Run(crate::daemon::RunArgs),
     /// Inspect the dead-letter queue, or redrive its messages after a fix.
     Dlq(dlq::DlqArgs),
+    /// Ask a running daemon's /readyz on loopback: exit 0 if ready, 1 if not (for container health checks).
+    Health(health::HealthArgs),
 }
 
 /// `--rules DIR`, shared by the subcommands that evaluate rules.
@@ -107,6 +110,7 @@ pub fn run_offline(command: Command) -> u8 {
         }
         Command::IamPolicy(a) => iam_policy::run(&a),
         Command::Audit(a) => audit::run(&a),
+        Command::Health(a) => health::run(&a),
         Command::Run(_) | Command::Dlq(_) => {
             eprintln!("error: `run` and `dlq` are not offline commands");
             exit::USAGE

@@ -140,6 +140,8 @@ pub struct Worker {
     pub clock: Clock,
     /// Where audit records go (none unless the daemon sets a sink).
     pub audit: Arc<dyn AuditSink>,
+    /// Counts successful receives; the CloudWatch heartbeat follows it.
+    pub receives: Arc<crate::telemetry::cloudwatch::ReceiveProgress>,
 }
 
 /// What handling one message produced.
@@ -178,6 +180,7 @@ impl Worker {
             settings,
             clock: Arc::new(Utc::now),
             audit: Arc::new(NoAudit),
+            receives: Arc::default(),
         }
     }
 
@@ -239,6 +242,7 @@ impl Worker {
             let messages = match received {
                 Ok(m) => {
                     failures = 0;
+                    self.receives.succeeded();
                     metrics().messages_received.inc_by(m.len() as u64);
                     m
                 }
