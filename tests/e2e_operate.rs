@@ -198,6 +198,18 @@ async fn rule_edits_reload_live_and_metrics_are_served() {
     assert_eq!((code, health.trim()), (200, "ok"));
     let (code, ready) = http_get(&addr, "/readyz");
     assert_eq!(code, 200, "{ready}");
+    // The container health check: the binary asks /readyz itself.
+    let health = std::process::Command::new(env!("CARGO_BIN_EXE_reflex"))
+        .args(["health", "--listen", &addr])
+        .output()
+        .expect("run reflex health");
+    assert!(
+        health.status.success() && String::from_utf8_lossy(&health.stdout).starts_with("ready"),
+        "`reflex health --listen {addr}` against the running daemon: {:?} {} {}",
+        health.status,
+        String::from_utf8_lossy(&health.stdout),
+        String::from_utf8_lossy(&health.stderr)
+    );
     let (code, metrics) = http_get(&addr, "/metrics");
     assert_eq!(code, 200);
     let live_version = reflex.events_with_message("Rules reloaded.")[1]["rules_version"].clone();
