@@ -116,4 +116,13 @@ resource "aws_cloudwatch_event_target" "task_stopped" {
   rule      = aws_cloudwatch_event_rule.task_stopped.name
   target_id = "operator-topic"
   arn       = var.operator_topic_arn
+
+  lifecycle {
+    # CloudWatch alarm actions and EventBridge rule targets reach SNS topics
+    # in their own region only.
+    precondition {
+      condition     = split(":", var.operator_topic_arn)[3] == local.region
+      error_message = "operator_topic_arn must be a topic in this stack's region: CloudWatch alarms and EventBridge rules publish to topics in their own region only."
+    }
+  }
 }

@@ -70,7 +70,7 @@ variable "egress_prefix_list_ids" {
 }
 
 variable "operator_topic_arn" {
-  description = "SNS topic that receives the alarms on reflex itself (dead letters, stale queue, daemon not running), e.g. the on-call pager. reflex may also publish to it. Must not be the module's own alarm topic."
+  description = "SNS topic that receives the alarms on reflex itself (dead letters, stale queue, daemon not running), e.g. the on-call pager. reflex may also publish to it. Must be in the stack's region (alarms and EventBridge rules publish to topics of their own region only), and must not be the module's own alarm topic."
   type        = string
 
   validation {

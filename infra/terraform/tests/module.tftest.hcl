@@ -483,6 +483,9 @@ run "second_region" {
     target = data.aws_region.current
     values = { id = "us-west-2", name = "us-west-2" }
   }
+  variables {
+    operator_topic_arn = "arn:aws:sns:us-west-2:123456789012:oncall"
+  }
 
   assert {
     condition     = aws_iam_role.daemon.name == "reflex-us-west-2-daemon" && aws_iam_role.execution.name == "reflex-us-west-2-execution"
@@ -550,6 +553,14 @@ run "prefix_lists_only" {
     condition     = length(aws_security_group.daemon.egress) == 1 && toset(one(aws_security_group.daemon.egress).prefix_list_ids) == toset(["pl-0123456789abcdef0"]) && length(coalesce(one(aws_security_group.daemon.egress).cidr_blocks, [])) == 0
     error_message = "With prefix lists only, egress must go to those prefix lists and no CIDR."
   }
+}
+
+run "rejects_operator_topic_in_another_region" {
+  command = plan
+  variables {
+    operator_topic_arn = "arn:aws:sns:us-east-1:123456789012:oncall"
+  }
+  expect_failures = [aws_cloudwatch_event_target.task_stopped]
 }
 
 run "rejects_no_egress" {
