@@ -16,7 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,11 +24,10 @@ use serde::Serialize;
 use tracing::{error, info};
 
 use crate::aws::QueueMessage;
+use crate::disposition::{Disposition, MessageOutcome};
 use crate::event::{format_millis, AlarmEvent, AlarmState};
 use crate::outcome::ActionReport;
 use crate::plan::Skipped;
-use crate::worker::disposition::Disposition;
-use crate::worker::Handled;
 
 /// One line of the audit trail.
 #[derive(Debug, Serialize)]
@@ -171,7 +170,7 @@ impl<'a> AuditRecord<'a> {
     pub fn message(
         time: DateTime<Utc>,
         msg: &'a QueueMessage,
-        handled: &'a Handled,
+        handled: &'a MessageOutcome,
         elapsed: Duration,
     ) -> Self {
         let event = handled.event.as_ref();
@@ -311,36 +310,6 @@ impl AuditSink for FileSink {
     }
 }
 
-/// `[audit]` in `reflex.toml`: where the trail goes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum AuditTarget {
-    Off,
-    #[default]
-    Stdout,
-    File(PathBuf),
-}
-
-impl AuditTarget {
-    /// Opens the sink; for a file, fails if it cannot be opened for
-    /// appending (so a bad path stops start-up rather than losing records).
-    pub fn open(&self) -> std::io::Result<Arc<dyn AuditSink>> {
-        Ok(match self {
-            AuditTarget::Off => Arc::new(NoAudit),
-            AuditTarget::Stdout => Arc::new(StdoutSink::default()),
-            AuditTarget::File(path) => Arc::new(FileSink::open(path)?),
-        })
-    }
-
-    /// For logs: `off`, `stdout`, or the file's path.
-    pub fn describe(&self) -> String {
-        match self {
-            AuditTarget::Off => "off".to_string(),
-            AuditTarget::Stdout => "stdout".to_string(),
-            AuditTarget::File(p) => p.display().to_string(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,7 +405,7 @@ mod tests {
 
     #[test]
     fn a_message_record_holds_the_alarm_rules_and_disposition() {
-        let handled = Handled {
+        let handled = MessageOutcome {
             event: Some(event()),
             reports: vec![
                 report(Outcome::Done),
@@ -489,7 +458,7 @@ mod tests {
 
     #[test]
     fn a_poison_message_record_has_no_alarm_and_says_why() {
-        let handled = Handled {
+        let handled = MessageOutcome {
             event: None,
             reports: vec![],
             disposition: Disposition::DeadLetter {
@@ -523,7 +492,7 @@ mod tests {
         let e = event();
         let r = report(Outcome::Done);
         for id in ["a", "b"] {
-            let sink = AuditTarget::File(path.clone()).open().expect("opens");
+            let sink = FileSink::open(&path).expect("opens");
             sink.record(&AuditRecord::action(time(), id, &e, "v1", false, &r));
         }
         let text = std::fs::read_to_string(&path).expect("read");
@@ -538,7 +507,7 @@ mod tests {
     fn an_unopenable_file_is_an_error_at_start_up() {
         let dir = tempfile::tempdir().expect("tempdir");
         let missing = dir.path().join("no-such-dir").join("audit.jsonl");
-        assert!(AuditTarget::File(missing).open().is_err());
+        assert!(FileSink::open(&missing).is_err());
     }
 
     #[test]

@@ -7,41 +7,68 @@
 //!
 //! ```text
 //! SQS body ──decode──▶ AlarmEvent ──evaluate──▶ Plan ──guards──▶ effects ──▶ Disposition
-//!          (event)                  (rules, plan)      (safety)    (aws)     (worker)
+//!          (event)                  (rules, plan)      (safety)    (aws)     (disposition)
 //! ```
+//!
+//! and one direction of dependency: a module imports only from the layers
+//! below it (inside a layer, only the pairs `tests/architecture.rs` lists;
+//! that test enforces the whole table).
+//!
+//! ```text
+//! event, rules → plan → safety, outcome, disposition → aws → audit, telemetry → worker → config → daemon → cli → main
+//! ```
+//!
+//! The pure core — no I/O, no clock (callers pass `now`), no tokio:
 //!
 //! - [`event`]: SNS envelopes, raw CloudWatch alarm notifications and
 //!   EventBridge alarm events → one [`event::AlarmEvent`], or
-//!   [`event::Poison`] with a stable reason code. Pure.
+//!   [`event::Poison`] with a stable reason code.
 //! - [`rules`]: the TOML rule format, loading with file:line:col errors,
-//!   compiled matchers and the rule index. Pure.
-//! - [`plan`]: [`plan::evaluate`], rules × event × now → [`plan::Plan`]. Pure.
+//!   compiled matchers and the rule index.
+//! - [`plan`]: [`plan::evaluate`], rules × event × now → [`plan::Plan`].
+//! - [`iam`], [`schema`]: the least-privilege IAM policy a rule set needs,
+//!   and the JSON Schema of the rule format, both derived from `rules`.
 //! - [`safety`]: the guards — blast radius (pure) and the dedup, cooldown
 //!   and rate-limit state behind one trait.
+//! - [`outcome`]: what happened to each action.
+//! - [`disposition`]: what happens to a message (ack, retry, dead-letter,
+//!   release), decided by a pure function of its actions' outcomes, and
+//!   [`disposition::MessageOutcome`], the record of a handled message.
+//!
+//! Effects and records:
+//!
 //! - [`aws`]: one trait per AWS capability, the SDK implementation, dry-run
 //!   wrappers and in-memory fakes.
-//! - [`outcome`]: what happened to each action.
-//! - [`worker`]: the queue consumer — the only place that sequences effects —
-//!   and the pure disposition of each message.
 //! - [`audit`]: the audit trail — one JSON line per action and per message
 //!   decision, to stdout or a file — read back by `reflex audit`.
-//! - [`config`]: the daemon's `reflex.toml`.
-//! - [`daemon`]: `reflex run` wiring: clients, rules, signals, shutdown.
-//! - [`dlq`]: `reflex dlq`: inspecting the dead-letter queue without
-//!   consuming it, and redriving messages to the alarm queue after a fix.
-//! - [`reload`]: live rule reload (file watch and SIGHUP), atomic.
 //! - [`telemetry`]: metrics — `/metrics`, `/healthz`, `/readyz`, and a few
 //!   put to CloudWatch.
-//! - [`iam`]: the least-privilege IAM policy a rule set needs.
-//! - [`schema`]: the JSON Schema of the rule format.
-//! - [`cli`]: the offline subcommands (`check`, `explain`, `replay`, `test`,
-//!   `schema`, `iam-policy`, `audit`).
+//!
+//! The shell:
+//!
+//! - [`worker`]: the queue consumer — the only place that sequences
+//!   effects — and its settings, whose defaults are constants
+//!   ([`worker::defaults`]).
+//! - [`reload`]: live rule reload (file watch and SIGHUP), atomic.
+//! - [`dlq`]: `reflex dlq`: inspecting the dead-letter queue without
+//!   consuming it, and redriving messages to the alarm queue after a fix.
+//! - [`config`]: the daemon's `reflex.toml`, with its defaults, checked into
+//!   the worker's settings and the audit target (plain data).
+//! - [`daemon`]: `reflex run` wiring: clients, rules, the audit sink,
+//!   signals, shutdown; every start-up failure is one
+//!   [`daemon::StartupError`].
+//! - [`cli`]: every command's arguments (`run`'s in [`cli::run`]), the exit
+//!   codes, and the offline subcommands (`check`, `explain`, `replay`,
+//!   `test`, `schema`, `iam-policy`, `audit`).
+//! - `main.rs`: parses the command line, sets up logging, hands over, and
+//!   reports a start-up failure once, with its exit code.
 
 pub mod audit;
 pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod disposition;
 pub mod dlq;
 pub mod event;
 pub mod iam;

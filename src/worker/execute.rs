@@ -571,10 +571,10 @@ mod tests {
 
     use crate::aws::fake::FakeAws;
     use crate::aws::QueueMessage;
+    use crate::disposition::Disposition;
     use crate::event::decode_str;
     use crate::outcome::Outcome;
     use crate::safety::state::{Claim, MemoryStore, StateStore};
-    use crate::worker::disposition::Disposition;
     use crate::worker::{Effects, Settings, Worker};
 
     const RULE: &str = r#"
