@@ -42,6 +42,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dead_letter;
 pub mod dlq;
 pub mod event;
 pub mod iam;

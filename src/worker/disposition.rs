@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::dead_letter::DeadLetterCode;
 use crate::event::Poison;
 use crate::outcome::{ActionReport, Outcome};
 
@@ -14,7 +15,10 @@ pub enum Disposition {
     /// queue's redrive policy moves it to the DLQ after its last receive.
     Retry { after: Duration },
     /// Send it to the DLQ with this reason, then delete it.
-    DeadLetter { code: String, reason: String },
+    DeadLetter {
+        code: DeadLetterCode,
+        reason: String,
+    },
     /// Make it visible again at once, untouched (shutdown).
     Release,
 }
@@ -47,7 +51,7 @@ impl Backoff {
 /// Decides a poison message.
 pub fn decide_poison(poison: &Poison) -> Disposition {
     Disposition::DeadLetter {
-        code: poison.code.as_str().to_string(),
+        code: DeadLetterCode::Poison(poison.code),
         reason: poison.reason.clone(),
     }
 }
@@ -88,7 +92,7 @@ pub fn decide(reports: &[ActionReport], receive_count: u32, backoff: Backoff) ->
         .collect();
     if !permanent.is_empty() {
         return Disposition::DeadLetter {
-            code: "action_failed".to_string(),
+            code: DeadLetterCode::ActionFailed,
             reason: permanent.join("; "),
         };
     }
