@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::dead_letter::DeadLetterCode;
 use crate::event::{AlarmEvent, Poison};
 use crate::outcome::{ActionReport, Outcome};
 use crate::plan::Skipped;
@@ -49,7 +50,10 @@ pub enum Disposition {
     /// queue's redrive policy moves it to the DLQ after its last receive.
     Retry { after: Duration },
     /// Send it to the DLQ with this reason, then delete it.
-    DeadLetter { code: String, reason: String },
+    DeadLetter {
+        code: DeadLetterCode,
+        reason: String,
+    },
     /// Make it visible again at once, untouched (shutdown).
     Release,
 }
@@ -82,7 +86,7 @@ impl Backoff {
 /// Decides a poison message.
 pub fn decide_poison(poison: &Poison) -> Disposition {
     Disposition::DeadLetter {
-        code: poison.code.as_str().to_string(),
+        code: DeadLetterCode::Poison(poison.code),
         reason: poison.reason.clone(),
     }
 }
@@ -123,7 +127,7 @@ pub fn decide(reports: &[ActionReport], receive_count: u32, backoff: Backoff) ->
         .collect();
     if !permanent.is_empty() {
         return Disposition::DeadLetter {
-            code: "action_failed".to_string(),
+            code: DeadLetterCode::ActionFailed,
             reason: permanent.join("; "),
         };
     }

@@ -68,6 +68,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dead_letter;
 pub mod disposition;
 pub mod dlq;
 pub mod event;

@@ -105,7 +105,7 @@ struct Probe {
 }
 
 impl AuditSink for Probe {
-    fn record(&self, rec: &AuditRecord<'_>) {
+    fn record(&self, rec: &AuditRecord) {
         let kind = match rec {
             AuditRecord::Action(_) => "action",
             AuditRecord::Message(_) => "message",

@@ -475,11 +475,11 @@ impl Worker {
                 }
             }
             Disposition::DeadLetter { code, reason } => {
-                let attributes = dead_letter_attributes(msg, code, reason, self.queue.url());
+                let attributes = dead_letter_attributes(msg, *code, reason, self.queue.url());
                 match self.dead_letters.send(&msg.body, &attributes).await {
                     Ok(dlq_message_id) => {
                         info!(code = %code, %dlq_message_id, "Message sent to the dead-letter queue.");
-                        metrics().dead_lettered(code);
+                        metrics().dead_lettered(code.as_str());
                         match self.queue.delete(receipt).await {
                             Ok(()) => {
                                 metrics().messages_deleted.inc();
@@ -517,33 +517,21 @@ fn record_metrics(handled: &MessageOutcome, own_us: u64, now: DateTime<Utc>) {
     }
 }
 
-/// The message attributes a dead-lettered message carries.
+/// The message attributes a dead-lettered message carries (the contract
+/// is [`crate::dead_letter::DeadLetterAttributes`]; `reflex dlq` reads it back).
 pub fn dead_letter_attributes(
     msg: &QueueMessage,
-    code: &str,
+    code: crate::dead_letter::DeadLetterCode,
     reason: &str,
     source_queue: &str,
 ) -> BTreeMap<String, String> {
-    let mut reason = reason.to_string();
-    if reason.len() > 1024 {
-        let mut cut = 1024;
-        while !reason.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        reason.truncate(cut);
-    }
-    let mut a = BTreeMap::from([
-        ("ReasonCode".to_string(), code.to_string()),
-        ("ReasonText".to_string(), reason),
-        ("OriginalMessageId".to_string(), msg.message_id.clone()),
-        ("ReceiveCount".to_string(), msg.receive_count.to_string()),
-        ("SourceQueueUrl".to_string(), source_queue.to_string()),
-    ]);
-    if let Some(t) = msg.first_received_at.or(msg.sent_at) {
-        a.insert(
-            "FirstReceivedAt".to_string(),
-            crate::event::format_millis(&t),
-        );
-    }
-    a
+    crate::dead_letter::DeadLetterAttributes::new(
+        code,
+        reason,
+        &msg.message_id,
+        msg.receive_count,
+        source_queue,
+        msg.first_received_at.or(msg.sent_at),
+    )
+    .to_attributes()
 }
