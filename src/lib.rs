@@ -16,13 +16,17 @@
 //! - [`rules`]: the TOML rule format, loading with file:line:col errors,
 //!   compiled matchers and the rule index. Pure.
 //! - [`plan`]: [`plan::evaluate`], rules × event × now → [`plan::Plan`]. Pure.
+//! - [`fleet`]: what the guards decide on — instance health, instance info
+//!   and state, instance operations. Pure data, returned by [`aws`].
 //! - [`safety`]: the guards — blast radius (pure) and the dedup, cooldown
 //!   and rate-limit state behind one trait.
-//! - [`aws`]: one trait per AWS capability, the SDK implementation, dry-run
+//! - [`aws`]: one trait per AWS capability, the SDK implementation (every
+//!   call through one wrapper that reports to an observer), dry-run
 //!   wrappers and in-memory fakes.
 //! - [`outcome`]: what happened to each action.
 //! - [`worker`]: the queue consumer — the only place that sequences effects —
-//!   and the pure disposition of each message.
+//!   and the pure disposition of each message; `worker::actions` runs each
+//!   action family.
 //! - [`audit`]: the audit trail — one JSON line per action and per message
 //!   decision, to stdout or a file — read back by `reflex audit`.
 //! - [`config`]: the daemon's `reflex.toml`.
@@ -31,7 +35,7 @@
 //!   consuming it, and redriving messages to the alarm queue after a fix.
 //! - [`reload`]: live rule reload (file watch and SIGHUP), atomic.
 //! - [`telemetry`]: metrics — `/metrics`, `/healthz`, `/readyz`, and a few
-//!   put to CloudWatch.
+//!   put to CloudWatch — and the telemetry events that log and count.
 //! - [`iam`]: the least-privilege IAM policy a rule set needs.
 //! - [`schema`]: the JSON Schema of the rule format.
 //! - [`cli`]: the offline subcommands (`check`, `explain`, `replay`, `test`,
@@ -44,6 +48,7 @@ pub mod config;
 pub mod daemon;
 pub mod dlq;
 pub mod event;
+pub mod fleet;
 pub mod iam;
 pub mod outcome;
 pub mod plan;
