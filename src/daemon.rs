@@ -109,6 +109,8 @@ pub async fn run(
         "Starting reflex."
     );
     let clients = Clients::from_env().await;
+    // Every AWS call from here on is counted in reflex_aws_calls_total.
+    crate::telemetry::events::install();
     crate::telemetry::metrics().rules_loaded(rules.version(), rules.rules().len());
     let (rules_tx, rules_rx) = watch::channel(Arc::new(rules));
     let shutdown = CancellationToken::new();

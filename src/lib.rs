@@ -72,6 +72,7 @@ pub mod dead_letter;
 pub mod disposition;
 pub mod dlq;
 pub mod event;
+pub mod fleet;
 pub mod iam;
 pub mod outcome;
 pub mod plan;

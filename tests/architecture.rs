@@ -91,17 +91,6 @@ const PEERS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Upward imports that exist today and are being removed on the "actions"
-/// branch of issue 8 (the loop `aws → telemetry → outcome → safety → aws`):
-/// (importer, imported). The lead deletes this list when that branch lands;
-/// [`known_exceptions_still_occur`] fails once an entry is no longer needed.
-const KNOWN_UNTIL_ACTIONS_LANDS: &[(&str, &str)] = &[
-    // aws/sdk.rs counts its calls through telemetry::metrics().
-    ("aws", "telemetry"),
-    // safety::blast_radius decides on aws::{InstanceHealth, InstanceInfo, InstanceOp}.
-    ("safety", "aws"),
-];
-
 /// One reference from a file to another top-level module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Import {
@@ -472,12 +461,6 @@ fn violation(import: &Import) -> Option<String> {
     ))
 }
 
-fn is_known(import: &Import) -> bool {
-    KNOWN_UNTIL_ACTIONS_LANDS
-        .iter()
-        .any(|(a, b)| *a == import.from && *b == import.to)
-}
-
 #[test]
 fn every_module_has_a_row() {
     let missing: Vec<String> = top_level_modules()
@@ -516,39 +499,13 @@ fn imports_point_down_the_layers() {
         imports.iter().any(|i| i.from == "worker"),
         "the scan found no import from the worker: it is not reading src/"
     );
-    let bad: Vec<String> = imports
-        .iter()
-        .filter(|i| !is_known(i))
-        .filter_map(violation)
-        .collect();
+    let bad: Vec<String> = imports.iter().filter_map(violation).collect();
     assert!(
         bad.is_empty(),
         "\n{} import(s) run against the layering (table in tests/architecture.rs):\n{}\n",
         bad.len(),
         bad.join("\n")
     );
-}
-
-/// Each known exception must still be needed: once the "actions" branch
-/// removes an edge, its entry goes too.
-#[test]
-fn known_exceptions_still_occur() {
-    let imports = all_imports();
-    for (a, b) in KNOWN_UNTIL_ACTIONS_LANDS {
-        let found = imports.iter().any(|i| i.from == *a && i.to == *b);
-        assert!(
-            found,
-            "{a} no longer imports {b}: delete ({a:?}, {b:?}) from KNOWN_UNTIL_ACTIONS_LANDS"
-        );
-        let import = imports
-            .iter()
-            .find(|i| i.from == *a && i.to == *b)
-            .expect("found above");
-        assert!(
-            violation(import).is_some(),
-            "{a} → {b} is allowed by the table anyway: delete it from KNOWN_UNTIL_ACTIONS_LANDS"
-        );
-    }
 }
 
 // ---- the scanner itself

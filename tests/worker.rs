@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reflex::aws::fake::FakeAws;
-use reflex::aws::{AwsError, InstanceInfo};
+use reflex::aws::AwsError;
 use reflex::disposition::{Disposition, MessageOutcome};
 use reflex::event::AlarmState;
+use reflex::fleet::InstanceInfo;
 use reflex::outcome::Outcome;
 use reflex::rules::Rate;
 use reflex::safety::state::MemoryStore;

@@ -18,13 +18,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws::QueueMessage;
 use crate::dead_letter::DeadLetterCode;
+use crate::disposition::{Disposition, MessageOutcome};
 use crate::event::{AlarmEvent, AlarmState};
 use crate::outcome::{ActionReport, Outcome};
 use crate::plan::Skipped;
 use crate::rules::ActionKind;
 use crate::safety::blast_radius::Excluded;
 use crate::safety::GuardTrip;
-use crate::disposition::{Disposition, MessageOutcome};
 
 /// One line of the audit trail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

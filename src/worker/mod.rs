@@ -4,11 +4,12 @@
 //! What happens to each message is decided by the pure
 //! [`crate::disposition`]; the worker carries the decision out.
 //!
-//! - [`execute`]: running one planned action through its guards.
+//! - [`actions`]: running one planned action through its guards, one
+//!   module per action family.
 //! - This module: the receive loop, heartbeats, per-message handling and
 //!   shutdown.
 
-pub mod execute;
+pub mod actions;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -22,14 +23,21 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::audit::{AuditRecord, AuditSink, NoAudit};
 use crate::aws::dry_run::{DryRunInstances, DryRunLoadBalancers, DryRunMetrics, DryRunNotifier};
-use crate::aws::{Alarms, Instances, LoadBalancers, Metrics, Notifier, Queue, QueueMessage};
+use crate::aws::{
+    Alarms, Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage,
+};
 use crate::disposition::{decide, decide_poison, Backoff, Disposition, MessageOutcome};
 use crate::event::{decode_str, AlarmEvent, Poison, PoisonCode};
 use crate::outcome::ActionReport;
 use crate::plan::{evaluate_with, EvalOptions};
 use crate::rules::{Rate, RuleSet};
 use crate::safety::state::StateStore;
-use crate::telemetry::{metrics, CodeLabel, RuleLabel};
+use crate::telemetry::events::{
+    MessageDeadLettered, MessageDeleted, MessageRejected, MessageReleased, MessageRetried,
+    MessagesReceived, RuleMatched,
+};
+use crate::telemetry::metrics;
+use actions::ActionContext;
 
 /// The effects actions can have.
 #[derive(Clone)]
@@ -38,7 +46,7 @@ pub struct Effects {
     pub ec2: Arc<dyn Instances>,
     pub alarms: Arc<dyn Alarms>,
     pub sns: Arc<dyn Notifier>,
-    pub metrics: Arc<dyn Metrics>,
+    pub metrics: Arc<dyn MetricPublisher>,
 }
 
 impl Effects {
@@ -250,7 +258,7 @@ impl Worker {
             let messages = match received {
                 Ok(m) => {
                     failures = 0;
-                    metrics().messages_received.inc_by(m.len() as u64);
+                    MessagesReceived { count: m.len() }.emit();
                     m
                 }
                 Err(error) => {
@@ -353,13 +361,11 @@ impl Worker {
         let event = match decode_str(&msg.body).and_then(|e| self.check_trusted(e)) {
             Ok(e) => e,
             Err(poison) => {
-                warn!(code = poison.code.as_str(), reason = %poison.reason, "Poison message; sending it to the dead-letter queue.");
-                metrics()
-                    .decode_failures
-                    .get_or_create(&CodeLabel {
-                        code: poison.code.as_str().to_string(),
-                    })
-                    .inc();
+                MessageRejected {
+                    code: poison.code.as_str(),
+                    reason: &poison.reason,
+                }
+                .emit();
                 return MessageOutcome::unevaluated(decide_poison(&poison));
             }
         };
@@ -388,24 +394,17 @@ impl Worker {
         }
         let mut reports: Vec<ActionReport> = Vec::new();
         for m in &plan.matches {
-            metrics()
-                .rule_matches
-                .get_or_create(&RuleLabel {
-                    rule: m.rule.name.clone(),
-                })
-                .inc();
+            RuleMatched { rule: &m.rule.name }.emit();
             let mut rule_rate_checked = None;
             for (index, action) in m.actions.iter().enumerate() {
+                let ctx = ActionContext {
+                    event: &event,
+                    matched: m,
+                    earlier: &reports,
+                    shutdown,
+                };
                 let report = self
-                    .execute(
-                        &event,
-                        m,
-                        index,
-                        action,
-                        &mut rule_rate_checked,
-                        &reports,
-                        shutdown,
-                    )
+                    .execute(&ctx, index, action, &mut rule_rate_checked)
                     .await;
                 // Recorded the moment it finishes: a crash later in this
                 // message cannot lose it.
@@ -448,9 +447,7 @@ impl Worker {
         let receipt = &msg.receipt_handle;
         match &handled.disposition {
             Disposition::Ack => match self.queue.delete(receipt).await {
-                Ok(()) => {
-                    metrics().messages_deleted.inc();
-                }
+                Ok(()) => MessageDeleted.emit(),
                 // The message comes back; its finished actions are
                 // remembered, so it will not act twice.
                 Err(error) => {
@@ -458,18 +455,13 @@ impl Worker {
                 }
             },
             Disposition::Retry { after } => {
-                info!(
-                    retry_in_s = after.as_secs(),
-                    "Leaving the message on the queue for a retry."
-                );
-                metrics().messages_retried.inc();
+                MessageRetried { after: *after }.emit();
                 if let Err(error) = self.queue.change_visibility(receipt, *after).await {
                     warn!(%error, "ChangeMessageVisibility failed; the message returns when its visibility times out.");
                 }
             }
             Disposition::Release => {
-                info!("Shutting down: releasing the message untouched.");
-                metrics().messages_released.inc();
+                MessageReleased.emit();
                 if let Err(error) = self.queue.change_visibility(receipt, Duration::ZERO).await {
                     warn!(%error, "Could not release the message; it returns when its visibility times out.");
                 }
@@ -478,12 +470,13 @@ impl Worker {
                 let attributes = dead_letter_attributes(msg, *code, reason, self.queue.url());
                 match self.dead_letters.send(&msg.body, &attributes).await {
                     Ok(dlq_message_id) => {
-                        info!(code = %code, %dlq_message_id, "Message sent to the dead-letter queue.");
-                        metrics().dead_lettered(code.as_str());
+                        MessageDeadLettered {
+                            code: code.as_str(),
+                            dlq_message_id: &dlq_message_id,
+                        }
+                        .emit();
                         match self.queue.delete(receipt).await {
-                            Ok(()) => {
-                                metrics().messages_deleted.inc();
-                            }
+                            Ok(()) => MessageDeleted.emit(),
                             Err(error) => {
                                 error!(%error, "DeleteMessage failed after dead-lettering; the message will be redelivered.")
                             }
@@ -502,12 +495,12 @@ impl Worker {
     }
 }
 
-/// Counts a handled message's actions and timings.
+/// Records a handled message's timings (its actions were counted as
+/// they finished).
 fn record_metrics(handled: &MessageOutcome, own_us: u64, now: DateTime<Utc>) {
     let m = metrics();
     m.processing_seconds.observe(own_us as f64 / 1e6);
     for report in &handled.reports {
-        m.action(report);
         if let (crate::outcome::Outcome::Done, Some(event)) = (&report.outcome, &handled.event) {
             let ms = now
                 .signed_duration_since(event.state_change_time)
