@@ -26,6 +26,11 @@
 //! - [`rules`]: the TOML rule format, loading with file:line:col errors,
 //!   compiled matchers and the rule index.
 //! - [`plan`]: [`plan::evaluate`], rules × event × now → [`plan::Plan`].
+//! - [`fleet`]: what the guards decide on — instance health, instance info
+//!   and state (enums), instance operations. Pure data, returned by [`aws`].
+//! - [`dead_letter`]: the dead-letter wire contract — [`dead_letter::DeadLetterCode`]
+//!   and [`dead_letter::DeadLetterAttributes`], written by the worker and
+//!   read back by `reflex dlq`.
 //! - [`iam`], [`schema`]: the least-privilege IAM policy a rule set needs,
 //!   and the JSON Schema of the rule format, both derived from `rules`.
 //! - [`safety`]: the guards — blast radius (pure) and the dedup, cooldown
@@ -37,21 +42,27 @@
 //!
 //! Effects and records:
 //!
-//! - [`aws`]: one trait per AWS capability, the SDK implementation, dry-run
-//!   wrappers and in-memory fakes.
+//! - [`aws`]: one trait per AWS capability, the SDK implementation (every
+//!   call through one wrapper that times it, classifies its error and
+//!   reports it to an observer: `aws/observe.rs`), dry-run wrappers and
+//!   in-memory fakes.
 //! - [`audit`]: the audit trail — one JSON line per action and per message
-//!   decision, to stdout or a file — read back by `reflex audit`.
+//!   decision, to stdout or a file (`records`, `sinks`) — and the review
+//!   `reflex audit` runs over it (`review`).
 //! - [`telemetry`]: metrics — `/metrics`, `/healthz`, `/readyz`, and a few
-//!   put to CloudWatch.
+//!   put to CloudWatch — and the telemetry events (`events.rs`), one type
+//!   per thing that happens, each of which logs and counts.
 //!
 //! The shell:
 //!
 //! - [`worker`]: the queue consumer — the only place that sequences
 //!   effects — and its settings, whose defaults are constants
-//!   ([`worker::defaults`]).
+//!   ([`worker::defaults`]); [`worker::actions`] runs one planned action,
+//!   one module per action family (with the checklist for a new kind).
 //! - [`reload`]: live rule reload (file watch and SIGHUP), atomic.
-//! - [`dlq`]: `reflex dlq`: inspecting the dead-letter queue without
-//!   consuming it, and redriving messages to the alarm queue after a fix.
+//! - [`dlq`]: `reflex dlq`: walking the dead-letter queue without consuming
+//!   it (`walk`), grouping it by reason (`inspect`), and moving messages
+//!   back to the alarm queue after a fix (`redrive`).
 //! - [`config`]: the daemon's `reflex.toml`, with its defaults, checked into
 //!   the worker's settings and the audit target (plain data).
 //! - [`daemon`]: `reflex run` wiring: clients, rules, the audit sink,
