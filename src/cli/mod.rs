@@ -1,6 +1,8 @@
-//! The command line: argument types (clap) and the offline subcommands, which
-//! need no AWS: `check`, `explain`, `replay`, `test`, `schema`, `iam-policy`,
-//! `audit`, and `health` (which asks a running daemon on loopback).
+//! The command line: argument types (clap) for every subcommand, and the
+//! offline subcommands, which need no AWS: `check`, `explain`, `replay`,
+//! `test`, `schema`, `iam-policy`, `audit`, and `health` (which asks a
+//! running daemon's `/readyz` on loopback). `run` ([`run`]) and `dlq`
+//! ([`dlq`]) parse here and act through [`crate::daemon`] and [`crate::dlq`].
 //!
 //! Exit codes are a contract other tools rely on: see [`exit`].
 
@@ -12,6 +14,7 @@ pub mod health;
 pub mod iam_policy;
 pub mod replay;
 pub mod rule_test;
+pub mod run;
 
 use std::path::PathBuf;
 
@@ -63,7 +66,7 @@ pub enum Command {
     /// Review the audit trail: what was terminated, which rules fired, what was suppressed and why.
     Audit(audit::AuditArgs),
     /// Run the daemon: drain the alarm queue and act.
-    Run(crate::daemon::RunArgs),
+    Run(run::RunArgs),
     /// Inspect the dead-letter queue, or redrive its messages after a fix.
     Dlq(dlq::DlqArgs),
     /// Ask a running daemon's /readyz on loopback: exit 0 if ready, 1 if not (for container health checks).

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::metrics;
-use crate::aws::{Datum, Metrics};
+use crate::aws::{Datum, MetricPublisher};
 
 /// Counter totals, to publish per-interval differences.
 #[derive(Default, Clone, Copy)]
@@ -66,7 +66,7 @@ impl ReceiveProgress {
 /// after the call, with `Heartbeat` only when a receive succeeded in that
 /// interval.
 pub async fn publish(
-    sink: Arc<dyn Metrics>,
+    sink: Arc<dyn MetricPublisher>,
     queue: String,
     every: Duration,
     receives: Arc<ReceiveProgress>,
