@@ -70,7 +70,8 @@
 //!   [`daemon::StartupError`].
 //! - [`cli`]: every command's arguments (`run`'s in [`cli::run`]), the exit
 //!   codes, and the offline subcommands (`check`, `explain`, `replay`,
-//!   `test`, `schema`, `iam-policy`, `audit`).
+//!   `test`, `schema`, `iam-policy`, `audit`, and `health`, which asks a
+//!   running daemon's `/readyz` for container health checks).
 //! - `main.rs`: parses the command line, sets up logging, hands over, and
 //!   reports a start-up failure once, with its exit code.
 
