@@ -3,8 +3,10 @@
 //! the effects the fakes saw. Then the real `reflex audit` binary answers
 //! questions from that file.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use reflex::audit::{AuditRecord, AuditSink, FileSink};
@@ -15,6 +17,7 @@ use reflex::testing::worker::at;
 use reflex::testing::{AlarmBody, FakeAws, TestWorker};
 use reflex::worker::Settings;
 use serde_json::{json, Value};
+use support::{one_json, run_reflex, stderr, stdout};
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:alarms";
 const ALARM_ARN: &str = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:web-unhealthy";
@@ -391,47 +394,10 @@ async fn every_message_is_on_record_before_it_is_deleted_or_dead_lettered() {
 // ---- `reflex audit`, the real binary, on a trail the worker wrote ----
 
 fn reflex_audit(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reflex"))
-        .arg("audit")
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start reflex");
-    if let Some(input) = stdin {
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-    }
-    let out = child.wait_with_output().expect("run reflex");
-    assert!(
-        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
-        "{out:?}"
-    );
-    out
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).expect("UTF-8")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8(out.stderr.clone()).expect("UTF-8")
-}
-
-fn one_json(out: &Output) -> Value {
-    let text = stdout(out);
-    assert_eq!(text.lines().count(), 1, "one JSON object: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    let args: Vec<&str> = std::iter::once("audit")
+        .chain(args.iter().copied())
+        .collect();
+    run_reflex(&args, stdin.map(str::as_bytes))
 }
 
 /// A morning's trail: a termination at 16:31, a suppression at 16:40, a
