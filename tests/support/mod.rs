@@ -28,6 +28,10 @@
 //! - [`MotoServer`] (`moto.rs`), [`Aws`] with [`Pipeline`] and [`Fleet`]
 //!   (`aws.rs`), [`AlarmDef`] (`alarm.rs`), the child's environment
 //!   (`env.rs`).
+//! - [`World`] (`world.rs`): one test's moto, clients and pipeline, with
+//!   fleets, ELB alarms, publishing and draining; and the shared readers
+//!   ([`attribute`], [`envelope`], [`action_events`], [`count_state`]) and
+//!   rule ([`terminate_rule`]). New e2e tests start from `World::new`.
 //! - Worker-level fakes and builders are not here: they are the library's
 //!   `reflex::testing` (feature `test-support`).
 //! - [`FaultProxy`]: cut and restore the daemon's way to moto without
@@ -53,6 +57,7 @@ mod env;
 mod moto;
 mod proxy;
 mod reflex;
+mod world;
 
 use std::future::Future;
 use std::time::Duration;
@@ -70,6 +75,7 @@ pub use env::{aws_env, MotoEnv, AWS_ENV_REMOVE};
 pub use moto::{MotoServer, RecordedRequest};
 pub use proxy::FaultProxy;
 pub use reflex::{Reflex, ReflexBuilder};
+pub use world::{action_events, attribute, count_state, envelope, terminate_rule, World, WAIT};
 
 /// How often the wait helpers re-check.
 const POLL_EVERY: Duration = Duration::from_millis(100);
