@@ -44,8 +44,7 @@
 //!
 //! - [`aws`]: one trait per AWS capability, the SDK implementation (every
 //!   call through one wrapper that times it, classifies its error and
-//!   reports it to an observer: `aws/observe.rs`), dry-run wrappers and
-//!   in-memory fakes.
+//!   reports it to an observer: `aws/observe.rs`) and dry-run wrappers.
 //! - [`audit`]: the audit trail — one JSON line per action and per message
 //!   decision, to stdout or a file (`records`, `sinks`) — and the review
 //!   `reflex audit` runs over it (`review`).
@@ -72,6 +71,9 @@
 //!   codes, and the offline subcommands (`check`, `explain`, `replay`,
 //!   `test`, `schema`, `iam-policy`, `audit`, and `health`, which asks a
 //!   running daemon's `/readyz` for container health checks).
+//! - [`testing`] (tests and the `test-support` feature only): fake AWS
+//!   effects, a worker builder and the alarm-body builder; above `worker`,
+//!   imported only by test code. End-to-end helpers are in `tests/support/`.
 //! - `main.rs`: parses the command line, sets up logging, hands over, and
 //!   reports a start-up failure once, with its exit code.
 
@@ -93,4 +95,6 @@ pub mod rules;
 pub mod safety;
 pub mod schema;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod worker;

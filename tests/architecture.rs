@@ -22,10 +22,16 @@
 //! | 3 effects | `aws`, `state` | one trait per AWS capability and its implementations; the durable state store and its backends |
 //! | 4 records | `audit`, `telemetry` | the audit trail; metrics, logs-as-events, `/metrics` |
 //! | 5 worker | `worker`, `reload`, `dlq` | the consumer that sequences effects; live rule reload; DLQ inspect and redrive |
-//! | 6 config | `config` | `reflex.toml` → the checked configuration and the worker's settings |
-//! | 7 daemon | `daemon` | `reflex run` wiring, signals, shutdown, the start-up error |
-//! | 8 cli | `cli` | arguments of every command, the offline commands, exit codes |
-//! | 9 main | `main` | the binary |
+//! | 6 test support | `testing` | fake AWS effects, the worker builder, the alarm-body builder; tests and the `test-support` feature only |
+//! | 7 config | `config` | `reflex.toml` → the checked configuration and the worker's settings |
+//! | 8 daemon | `daemon` | `reflex run` wiring, signals, shutdown, the start-up error |
+//! | 9 cli | `cli` | arguments of every command, the offline commands, exit codes |
+//! | 10 main | `main` | the binary |
+//!
+//! **Test support** ([`TEST_SUPPORT`], `testing`) is like a dev-dependency:
+//! test code (a `#[cfg(test)]` module, inline or in its own file) of any
+//! layer may import it, and code that ships may not, whatever its layer.
+//! Its own imports follow the table like any module's.
 //!
 //! Rows for modules that do not exist (yet) are allowed: `trust`, `state`,
 //! `fleet`, `target` and `dead_letter` are declared ahead of the branches
@@ -57,11 +63,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("effects", &["aws", "state"]),
     ("records", &["audit", "telemetry"]),
     ("worker", &["worker", "reload", "dlq"]),
+    ("test support", &["testing"]),
     ("config", &["config"]),
     ("daemon", &["daemon"]),
     ("cli", &["cli"]),
     ("main", &["main"]),
 ];
+
+/// The test-support module: only test code imports it, from any layer.
+const TEST_SUPPORT: &str = "testing";
 
 /// Imports allowed inside one layer: (importer, imported, why). The reverse
 /// of a listed pair stays forbidden.
@@ -99,6 +109,8 @@ struct Import {
     text: String,
     from: String,
     to: String,
+    /// In `#[cfg(test)]` code.
+    in_test: bool,
 }
 
 fn layer_of(module: &str) -> Option<(usize, &'static str)> {
@@ -153,7 +165,7 @@ fn all_imports() -> Vec<Import> {
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     files.sort();
-    let mut imports = Vec::new();
+    let mut sources = Vec::new();
     for path in files {
         let rel = path.strip_prefix(&src).expect("under src/");
         let parts: Vec<String> = rel
@@ -165,10 +177,114 @@ fn all_imports() -> Vec<Import> {
         }
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        sources.push((parts, text));
+    }
+    // Files that are test code: declared `#[cfg(test)] mod x;` by their parent.
+    let test_modules: Vec<Vec<String>> = sources
+        .iter()
+        .flat_map(|(parts, text)| test_file_modules(&module_path(parts), text))
+        .collect();
+    let mut imports = Vec::new();
+    for (parts, text) in &sources {
+        let module = module_path(parts);
+        let in_test = test_modules.iter().any(|t| module.starts_with(t));
         let shown = format!("src/{}", parts.join("/"));
-        imports.extend(imports_of(&shown, &module_path(&parts), &text));
+        imports.extend(imports_of(&shown, &module, text, in_test));
     }
     imports
+}
+
+/// Whether the item whose first keyword (`mod`) is token `k` carries
+/// `#[cfg(test)]` among its outer attributes (before any visibility).
+fn has_cfg_test(toks: &[(Tok, usize)], k: usize) -> bool {
+    let punct = |i: usize, c: char| matches!(toks.get(i), Some((Tok::Punct(p), _)) if *p == c);
+    let ident = |i: usize, w: &str| matches!(toks.get(i), Some((Tok::Ident(x), _)) if x == w);
+    let mut j = k;
+    // `pub`, `pub(crate)`, `pub(super)`, `pub(in path)`
+    if j >= 1 && ident(j - 1, "pub") {
+        j -= 1;
+    } else if j >= 1 && punct(j - 1, ')') {
+        let mut open = j - 1;
+        while open > 0 && !punct(open, '(') {
+            open -= 1;
+        }
+        if open >= 1 && ident(open - 1, "pub") {
+            j = open - 1;
+        }
+    }
+    // Attributes, innermost last: `# [ … ]`.
+    while j >= 1 && punct(j - 1, ']') {
+        let mut depth = 0usize;
+        let mut b = j - 1;
+        loop {
+            if punct(b, ']') {
+                depth += 1;
+            } else if punct(b, '[') {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+            }
+            if b == 0 {
+                return false;
+            }
+            b -= 1;
+        }
+        if b == 0 || !punct(b - 1, '#') {
+            return false;
+        }
+        let attr: Vec<&Tok> = toks[b + 1..j - 1].iter().map(|(t, _)| t).collect();
+        if attr
+            == [
+                &Tok::Ident("cfg".into()),
+                &Tok::Punct('('),
+                &Tok::Ident("test".into()),
+                &Tok::Punct(')'),
+            ]
+        {
+            return true;
+        }
+        j = b - 1;
+    }
+    false
+}
+
+/// The module paths of the files a file declares as test code:
+/// `#[cfg(test)] mod x;` (or inside an inline `#[cfg(test)] mod … { }`).
+fn test_file_modules(module: &[String], text: &str) -> Vec<Vec<String>> {
+    let toks = lex(text);
+    let mut inline: Vec<(String, usize, bool)> = Vec::new();
+    let mut depth = 0usize;
+    let mut out = Vec::new();
+    for (k, (tok, _)) in toks.iter().enumerate() {
+        match tok {
+            Tok::Punct('{') => depth += 1,
+            Tok::Punct('}') => {
+                depth = depth.saturating_sub(1);
+                if inline.last().is_some_and(|(_, d, _)| *d == depth + 1) {
+                    inline.pop();
+                }
+            }
+            Tok::Ident(w) if w == "mod" => {
+                let (Some((Tok::Ident(name), _)), next) = (toks.get(k + 1), toks.get(k + 2)) else {
+                    continue;
+                };
+                let test = has_cfg_test(&toks, k) || inline.iter().any(|(_, _, t)| *t);
+                match next {
+                    Some((Tok::Punct('{'), _)) => inline.push((name.clone(), depth + 1, test)),
+                    Some((Tok::Punct(';'), _)) if test => {
+                        let mut path = module.to_vec();
+                        path.extend(inline.iter().map(|(n, _, _)| n.clone()));
+                        path.push(name.clone());
+                        out.push(path);
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The module path of a file: `aws/mod.rs` → `[aws]`, `aws/sdk.rs` →
@@ -322,18 +438,18 @@ fn lex(text: &str) -> Vec<(Tok, usize)> {
 
 /// The references in one file. `module` is the file's module path; `file`
 /// is how to name it in a failure.
-fn imports_of(file: &str, module: &[String], text: &str) -> Vec<Import> {
+fn imports_of(file: &str, module: &[String], text: &str, file_in_test: bool) -> Vec<Import> {
     let toks = lex(text);
     let lines: Vec<&str> = text.lines().collect();
     let from = module.first().cloned().unwrap_or_default();
     let is_main = module == ["main"];
     let root = if is_main { "reflex" } else { "crate" };
     // Inline modules open around the current token: (name, brace depth at
-    // which their body opened).
-    let mut inline: Vec<(String, usize)> = Vec::new();
+    // which their body opened, whether it is `#[cfg(test)]`).
+    let mut inline: Vec<(String, usize, bool)> = Vec::new();
     let mut depth = 0usize;
     let mut out = Vec::new();
-    let found = |to: &str, line: usize, out: &mut Vec<Import>| {
+    let found = |to: &str, line: usize, in_test: bool, out: &mut Vec<Import>| {
         if to != from && to != "self" && to != "super" && to != "crate" {
             out.push(Import {
                 file: file.to_string(),
@@ -343,6 +459,7 @@ fn imports_of(file: &str, module: &[String], text: &str) -> Vec<Import> {
                     .map_or(String::new(), |l| l.trim().to_string()),
                 from: from.clone(),
                 to: to.to_string(),
+                in_test,
             });
         }
     };
@@ -357,17 +474,18 @@ fn imports_of(file: &str, module: &[String], text: &str) -> Vec<Import> {
             Tok::Punct('{') => depth += 1,
             Tok::Punct('}') => {
                 depth = depth.saturating_sub(1);
-                if inline.last().is_some_and(|(_, d)| *d == depth + 1) {
+                if inline.last().is_some_and(|(_, d, _)| *d == depth + 1) {
                     inline.pop();
                 }
             }
             Tok::Ident(w) if w == "mod" => {
                 if let (Some(name), Some((Tok::Punct('{'), _))) = (ident(k + 1), toks.get(k + 2)) {
-                    inline.push((name.to_string(), depth + 1));
+                    inline.push((name.to_string(), depth + 1, has_cfg_test(&toks, k)));
                 }
             }
             _ => {}
         }
+        let in_test = file_in_test || inline.iter().any(|(_, _, t)| *t);
         // Only the start of a path: not `a::crate`, not `$crate` twice.
         let starts_path = k == 0 || !matches!(toks[k - 1].0, Tok::PathSep);
         let first = ident(k);
@@ -379,7 +497,7 @@ fn imports_of(file: &str, module: &[String], text: &str) -> Vec<Import> {
                 Some(vec![])
             } else if first == Some("super") {
                 let mut base: Vec<String> = module.to_vec();
-                base.extend(inline.iter().map(|(n, _)| n.clone()));
+                base.extend(inline.iter().map(|(n, _, _)| n.clone()));
                 let mut n = 1;
                 while ident(next) == Some("super")
                     && toks.get(next + 1).map(|t| &t.0) == Some(&Tok::PathSep)
@@ -397,9 +515,9 @@ fn imports_of(file: &str, module: &[String], text: &str) -> Vec<Import> {
                 None
             };
             match prefix {
-                Some(p) if !p.is_empty() => found(&p[0], *line, &mut out),
+                Some(p) if !p.is_empty() => found(&p[0], *line, in_test, &mut out),
                 Some(_) => match toks.get(next) {
-                    Some((Tok::Ident(name), l)) => found(name, *l, &mut out),
+                    Some((Tok::Ident(name), l)) => found(name, *l, in_test, &mut out),
                     Some((Tok::Punct('{'), _)) => {
                         // A group: the first segment of each item.
                         let mut inner = 0usize;
@@ -416,7 +534,7 @@ fn imports_of(file: &str, module: &[String], text: &str) -> Vec<Import> {
                                     continue;
                                 }
                                 Tok::Ident(name) if item_start && inner == 0 => {
-                                    found(name, *l, &mut out)
+                                    found(name, *l, in_test, &mut out)
                                 }
                                 _ => {}
                             }
@@ -444,6 +562,14 @@ fn violation(import: &Import) -> Option<String> {
         // A module without a row fails `every_module_has_a_row`.
         return None;
     };
+    if import.to == TEST_SUPPORT {
+        return (!import.in_test).then(|| {
+            format!(
+                "{}:{}: `{}`: {} imports the test support `{TEST_SUPPORT}` outside `#[cfg(test)]` code",
+                import.file, import.line, import.text, import.from
+            )
+        });
+    }
     let why = if to > from {
         "which is above it"
     } else if to == from
@@ -512,7 +638,7 @@ fn imports_point_down_the_layers() {
 
 fn edges(file_module: &[&str], text: &str) -> Vec<(String, usize)> {
     let module: Vec<String> = file_module.iter().map(|s| s.to_string()).collect();
-    imports_of("src/x.rs", &module, text)
+    imports_of("src/x.rs", &module, text, false)
         .into_iter()
         .map(|i| (i.to, i.line))
         .collect()
@@ -605,6 +731,7 @@ fn an_upward_import_is_reported_with_file_line_and_import() {
         text: "use crate::worker::Handled;".into(),
         from: "audit".into(),
         to: "worker".into(),
+        in_test: false,
     };
     assert_eq!(
         violation(&import).as_deref(),
@@ -625,4 +752,39 @@ fn an_upward_import_is_reported_with_file_line_and_import() {
         ..import
     };
     assert_eq!(violation(&down), None, "worker → audit points down");
+}
+
+#[test]
+fn only_test_code_may_import_the_test_support() {
+    let text = "use crate::testing::FakeAws;\n#[cfg(test)]\nmod tests {\n    use crate::testing::TestWorker;\n}\n#[cfg(test)]\npub(crate) mod fixtures;\nmod real;\n";
+    let imports = imports_of("src/dlq/mod.rs", &["dlq".to_string()], text, false);
+    let flags: Vec<(usize, bool)> = imports.iter().map(|i| (i.line, i.in_test)).collect();
+    assert_eq!(
+        flags,
+        [(1, false), (4, true)],
+        "a cfg(test) inline module is test code"
+    );
+    let bad: Vec<String> = imports.iter().filter_map(violation).collect();
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(
+        bad[0].starts_with("src/dlq/mod.rs:1: ") && bad[0].contains("outside `#[cfg(test)]` code"),
+        "{bad:?}"
+    );
+    assert_eq!(
+        test_file_modules(&["dlq".to_string()], text),
+        [vec!["dlq".to_string(), "fixtures".to_string()]],
+        "`#[cfg(test)] pub(crate) mod fixtures;` makes dlq/fixtures.rs test code; `mod real;` is not"
+    );
+    let up = imports_of(
+        "src/worker/mod.rs",
+        &["worker".to_string()],
+        "#[cfg(test)]\nmod tests {\n    use crate::daemon::run;\n}\n",
+        false,
+    );
+    assert!(
+        up.iter()
+            .filter_map(violation)
+            .any(|v| v.contains("which is above it")),
+        "test code still may not import other modules above it: {up:?}"
+    );
 }

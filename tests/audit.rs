@@ -3,34 +3,24 @@
 //! the effects the fakes saw. Then the real `reflex audit` binary answers
 //! questions from that file.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod support;
 
-use chrono::{DateTime, Utc};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+
 use reflex::audit::{AuditRecord, AuditSink, FileSink};
-use reflex::aws::fake::FakeAws;
 use reflex::aws::AwsError;
 use reflex::disposition::{Disposition, MessageOutcome};
-use reflex::event::AlarmState;
-use reflex::fleet::InstanceInfo;
 use reflex::outcome::Outcome;
-use reflex::safety::state::MemoryStore;
-use reflex::worker::{Effects, Settings, Worker};
+use reflex::testing::worker::at;
+use reflex::testing::{AlarmBody, FakeAws, TestWorker};
+use reflex::worker::Settings;
 use serde_json::{json, Value};
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+use support::{one_json, run_reflex, stderr, stdout};
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:alarms";
 const ALARM_ARN: &str = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:web-unhealthy";
-
-fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s)
-        .expect("a test time")
-        .with_timezone(&Utc)
-}
 
 fn settings() -> Settings {
     Settings {
@@ -72,27 +62,9 @@ topic_arn = "arn:aws:sns:us-east-1:123456789012:oncall"
 /// An SNS notification of `web-unhealthy` going OK -> ALARM at `changed`
 /// (CloudWatch's `+0000` form).
 fn alarm_body(sns_message_id: &str, changed: &str) -> String {
-    let alarm = json!({
-        "AlarmName": "web-unhealthy",
-        "AlarmArn": ALARM_ARN,
-        "AWSAccountId": "123456789012",
-        "NewStateValue": "ALARM",
-        "OldStateValue": "OK",
-        "NewStateReason": "Threshold Crossed",
-        "StateChangeTime": changed,
-        "Region": "US East (N. Virginia)",
-        "Trigger": {"MetricName": "UnHealthyHostCount", "Namespace": "AWS/ELB",
-                    "Dimensions": [{"name": "LoadBalancerName", "value": "web"}], "Threshold": 1.0}
-    });
-    json!({
-        "Type": "Notification",
-        "MessageId": sns_message_id,
-        "TopicArn": TOPIC,
-        "Subject": "ALARM",
-        "Message": alarm.to_string(),
-        "Timestamp": "2026-01-12T16:30:42.300Z"
-    })
-    .to_string()
+    AlarmBody::new("web-unhealthy")
+        .changed_at(changed)
+        .sns(TOPIC, sns_message_id)
 }
 
 /// A sink that notes, for each record, how many messages had been deleted
@@ -122,10 +94,8 @@ impl AuditSink for Probe {
 }
 
 struct Harness {
-    aws: FakeAws,
-    worker: Worker,
+    h: TestWorker,
     probe: Arc<Probe>,
-    now: Arc<Mutex<DateTime<Utc>>>,
     trail: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -133,74 +103,30 @@ struct Harness {
 fn harness(rules: &str) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let trail = dir.path().join("audit.jsonl");
-    let aws = FakeAws::new();
-    let dlq = aws.other_queue("https://sqs.us-east-1.amazonaws.com/123456789012/dlq");
-    let set = reflex::rules::load_sources(vec![(PathBuf::from("t.toml"), rules.to_string())])
-        .unwrap_or_else(|e| panic!("rules: {e:?}"));
-    let (_tx, rx) = watch::channel(Arc::new(set));
-    let a = Arc::new(aws.clone());
-    let effects = Effects {
-        elb: a.clone(),
-        ec2: a.clone(),
-        alarms: a.clone(),
-        sns: a.clone(),
-        metrics: a.clone(),
-    };
+    let builder = TestWorker::builder(rules).settings(settings());
     let probe = Arc::new(Probe {
-        aws: aws.clone(),
-        dlq: dlq.clone(),
+        aws: builder.aws().clone(),
+        dlq: builder.dlq().clone(),
         file: FileSink::open(&trail).expect("open the trail"),
         seen: Mutex::new(Vec::new()),
     });
-    let now = Arc::new(Mutex::new(at("2026-01-12T16:31:00Z")));
-    let clock = Arc::clone(&now);
-    let worker = Worker {
-        clock: Arc::new(move || *clock.lock().expect("clock")),
-        audit: probe.clone(),
-        ..Worker::new(
-            a,
-            Arc::new(dlq),
-            effects,
-            rx,
-            Arc::new(MemoryStore::new(Duration::from_secs(3600))),
-            settings(),
-        )
-    };
+    let h = builder.audit(probe.clone()).build();
     Harness {
-        aws,
-        worker,
+        h,
         probe,
-        now,
         trail,
         _dir: dir,
     }
 }
 
-impl Harness {
-    /// A fleet behind ELB `web`: `n` tagged, hour-old instances, the first
-    /// `oos` stopped and OutOfService; the alarm is in ALARM.
-    fn fleet(&self, n: usize, oos: usize) {
-        for i in 0..n {
-            let stopped = i < oos;
-            self.aws.add_instance(
-                "web",
-                InstanceInfo {
-                    instance_id: format!("i-{i:04}"),
-                    state: if stopped { "stopped" } else { "running" }.into(),
-                    launch_time: Some(
-                        at("2026-01-12T14:00:00Z") + chrono::Duration::minutes(i as i64),
-                    ),
-                    tags: BTreeMap::from([("reflex:managed".to_string(), "true".to_string())]),
-                },
-                if stopped { "OutOfService" } else { "InService" },
-            );
-        }
-        self.aws
-            .state()
-            .alarms
-            .insert("web-unhealthy".into(), AlarmState::Alarm);
+impl std::ops::Deref for Harness {
+    type Target = TestWorker;
+    fn deref(&self) -> &TestWorker {
+        &self.h
     }
+}
 
+impl Harness {
     /// Takes instances out of service at the ELB.
     fn break_instances(&self, ids: &[&str]) {
         let mut s = self.aws.state();
@@ -218,17 +144,8 @@ impl Harness {
         sqs_id: &str,
         receive_count: u32,
     ) -> MessageOutcome {
-        *self.now.lock().expect("clock") = at(now);
-        self.aws.enqueue(sqs_id, body, receive_count);
-        let msg = self
-            .aws
-            .state()
-            .queue
-            .iter()
-            .find(|(m, _)| m.message_id == sqs_id)
-            .map(|(m, _)| m.clone())
-            .expect("enqueued");
-        self.worker.process(msg, &CancellationToken::new()).await
+        self.clock.set(at(now));
+        self.deliver_with(body, sqs_id, receive_count).await
     }
 
     fn records(&self) -> Vec<Value> {
@@ -237,16 +154,6 @@ impl Harness {
 
     fn rules_version(&self) -> String {
         self.worker.rules.borrow().version().to_string()
-    }
-
-    fn terminated(&self) -> Vec<String> {
-        self.aws
-            .state()
-            .changes
-            .iter()
-            .filter(|(op, _, dry)| op == "TerminateInstances" && !dry)
-            .flat_map(|(_, ids, _)| ids.clone())
-            .collect()
     }
 }
 
@@ -487,47 +394,10 @@ async fn every_message_is_on_record_before_it_is_deleted_or_dead_lettered() {
 // ---- `reflex audit`, the real binary, on a trail the worker wrote ----
 
 fn reflex_audit(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reflex"))
-        .arg("audit")
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start reflex");
-    if let Some(input) = stdin {
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-    }
-    let out = child.wait_with_output().expect("run reflex");
-    assert!(
-        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
-        "{out:?}"
-    );
-    out
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).expect("UTF-8")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8(out.stderr.clone()).expect("UTF-8")
-}
-
-fn one_json(out: &Output) -> Value {
-    let text = stdout(out);
-    assert_eq!(text.lines().count(), 1, "one JSON object: {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    let args: Vec<&str> = std::iter::once("audit")
+        .chain(args.iter().copied())
+        .collect();
+    run_reflex(&args, stdin.map(str::as_bytes))
 }
 
 /// A morning's trail: a termination at 16:31, a suppression at 16:40, a

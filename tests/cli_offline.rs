@@ -5,87 +5,25 @@
 //! (`test`); 2 usage, config or rule-load error; 3 the input is poison
 //! (`explain`).
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::{json, Value};
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use support::{code, describe, one_json, repo, run_reflex, stderr, stdout};
 
 fn fixture(rel: &str) -> PathBuf {
     repo().join("tests/fixtures").join(rel)
 }
 
-/// Runs `reflex ARGS` from the repository root, optionally with stdin.
 fn reflex_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reflex"))
-        .args(args)
-        .current_dir(repo())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start reflex");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write stdin");
-    }
-    let out = child.wait_with_output().expect("run reflex");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("panicked"),
-        "reflex {args:?} panicked:\n{stderr}"
-    );
-    out
+    run_reflex(args, stdin)
 }
 
 fn reflex(args: &[&str]) -> Output {
-    reflex_with_stdin(args, None)
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited, not killed")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).expect("UTF-8 stdout")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        stdout(out),
-        stderr(out)
-    )
-}
-
-/// stdout must be exactly one JSON value (one line), nothing before or after.
-fn one_json(out: &Output) -> Value {
-    let text = stdout(out);
-    assert_eq!(
-        text.trim_end().lines().count(),
-        1,
-        "expected one line of JSON:\n{}",
-        describe(out)
-    );
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not one JSON value ({e}):\n{text}"))
+    run_reflex(args, None)
 }
 
 fn keys(v: &Value) -> BTreeSet<&str> {

@@ -10,72 +10,42 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{Message, QueueAttributeName};
+use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 
 use support::{
-    AlarmDef, Aws, MotoEnv, MotoServer, Pipeline, PipelineOptions, Reflex, ACCOUNT_ID, REGION,
+    attribute, terminate_rule, AlarmDef, Aws, MotoServer, Pipeline, PipelineOptions, Reflex, World,
+    ACCOUNT_ID, REGION, WAIT,
 };
 
-/// Long enough for a loaded two-core CI box running several moto servers.
-const WAIT: Duration = Duration::from_secs(40);
-
-/// `REFLEX_*` variables of the developer's shell that would change what the
-/// command does behind the test's back.
-const REFLEX_ENV_REMOVE: &[&str] = &[
-    "REFLEX_CONFIG",
-    "REFLEX_QUEUE_URL",
-    "REFLEX_DLQ_URL",
-    "REFLEX_LOG",
-];
-
 /// What one `reflex dlq ...` run printed.
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+struct Output(std::process::Output);
 
 impl Output {
     /// stdout as the one JSON object `--json` prints.
     fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not one JSON object ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
+        support::one_json(&self.0)
     }
 
     fn expect_code(self, code: i32) -> Self {
         assert_eq!(
-            self.code, code,
-            "exit code; stdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
+            support::code(&self.0),
+            code,
+            "{}",
+            support::describe(&self.0)
         );
         self
+    }
+
+    fn stdout(&self) -> String {
+        support::stdout(&self.0)
     }
 }
 
 /// Runs `reflex dlq <args>` against moto and waits for it.
 async fn dlq(moto: &MotoServer, args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_reflex"));
-    for name in REFLEX_ENV_REMOVE {
-        command.env_remove(name);
-    }
-    let out = command
-        .moto_env(&moto.endpoint())
-        .arg("dlq")
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("run reflex dlq");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let args: Vec<&str> = std::iter::once("dlq").chain(args.iter().copied()).collect();
+    Output(support::run_reflex_on(&moto.endpoint(), &args).await)
 }
 
 /// A `reflex.toml` naming the pipeline's queues, as an operator's would.
@@ -100,14 +70,6 @@ async fn visible(aws: &Aws, queue_url: &str) -> u64 {
         .map_or(0, |v| v.parse().expect("a count"))
 }
 
-fn attribute(message: &Message, name: &str) -> Option<String> {
-    message
-        .message_attributes()
-        .and_then(|a| a.get(name))
-        .and_then(|v| v.string_value())
-        .map(str::to_owned)
-}
-
 /// `code → count` of an inspection.
 fn group_counts(inspection: &Value) -> BTreeMap<String, u64> {
     inspection["groups"]
@@ -123,39 +85,21 @@ fn group_counts(inspection: &Value) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// A `terminate_out_of_service` rule for `*-unhealthy-hosts` ELB alarms.
-const TERMINATE_RULE: &str = r#"
-[[rule]]
-name = "elb-terminate-out-of-service"
-
-[rule.match]
-alarm_name = { suffix = "-unhealthy-hosts" }
-namespace = "AWS/ELB"
-metric_name = "UnHealthyHostCount"
-new_state = "ALARM"
-dimensions.LoadBalancerName = { exists = true }
-
-[[rule.actions]]
-type = "terminate_out_of_service"
-load_balancer = "{{ dimension.LoadBalancerName }}"
-# moto's instances are seconds old; the default would protect them all.
-min_instance_age = "0s"
-"#;
+/// The standard `terminate_out_of_service` rule, no extra guards.
+fn terminate() -> String {
+    terminate_rule("", "", "")
+}
 
 // The issue's scenario: a config mistake poisons an alarm; the operator
 // inspects the DLQ (consuming nothing), fixes the config, redrives, and the
 // alarm is acted on as if it had just arrived.
 #[tokio::test]
 async fn a_poisoned_alarm_is_inspected_fixed_and_redriven() {
-    let moto = MotoServer::start();
-    let aws = moto.aws().await;
-    let pipeline = aws.create_pipeline("fix").await;
-    let fleet = aws.create_fleet("web", 3, &[]).await;
+    let world = World::new("fix").await;
+    let (moto, aws, pipeline) = (&world.moto, &world.aws, &world.pipeline);
+    let fleet = world.fleet("web", 3, &[0]).await;
     let victim = fleet.instance_ids[0].clone();
-    aws.stop_instances(std::slice::from_ref(&victim)).await;
-    let alarm =
-        AlarmDef::elb_unhealthy_hosts("web-unhealthy-hosts", "web").notifying(&pipeline.topic_arn);
-    aws.put_metric_alarm(&alarm, "ALARM").await;
+    let alarm = world.elb_alarm("web").await;
 
     // The mistake: trusted_topic_arns names another topic than the alarms'.
     let wrong_topic = format!("arn:aws:sns:{REGION}:{ACCOUNT_ID}:fix-alarms-typo");
@@ -164,7 +108,7 @@ async fn a_poisoned_alarm_is_inspected_fixed_and_redriven() {
         ..pipeline.clone()
     };
     let reflex = Reflex::builder(&moto.endpoint(), &misconfigured)
-        .rule("elb.toml", TERMINATE_RULE)
+        .rule("elb.toml", &terminate())
         .spawn();
     aws.publish_alarm(&pipeline.topic_arn, &alarm.notification("ALARM", "OK"))
         .await;
@@ -184,7 +128,7 @@ async fn a_poisoned_alarm_is_inspected_fixed_and_redriven() {
 
     // Inspect: one group, the reason names the topic, and the message is
     // still there and visible: not consumed, not left hidden.
-    let found = dlq(&moto, &["inspect", "--json", "--dlq-url", dlq_url])
+    let found = dlq(moto, &["inspect", "--json", "--dlq-url", dlq_url])
         .await
         .expect_code(0)
         .json();
@@ -204,29 +148,29 @@ async fn a_poisoned_alarm_is_inspected_fixed_and_redriven() {
     );
     assert_eq!(sample["source_queue_url"], pipeline.queue_url.as_str());
     assert_eq!(aws.queue_depth(dlq_url).await, 1);
-    assert_eq!(visible(&aws, dlq_url).await, 1, "inspect released it");
+    assert_eq!(visible(aws, dlq_url).await, 1, "inspect released it");
 
     // The text form says the same to a person.
-    let text = dlq(&moto, &["inspect", "--dlq-url", dlq_url])
+    let text = dlq(moto, &["inspect", "--dlq-url", dlq_url])
         .await
         .expect_code(0);
     assert!(
-        text.stdout.contains("untrusted_topic: 1 message(s)"),
+        text.stdout().contains("untrusted_topic: 1 message(s)"),
         "{}",
-        text.stdout
+        text.stdout()
     );
-    assert_eq!(visible(&aws, dlq_url).await, 1);
+    assert_eq!(visible(aws, dlq_url).await, 1);
 
     // The fix: trust the alarm topic, restart.
-    let reflex = Reflex::builder(&moto.endpoint(), &pipeline)
-        .rule("elb.toml", TERMINATE_RULE)
+    let reflex = Reflex::builder(&moto.endpoint(), pipeline)
+        .rule("elb.toml", &terminate())
         .spawn();
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = write_config(dir.path(), &pipeline);
+    let config = write_config(dir.path(), pipeline);
 
     // A dry run moves nothing.
     let dry = dlq(
-        &moto,
+        moto,
         &[
             "redrive",
             "--config",
@@ -241,11 +185,11 @@ async fn a_poisoned_alarm_is_inspected_fixed_and_redriven() {
     .expect_code(0)
     .json();
     assert_eq!((&dry["selected"], &dry["moved"]), (&1.into(), &0.into()));
-    assert_eq!(visible(&aws, dlq_url).await, 1, "dry run released it");
+    assert_eq!(visible(aws, dlq_url).await, 1, "dry run released it");
     assert_eq!(aws.queue_depth(queue_url).await, 0);
 
     let moved = dlq(
-        &moto,
+        moto,
         &[
             "redrive",
             "--config",
@@ -288,13 +232,12 @@ async fn a_poisoned_alarm_is_inspected_fixed_and_redriven() {
 // `max_receive_count` group and can be redriven too.
 #[tokio::test]
 async fn redrive_by_code_moves_only_that_code_with_the_body_intact() {
-    let moto = MotoServer::start();
-    let aws = moto.aws().await;
     let options = PipelineOptions {
         max_receive_count: 2,
         ..PipelineOptions::default()
     };
-    let pipeline = aws.create_pipeline_with("codes", options).await;
+    let world = World::with_options("codes", options).await;
+    let (moto, aws, pipeline) = (&world.moto, &world.aws, &world.pipeline);
     let (queue_url, dlq_url) = (&pipeline.queue_url, &pipeline.dlq_url);
     let not_json = "this is {not JSON";
     for body in [not_json, r#"{"hello":"world"}"#] {
@@ -306,8 +249,8 @@ async fn redrive_by_code_moves_only_that_code_with_the_body_intact() {
             .await
             .expect("SendMessage");
     }
-    let reflex = Reflex::builder(&moto.endpoint(), &pipeline)
-        .rule("elb.toml", TERMINATE_RULE)
+    let reflex = Reflex::builder(&moto.endpoint(), pipeline)
+        .rule("elb.toml", &terminate())
         .spawn();
     let aws_ref = &aws;
     reflex
@@ -352,7 +295,7 @@ async fn redrive_by_code_moves_only_that_code_with_the_body_intact() {
     let envelope = envelope.expect("the alarm was received");
     assert_eq!(aws.queue_depth(dlq_url).await, 3);
 
-    let found = dlq(&moto, &["inspect", "--json", "--dlq-url", dlq_url])
+    let found = dlq(moto, &["inspect", "--json", "--dlq-url", dlq_url])
         .await
         .expect_code(0)
         .json();
@@ -365,14 +308,14 @@ async fn redrive_by_code_moves_only_that_code_with_the_body_intact() {
         ]),
         "{found:#}"
     );
-    assert_eq!(visible(&aws, dlq_url).await, 3);
+    assert_eq!(visible(aws, dlq_url).await, 3);
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = write_config(dir.path(), &pipeline);
+    let config = write_config(dir.path(), pipeline);
 
     // Dry run of everything: reports three, moves none, hides none.
     let dry = dlq(
-        &moto,
+        moto,
         &["redrive", "--config", &config, "--dry-run", "--json"],
     )
     .await
@@ -380,12 +323,12 @@ async fn redrive_by_code_moves_only_that_code_with_the_body_intact() {
     .json();
     assert_eq!(dry["selected"], 3, "{dry:#}");
     assert_eq!(dry["moved"], 0, "{dry:#}");
-    assert_eq!(visible(&aws, dlq_url).await, 3);
+    assert_eq!(visible(aws, dlq_url).await, 3);
     assert_eq!(aws.queue_depth(queue_url).await, 0);
 
     // One code: exactly that message moves, byte for byte.
     let moved = dlq(
-        &moto,
+        moto,
         &[
             "redrive", "--config", &config, "--code", "not_json", "--json",
         ],
@@ -399,7 +342,7 @@ async fn redrive_by_code_moves_only_that_code_with_the_body_intact() {
         "{moved:#}"
     );
     assert_eq!(aws.queue_depth(dlq_url).await, 2);
-    assert_eq!(visible(&aws, dlq_url).await, 2, "the others were released");
+    assert_eq!(visible(aws, dlq_url).await, 2, "the others were released");
     let arrived = aws.receive_all(queue_url).await;
     assert_eq!(arrived.len(), 1, "{arrived:#?}");
     assert_eq!(arrived[0].body(), Some(not_json));
@@ -411,7 +354,7 @@ async fn redrive_by_code_moves_only_that_code_with_the_body_intact() {
 
     // The SQS-dead-lettered alarm, by its group name, with flags only.
     let moved = dlq(
-        &moto,
+        moto,
         &[
             "redrive",
             "--dlq-url",
@@ -440,9 +383,8 @@ async fn redrive_by_code_moves_only_that_code_with_the_body_intact() {
 // the DLQ, visible, and the run still succeeds. With --to it moves.
 #[tokio::test]
 async fn messages_from_another_queue_need_to() {
-    let moto = MotoServer::start();
-    let aws = moto.aws().await;
-    let pipeline = aws.create_pipeline("source").await;
+    let world = World::new("source").await;
+    let (moto, aws, pipeline) = (&world.moto, &world.aws, &world.pipeline);
     let (queue_url, dlq_url) = (&pipeline.queue_url, &pipeline.dlq_url);
     aws.sqs
         .send_message()
@@ -451,8 +393,8 @@ async fn messages_from_another_queue_need_to() {
         .send()
         .await
         .expect("SendMessage");
-    let reflex = Reflex::builder(&moto.endpoint(), &pipeline)
-        .rule("elb.toml", TERMINATE_RULE)
+    let reflex = Reflex::builder(&moto.endpoint(), pipeline)
+        .rule("elb.toml", &terminate())
         .spawn();
     let aws_ref = &aws;
     reflex
@@ -464,7 +406,7 @@ async fn messages_from_another_queue_need_to() {
 
     let other = &pipeline.notify_queue_url;
     let refused = dlq(
-        &moto,
+        moto,
         &[
             "redrive",
             "--dlq-url",
@@ -481,12 +423,12 @@ async fn messages_from_another_queue_need_to() {
         (&refused["refused"], &refused["moved"]),
         (&1.into(), &0.into())
     );
-    assert_eq!(visible(&aws, dlq_url).await, 1);
+    assert_eq!(visible(aws, dlq_url).await, 1);
 
-    let text = dlq(&moto, &["redrive", "--dlq-url", dlq_url, "--to", other])
+    let text = dlq(moto, &["redrive", "--dlq-url", dlq_url, "--to", other])
         .await
         .expect_code(0);
-    assert!(text.stdout.contains(", moved 1,"), "{}", text.stdout);
+    assert!(text.stdout().contains(", moved 1,"), "{}", text.stdout());
     assert_eq!(aws.queue_depth(dlq_url).await, 0);
     let arrived = aws.receive_all(other).await;
     assert_eq!(arrived.len(), 1);

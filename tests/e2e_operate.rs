@@ -11,9 +11,7 @@ use std::time::Duration;
 use chrono::{Duration as ChronoDuration, Utc};
 use serde_json::Value;
 
-use support::{AlarmDef, MotoServer, Reflex};
-
-const WAIT: Duration = Duration::from_secs(40);
+use support::{AlarmDef, Reflex, World, WAIT};
 
 fn notify_rule(subject: &str) -> String {
     format!(
@@ -88,9 +86,8 @@ fn sample(metrics: &str, prefix: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn rule_edits_reload_live_and_metrics_are_served() {
-    let moto = MotoServer::start();
-    let aws = moto.aws().await;
-    let pipeline = aws.create_pipeline("operate").await;
+    let world = World::new("operate").await;
+    let (moto, aws, pipeline) = (&world.moto, &world.aws, &world.pipeline);
     let alarm = AlarmDef::new(
         "api-latency",
         "AWS/ApplicationELB",
@@ -99,7 +96,7 @@ async fn rule_edits_reload_live_and_metrics_are_served() {
     );
     let rule =
         |subject: &str| notify_rule(subject).replace("NOTIFY_TOPIC", &pipeline.notify_topic_arn);
-    let reflex = Reflex::builder(&moto.endpoint(), &pipeline)
+    let reflex = Reflex::builder(&moto.endpoint(), pipeline)
         .rule("oncall.toml", &rule("v1"))
         .spawn();
     let rule_file = reflex.rules_dir().join("oncall.toml");
@@ -119,7 +116,7 @@ async fn rule_edits_reload_live_and_metrics_are_served() {
     let sent = 4;
     let fire_and_read_subject = |n: i64| {
         fire(
-            &aws,
+            aws,
             &pipeline.topic_arn,
             &pipeline.notify_queue_url,
             alarm.notification_at("ALARM", "OK", start + ChronoDuration::minutes(n)),

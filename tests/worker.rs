@@ -2,31 +2,24 @@
 //! shown stopping an action, and every disposition is shown being carried out.
 //! (End-to-end tests against a real AWS-protocol server are in e2e_run.rs.)
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use reflex::aws::fake::FakeAws;
 use reflex::aws::AwsError;
 use reflex::disposition::{Disposition, MessageOutcome};
 use reflex::event::AlarmState;
-use reflex::fleet::InstanceInfo;
 use reflex::outcome::Outcome;
 use reflex::rules::Rate;
-use reflex::safety::state::MemoryStore;
 use reflex::safety::Guard;
-use reflex::worker::{Effects, Settings, Worker};
-use tokio::sync::watch;
+use reflex::testing::worker::{at, START};
+use reflex::testing::{AlarmBody, TestWorker};
+use reflex::worker::Settings;
 use tokio_util::sync::CancellationToken;
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:alarms";
 
 fn now() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-01-12T16:31:00Z")
-        .unwrap()
-        .with_timezone(&Utc)
+    at(START)
 }
 
 fn settings() -> Settings {
@@ -62,119 +55,12 @@ fn oos_rule(max_instances: u32, max_percent: u32, min_in_service: u32, extra: &s
         .replace("EXTRA", extra)
 }
 
-fn alarm_body(alarm: &str, dims: &[(&str, &str)], topic: &str, message_id: &str) -> String {
-    let dims: Vec<_> = dims
-        .iter()
-        .map(|(n, v)| serde_json::json!({"name": n, "value": v}))
-        .collect();
-    let alarm = serde_json::json!({
-        "AlarmName": alarm,
-        "AlarmArn": format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{alarm}"),
-        "AWSAccountId": "123456789012",
-        "NewStateValue": "ALARM",
-        "OldStateValue": "OK",
-        "NewStateReason": "Threshold Crossed",
-        "StateChangeTime": "2026-01-12T16:30:42.236+0000",
-        "Region": "US East (N. Virginia)",
-        "Trigger": {"MetricName": "UnHealthyHostCount", "Namespace": "AWS/ELB", "Dimensions": dims, "Threshold": 1.0}
-    });
-    serde_json::json!({
-        "Type": "Notification",
-        "MessageId": message_id,
-        "TopicArn": topic,
-        "Subject": "ALARM",
-        "Message": alarm.to_string(),
-        "Timestamp": "2026-01-12T16:30:42.300Z"
-    })
-    .to_string()
-}
-
-struct Harness {
-    aws: FakeAws,
-    dlq: FakeAws,
-    worker: Worker,
-}
-
-fn harness(rules: &str, settings: Settings) -> Harness {
-    let aws = FakeAws::new();
-    let dlq = aws.other_queue("https://sqs.us-east-1.amazonaws.com/123456789012/dlq");
-    let set = reflex::rules::load_sources(vec![(PathBuf::from("t.toml"), rules.to_string())])
-        .unwrap_or_else(|e| panic!("rules: {e:?}"));
-    let (_tx, rx) = watch::channel(Arc::new(set));
-    let a = Arc::new(aws.clone());
-    let effects = Effects {
-        elb: a.clone(),
-        ec2: a.clone(),
-        alarms: a.clone(),
-        sns: a.clone(),
-        metrics: a.clone(),
-    };
-    let mut worker = Worker::new(
-        a,
-        Arc::new(dlq.clone()),
-        effects,
-        rx,
-        Arc::new(MemoryStore::new(Duration::from_secs(3600))),
-        settings,
-    );
-    worker.clock = Arc::new(now);
-    Harness { aws, dlq, worker }
-}
-
-/// A fleet behind ELB `web`: `n` instances, the first `oos` stopped and
-/// OutOfService, all tagged and an hour old.
-fn fleet(aws: &FakeAws, n: usize, oos: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let id = format!("i-{i:04}");
-        let stopped = i < oos;
-        aws.add_instance(
-            "web",
-            InstanceInfo {
-                instance_id: id.clone(),
-                state: if stopped { "stopped" } else { "running" }.into(),
-                launch_time: Some(
-                    now() - chrono::Duration::hours(2) + chrono::Duration::minutes(i as i64),
-                ),
-                tags: BTreeMap::from([("reflex:managed".to_string(), "true".to_string())]),
-            },
-            if stopped { "OutOfService" } else { "InService" },
-        );
-        ids.push(id);
-    }
-    aws.state()
-        .alarms
-        .insert("web-unhealthy".into(), AlarmState::Alarm);
-    ids
-}
-
-impl Harness {
-    async fn deliver(&self, body: &str, id: &str) -> MessageOutcome {
-        self.aws.enqueue(id, body, 1);
-        let msg = self
-            .aws
-            .state()
-            .queue
-            .iter()
-            .find(|(m, _)| m.message_id == id)
-            .map(|(m, _)| m.clone())
-            .unwrap();
-        self.worker.process(msg, &CancellationToken::new()).await
-    }
-
-    fn terminated(&self) -> Vec<String> {
-        self.aws
-            .state()
-            .changes
-            .iter()
-            .filter(|(op, _, dry)| op == "TerminateInstances" && !dry)
-            .flat_map(|(_, ids, _)| ids.clone())
-            .collect()
-    }
+fn harness(rules: &str, settings: Settings) -> TestWorker {
+    TestWorker::builder(rules).settings(settings).build()
 }
 
 fn web_alarm(id: &str) -> String {
-    alarm_body("web-unhealthy", &[("LoadBalancerName", "web")], TOPIC, id)
+    AlarmBody::new("web-unhealthy").sns(TOPIC, id)
 }
 
 fn suppressed_by(h: &MessageOutcome) -> Option<Guard> {
@@ -187,7 +73,7 @@ fn suppressed_by(h: &MessageOutcome) -> Option<Guard> {
 #[tokio::test]
 async fn terminates_the_out_of_service_instance_and_deletes_the_message() {
     let h = harness(&oos_rule(1, 50, 1, ""), settings());
-    let ids = fleet(&h.aws, 4, 1);
+    let ids = h.fleet(4, 1);
     let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
     assert_eq!(handled.disposition, Disposition::Ack);
     assert_eq!(h.terminated(), vec![ids[0].clone()]);
@@ -205,7 +91,7 @@ async fn dry_run_reads_and_computes_but_changes_nothing() {
         ),
         settings(),
     );
-    let ids = fleet(&h.aws, 4, 1);
+    let ids = h.fleet(4, 1);
     let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
     assert_eq!(handled.reports[0].outcome, Outcome::DryRun);
     assert_eq!(
@@ -228,7 +114,7 @@ async fn global_dry_run_switch_changes_nothing() {
     let mut s = settings();
     s.dry_run = true;
     let h = harness(&oos_rule(1, 50, 1, ""), s);
-    fleet(&h.aws, 4, 1);
+    h.fleet(4, 1);
     let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
     assert_eq!(handled.reports[0].outcome, Outcome::DryRun);
     assert!(h.terminated().is_empty());
@@ -237,7 +123,7 @@ async fn global_dry_run_switch_changes_nothing() {
 #[tokio::test]
 async fn min_in_service_stops_the_action_and_escalates() {
     let h = harness(&oos_rule(4, 100, 2, ""), settings());
-    fleet(&h.aws, 4, 3);
+    h.fleet(4, 3);
     let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
     assert_eq!(suppressed_by(&handled), Some(Guard::MinInService));
     assert!(h.terminated().is_empty());
@@ -258,7 +144,7 @@ async fn min_in_service_stops_the_action_and_escalates() {
 #[tokio::test]
 async fn max_instances_caps_the_targets() {
     let h = harness(&oos_rule(1, 100, 1, ""), settings());
-    fleet(&h.aws, 6, 2);
+    h.fleet(6, 2);
     let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
     assert_eq!(h.terminated().len(), 1);
     assert_eq!(handled.reports[0].capped[0].guard, Guard::MaxInstances);
@@ -267,11 +153,11 @@ async fn max_instances_caps_the_targets() {
 #[tokio::test]
 async fn max_percent_caps_and_can_forbid() {
     let h = harness(&oos_rule(10, 25, 1, ""), settings());
-    fleet(&h.aws, 8, 4);
+    h.fleet(8, 4);
     h.deliver(&web_alarm("m1"), "sqs-1").await;
     assert_eq!(h.terminated().len(), 2, "25% of 8");
     let h = harness(&oos_rule(10, 20, 1, ""), settings());
-    fleet(&h.aws, 4, 1);
+    h.fleet(4, 1);
     let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
     assert_eq!(
         suppressed_by(&handled),
@@ -289,7 +175,7 @@ async fn young_untagged_and_dying_instances_are_left_alone() {
         (Guard::InstanceState, "shutting-down"),
     ] {
         let h = harness(&oos_rule(1, 50, 1, ""), settings());
-        let ids = fleet(&h.aws, 4, 1);
+        let ids = h.fleet(4, 1);
         {
             let mut s = h.aws.state();
             let i = s.instances.get_mut(&ids[0]).unwrap();
@@ -308,7 +194,7 @@ async fn young_untagged_and_dying_instances_are_left_alone() {
 #[tokio::test]
 async fn a_recovered_or_unknown_alarm_stops_the_action() {
     let h = harness(&oos_rule(1, 50, 1, ""), settings());
-    fleet(&h.aws, 4, 1);
+    h.fleet(4, 1);
     h.aws
         .state()
         .alarms
@@ -334,10 +220,9 @@ async fn cooldown_stops_a_second_transition() {
         &oos_rule(1, 50, 1, "[rule.limits]\ncooldown = \"10m\""),
         settings(),
     );
-    fleet(&h.aws, 6, 2);
+    h.fleet(6, 2);
     h.deliver(&web_alarm("m1"), "sqs-1").await;
-    let second = alarm_body("web-unhealthy", &[("LoadBalancerName", "web")], TOPIC, "m2")
-        .replace("16:30:42.236", "16:30:50.000");
+    let second = web_alarm("m2").replace("16:30:42.236", "16:30:50.000");
     let handled = h.deliver(&second, "sqs-2").await;
     assert_eq!(suppressed_by(&handled), Some(Guard::Cooldown));
     assert_eq!(h.terminated().len(), 1);
@@ -347,7 +232,7 @@ async fn cooldown_stops_a_second_transition() {
 async fn rule_rate_and_global_rate_stop_actions() {
     let rules = oos_rule(1, 50, 1, "[rule.limits]\nrate = \"1/hour\"");
     let h = harness(&rules, settings());
-    fleet(&h.aws, 8, 3);
+    h.fleet(8, 3);
     h.deliver(&web_alarm("m1"), "sqs-1").await;
     let second = web_alarm("m2").replace("16:30:42.236", "16:30:50.000");
     let handled = h.deliver(&second, "sqs-2").await;
@@ -357,7 +242,7 @@ async fn rule_rate_and_global_rate_stop_actions() {
     let mut s = settings();
     s.instance_changes = Rate::parse("1/hour").unwrap();
     let h = harness(&oos_rule(1, 50, 1, ""), s);
-    fleet(&h.aws, 8, 3);
+    h.fleet(8, 3);
     h.deliver(&web_alarm("m1"), "sqs-1").await;
     let handled = h
         .deliver(
@@ -372,7 +257,7 @@ async fn rule_rate_and_global_rate_stop_actions() {
 #[tokio::test]
 async fn the_same_transition_twice_acts_once() {
     let h = harness(&oos_rule(1, 50, 1, ""), settings());
-    fleet(&h.aws, 6, 2);
+    h.fleet(6, 2);
     h.deliver(&web_alarm("sns-a"), "sqs-1").await;
     // SNS redelivered the notification under a new SQS message id.
     let handled = h.deliver(&web_alarm("sns-a"), "sqs-2").await;
@@ -387,7 +272,7 @@ async fn stale_events_are_skipped_with_a_reason() {
         &oos_rule(1, 50, 1, "[rule.limits]\nmax_event_age = \"10s\""),
         settings(),
     );
-    fleet(&h.aws, 4, 1);
+    h.fleet(4, 1);
     let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
     assert!(handled.reports.is_empty());
     assert!(h.terminated().is_empty());
@@ -447,13 +332,12 @@ async fn a_failed_dlq_send_keeps_the_message() {
 #[tokio::test]
 async fn a_transient_failure_retries_with_backoff_and_does_not_delete() {
     let h = harness(&oos_rule(1, 50, 1, ""), settings());
-    let ids = fleet(&h.aws, 4, 1);
+    let ids = h.fleet(4, 1);
     h.aws.fail_next(
         "ec2:TerminateInstances",
         AwsError::transient("ec2", "TerminateInstances", "Throttling"),
     );
-    h.aws.enqueue("sqs-1", &web_alarm("m1"), 3);
-    let msg = h.aws.state().queue[0].0.clone();
+    let msg = h.enqueue(&web_alarm("m1"), "sqs-1", 3);
     let handled = h
         .worker
         .process(msg.clone(), &CancellationToken::new())
@@ -475,7 +359,7 @@ async fn a_transient_failure_retries_with_backoff_and_does_not_delete() {
 #[tokio::test]
 async fn a_permanent_failure_goes_to_the_dlq_as_action_failed() {
     let h = harness(&oos_rule(1, 50, 1, ""), settings());
-    fleet(&h.aws, 4, 1);
+    h.fleet(4, 1);
     h.aws.fail_next(
         "ec2:TerminateInstances",
         AwsError::permanent("ec2", "TerminateInstances", "UnauthorizedOperation"),
@@ -490,7 +374,7 @@ async fn a_permanent_failure_goes_to_the_dlq_as_action_failed() {
 #[tokio::test(start_paused = true)]
 async fn confirm_after_only_keeps_instances_out_of_service_twice() {
     let h = harness(&oos_rule(5, 100, 1, "confirm_after = \"30s\""), settings());
-    let ids = fleet(&h.aws, 6, 2);
+    let ids = h.fleet(6, 2);
     let aws = h.aws.clone();
     let recover = ids[0].clone();
     // During the wait, the first instance recovers.
@@ -510,15 +394,14 @@ async fn confirm_after_only_keeps_instances_out_of_service_twice() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_during_confirm_after_releases_the_message_untouched() {
     let h = harness(&oos_rule(5, 100, 1, "confirm_after = \"30s\""), settings());
-    fleet(&h.aws, 4, 1);
+    h.fleet(4, 1);
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(5)).await;
         stop.cancel();
     });
-    h.aws.enqueue("sqs-1", &web_alarm("m1"), 1);
-    let msg = h.aws.state().queue[0].0.clone();
+    let msg = h.enqueue(&web_alarm("m1"), "sqs-1", 1);
     let handled = h.worker.process(msg, &shutdown).await;
     assert_eq!(handled.disposition, Disposition::Release);
     assert!(h.terminated().is_empty());
@@ -544,9 +427,11 @@ type = "reboot_instance"
 require_tag = { key = "reflex:managed" }
 "#;
     let h = harness(rules, settings());
-    let ids = fleet(&h.aws, 2, 1);
-    let body = alarm_body("sys-check", &[("InstanceId", &ids[1])], TOPIC, "m1")
-        .replace("UnHealthyHostCount", "StatusCheckFailed_System");
+    let ids = h.fleet(2, 1);
+    let body = AlarmBody::new("sys-check")
+        .dimensions(&[("InstanceId", &ids[1])])
+        .metric("AWS/ELB", "StatusCheckFailed_System")
+        .sns(TOPIC, "m1");
     let handled = h.deliver(&body, "sqs-1").await;
     assert_eq!(handled.reports[0].outcome, Outcome::Done);
     assert_eq!(
@@ -554,8 +439,10 @@ require_tag = { key = "reflex:managed" }
         vec![("RebootInstances".to_string(), vec![ids[1].clone()], false)]
     );
     // A stopped instance is not rebooted.
-    let body = alarm_body("sys-check-2", &[("InstanceId", &ids[0])], TOPIC, "m2")
-        .replace("UnHealthyHostCount", "StatusCheckFailed_System");
+    let body = AlarmBody::new("sys-check-2")
+        .dimensions(&[("InstanceId", &ids[0])])
+        .metric("AWS/ELB", "StatusCheckFailed_System")
+        .sns(TOPIC, "m2");
     let handled = h.deliver(&body, "sqs-2").await;
     assert_eq!(suppressed_by(&handled), Some(Guard::InstanceState));
     assert_eq!(h.aws.state().changes.len(), 1);

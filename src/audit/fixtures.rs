@@ -10,8 +10,8 @@ use crate::outcome::{ActionReport, Outcome};
 use crate::rules::ActionKind;
 
 pub fn event() -> AlarmEvent {
-    let body = r#"{"AlarmName":"web-unhealthy","AlarmArn":"arn:aws:cloudwatch:us-east-1:123456789012:alarm:web-unhealthy","AWSAccountId":"123456789012","NewStateValue":"ALARM","OldStateValue":"OK","NewStateReason":"Threshold Crossed","StateChangeTime":"2026-01-12T16:30:42.236+0000","Region":"US East (N. Virginia)","Trigger":{"MetricName":"UnHealthyHostCount","Namespace":"AWS/ELB","Dimensions":[{"name":"LoadBalancerName","value":"web"}],"Threshold":1.0}}"#;
-    crate::event::decode_str(body).expect("decodes")
+    let body = crate::testing::AlarmBody::default().raw();
+    crate::event::decode_str(&body).expect("decodes")
 }
 
 pub fn time() -> DateTime<Utc> {

@@ -6,7 +6,6 @@
 //! - [`dry_run`]: wrappers that perform reads and log writes instead of
 //!   making them (EC2 writes are sent with `DryRun=true`, which checks
 //!   permissions and changes nothing).
-//! - [`fake`]: in-memory fakes with failure injection, for worker tests.
 //! - [`observe`]: what every finished AWS call reports, and the observer
 //!   it reports to (installed by the daemon; telemetry counts the calls).
 //!
@@ -14,7 +13,6 @@
 //! are re-exported here for convenience.
 
 pub mod dry_run;
-pub mod fake;
 pub mod observe;
 pub mod sdk;
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::{DeadLetter, InspectOptions, RedriveOptions, RedriveScope};
-use crate::aws::fake::FakeAws;
 use crate::aws::QueueMessage;
 use crate::event::format_millis;
+use crate::testing::FakeAws;
 
 pub const QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/alarms";
 pub const DLQ: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/alarms-dlq";

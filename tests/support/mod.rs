@@ -16,8 +16,24 @@
 //! reflex.wait_until(WAIT, "the queue is empty", || async move { aws.queue_depth(url).await == 0 }).await;
 //! ```
 //!
-//! - [`Reflex`]: the real `reflex run` binary as a child process, killed on
-//!   drop, its JSON log captured and printed when a test fails.
+//! What is where:
+//!
+//! - [`Reflex`] (`reflex.rs`): the real `reflex run` binary as a child
+//!   process, killed on drop, its JSON log captured and printed when a test
+//!   fails.
+//! - `cli.rs`: the binary run once to completion ([`run_reflex`],
+//!   [`run_reflex_on`] for moto), and readers of its output ([`code`],
+//!   [`stdout`], [`stderr`], [`describe`], [`one_json`]); offline tests
+//!   (`cli_offline.rs`, `audit.rs`) use only these.
+//! - [`MotoServer`] (`moto.rs`), [`Aws`] with [`Pipeline`] and [`Fleet`]
+//!   (`aws.rs`), [`AlarmDef`] (`alarm.rs`), the child's environment
+//!   (`env.rs`).
+//! - [`World`] (`world.rs`): one test's moto, clients and pipeline, with
+//!   fleets, ELB alarms, publishing and draining; and the shared readers
+//!   ([`attribute`], [`envelope`], [`action_events`], [`count_state`]) and
+//!   rule ([`terminate_rule`]). New e2e tests start from `World::new`.
+//! - Worker-level fakes and builders are not here: they are the library's
+//!   `reflex::testing` (feature `test-support`).
 //! - [`FaultProxy`]: cut and restore the daemon's way to moto without
 //!   losing moto's state.
 //! - [`MotoServer::start_recording`]: prove a call was made when moto's
@@ -36,10 +52,12 @@
 
 mod alarm;
 mod aws;
+mod cli;
 mod env;
 mod moto;
 mod proxy;
 mod reflex;
+mod world;
 
 use std::future::Future;
 use std::time::Duration;
@@ -49,10 +67,15 @@ pub use alarm::{
     REGION_DISPLAY,
 };
 pub use aws::{Aws, Fleet, Pipeline, PipelineOptions, AMI_ID, MANAGED_TAG};
+pub use cli::{
+    code, describe, one_json, reflex_command, repo, run_reflex, run_reflex_on, stderr, stdout,
+    REFLEX_BIN,
+};
 pub use env::{aws_env, MotoEnv, AWS_ENV_REMOVE};
 pub use moto::{MotoServer, RecordedRequest};
 pub use proxy::FaultProxy;
 pub use reflex::{Reflex, ReflexBuilder};
+pub use world::{action_events, attribute, count_state, envelope, terminate_rule, World, WAIT};
 
 /// How often the wait helpers re-check.
 const POLL_EVERY: Duration = Duration::from_millis(100);

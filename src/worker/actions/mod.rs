@@ -331,22 +331,18 @@ fn escalation_topic(action: &PlannedAction) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::path::PathBuf;
-    use std::sync::Arc;
-    use std::time::Duration;
 
     use chrono::{DateTime, Utc};
-    use tokio::sync::watch;
     use tokio_util::sync::CancellationToken;
 
-    use crate::aws::fake::FakeAws;
     use crate::aws::QueueMessage;
     use crate::disposition::Disposition;
     use crate::event::decode_str;
     use crate::outcome::Outcome;
     use crate::rules::ActionKind;
-    use crate::safety::state::{Claim, MemoryStore, StateStore};
-    use crate::worker::{Effects, Settings, Worker};
+    use crate::safety::state::{Claim, StateStore};
+    use crate::testing::worker::{at, START};
+    use crate::testing::{AlarmBody, TestWorker};
 
     const RULE: &str = r#"
 [[rule]]
@@ -365,19 +361,20 @@ subject = "then"
 message = "then"
 "#;
 
-    const BODY: &str = r#"{"AlarmName":"web-unhealthy","AlarmArn":"arn:aws:cloudwatch:us-east-1:123456789012:alarm:web-unhealthy","AWSAccountId":"123456789012","NewStateValue":"ALARM","OldStateValue":"OK","NewStateReason":"r","StateChangeTime":"2026-01-12T16:30:42.236+0000","Region":"US East (N. Virginia)","Trigger":{"MetricName":"UnHealthyHostCount","Namespace":"AWS/ELB","Dimensions":[{"name":"LoadBalancerName","value":"web"}],"Threshold":1.0}}"#;
+    /// The raw notification every test here delivers.
+    fn body() -> String {
+        AlarmBody::default().reason("r").raw()
+    }
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-12T16:31:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
+        at(START)
     }
 
     fn message(id: &str) -> QueueMessage {
         QueueMessage {
             message_id: id.to_string(),
             receipt_handle: format!("rh-{id}"),
-            body: BODY.to_string(),
+            body: body(),
             receive_count: 1,
             sent_at: None,
             first_received_at: None,
@@ -511,7 +508,8 @@ namespace = "reflex-test"
 metric_name = "Acted"
 value = 1.0
 "#;
-        let aws = FakeAws::new();
+        let h = TestWorker::builder(rules).build();
+        let aws = &h.aws;
         let info = |id: &str, state: &str| InstanceInfo {
             instance_id: id.to_string(),
             state: state.into(),
@@ -530,21 +528,8 @@ value = 1.0
         aws.state()
             .alarms
             .insert("web-unhealthy".into(), crate::event::AlarmState::Alarm);
-        let rules = crate::rules::load_sources(vec![(PathBuf::from("t.toml"), rules.to_string())])
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        let (_tx, rx) = watch::channel(Arc::new(rules));
-        let a = Arc::new(aws.clone());
-        let effects = Effects {
-            elb: a.clone(),
-            ec2: a.clone(),
-            alarms: a.clone(),
-            sns: a.clone(),
-            metrics: a.clone(),
-        };
-        let state = Arc::new(MemoryStore::new(Duration::from_secs(3600)));
-        let mut worker = Worker::new(a.clone(), a, effects, rx, state, Settings::default());
-        worker.clock = Arc::new(now);
-        let handled = worker
+        let handled = h
+            .worker
             .handle(&message("sqs-kinds"), &CancellationToken::new())
             .await;
         let kinds: Vec<ActionKind> = handled.reports.iter().map(|r| r.kind).collect();
@@ -601,26 +586,12 @@ value = 1.0
     /// action: the later action must not run ahead of it.
     #[tokio::test]
     async fn later_actions_wait_while_an_earlier_one_is_busy_elsewhere() {
-        let aws = FakeAws::new();
-        let rules = crate::rules::load_sources(vec![(PathBuf::from("t.toml"), RULE.to_string())])
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        let (_tx, rx) = watch::channel(Arc::new(rules));
-        let a = Arc::new(aws.clone());
-        let effects = Effects {
-            elb: a.clone(),
-            ec2: a.clone(),
-            alarms: a.clone(),
-            sns: a.clone(),
-            metrics: a.clone(),
-        };
-        let state = Arc::new(MemoryStore::new(Duration::from_secs(3600)));
-        let settings = Settings::default();
-        let mut worker = Worker::new(a.clone(), a, effects, rx, state.clone(), settings);
-        worker.clock = Arc::new(now);
+        let h = TestWorker::builder(RULE).build();
+        let (aws, state, worker) = (&h.aws, &h.state, &h.worker);
 
         let first = format!(
             "{}#act-then-tell#0",
-            decode_str(BODY).unwrap().transition_key()
+            decode_str(&body()).unwrap().transition_key()
         );
         assert_eq!(state.claim(&first), Claim::New, "the other delivery");
 

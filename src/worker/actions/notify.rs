@@ -85,7 +85,9 @@ mod tests {
     use crate::rules::ActionKind;
     use crate::safety::{Guard, GuardTrip};
 
-    const BODY: &str = r#"{"AlarmName":"web-unhealthy","AlarmArn":"arn:aws:cloudwatch:us-east-1:123456789012:alarm:web-unhealthy","AWSAccountId":"123456789012","NewStateValue":"ALARM","OldStateValue":"OK","NewStateReason":"r","StateChangeTime":"2026-01-12T16:30:42.236+0000","Region":"US East (N. Virginia)","Trigger":{"MetricName":"UnHealthyHostCount","Namespace":"AWS/ELB","Dimensions":[{"name":"LoadBalancerName","value":"web"}],"Threshold":1.0}}"#;
+    fn body() -> String {
+        crate::testing::AlarmBody::default().reason("r").raw()
+    }
 
     fn report(outcome: Outcome, targets: &[&str]) -> ActionReport {
         ActionReport {
@@ -107,7 +109,7 @@ mod tests {
 
     #[test]
     fn footer_lists_reports_then_the_alarm_and_its_ids() {
-        let event = crate::event::decode_str(BODY).unwrap_or_else(|p| panic!("{p:?}"));
+        let event = crate::event::decode_str(&body()).unwrap_or_else(|p| panic!("{p:?}"));
         let reports = [
             report(Outcome::Done, &["i-1", "i-2"]),
             report(
@@ -129,7 +131,7 @@ mod tests {
 
     #[test]
     fn footer_marks_dry_runs_and_needs_no_reports() {
-        let event = crate::event::decode_str(BODY).unwrap_or_else(|p| panic!("{p:?}"));
+        let event = crate::event::decode_str(&body()).unwrap_or_else(|p| panic!("{p:?}"));
         let text = footer(&event, "tell", true, &[], "v9");
         assert!(text.starts_with("--\nrule: tell (dry run)\n"), "{text}");
         assert!(text.ends_with("rules version: v9\n"), "{text}");

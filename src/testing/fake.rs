@@ -1,5 +1,6 @@
 //! In-memory fakes of every effect trait, with failure injection, for worker
 //! tests. Not an AWS emulator: end-to-end tests use moto's server.
+//! (Moved here from `aws/fake.rs` so the release binary does not carry it.)
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{
+use crate::aws::{
     Alarms, AwsError, Datum, HealthState, InstanceHealth, InstanceInfo, InstanceOp, InstanceState,
     Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage,
 };
