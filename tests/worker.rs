@@ -2,6 +2,7 @@
 //! shown stopping an action, and every disposition is shown being carried out.
 //! (End-to-end tests against a real AWS-protocol server are in e2e_run.rs.)
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,7 +13,7 @@ use reflex::outcome::Outcome;
 use reflex::rules::Rate;
 use reflex::safety::Guard;
 use reflex::testing::worker::{at, START};
-use reflex::testing::{AlarmBody, TestWorker};
+use reflex::testing::{AlarmBody, FakeAws, TestWorker};
 use reflex::worker::Settings;
 use tokio_util::sync::CancellationToken;
 

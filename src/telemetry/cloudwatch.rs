@@ -136,7 +136,7 @@ pub async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::fake::FakeAws;
+    use crate::testing::FakeAws;
 
     fn heartbeats(aws: &FakeAws) -> usize {
         aws.state()
