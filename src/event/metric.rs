@@ -58,20 +58,26 @@ impl MetricInfo {
     }
 
     /// Namespace, metric and dimensions from the queries that read a metric,
-    /// in the alarm's order.
+    /// in the alarm's order: all three from the primary metric, the first
+    /// whose data the alarm returns, or else the first. Never a union: the
+    /// dimensions of a metric-math alarm over two instances name one
+    /// instance, the primary one, not a mix of both.
     pub fn set_from_queries<'a, D>(&mut self, queries: impl IntoIterator<Item = MetricQuery<'a, D>>)
     where
         D: IntoIterator<Item = (Cow<'a, str>, Cow<'a, str>)>,
     {
-        let mut queries: Vec<_> = queries.into_iter().collect();
-        // The primary metric is the first one whose data the alarm uses.
-        queries.sort_by_key(|q| !q.returns_data);
+        let mut first = None;
         for q in queries {
-            if self.namespace.is_none() {
-                self.namespace = owned(q.namespace);
-                self.metric_name = owned(q.name);
+            if q.returns_data {
+                first = Some(q);
+                break;
             }
-            self.add_dimensions(q.dimensions);
+            if first.is_none() {
+                first = Some(q);
+            }
+        }
+        if let Some(q) = first {
+            self.set_metric(q.namespace, q.name, q.dimensions);
         }
     }
 
@@ -82,5 +88,58 @@ impl MetricInfo {
                 .entry(name.into_owned())
                 .or_insert_with(|| value.into_owned());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(
+        returns_data: bool,
+        name: &'static str,
+        dims: &[(&'static str, &'static str)],
+    ) -> MetricQuery<'static, Vec<(Cow<'static, str>, Cow<'static, str>)>> {
+        MetricQuery {
+            returns_data,
+            namespace: Some(Cow::Borrowed("AWS/EC2")),
+            name: Some(Cow::Borrowed(name)),
+            dimensions: dims
+                .iter()
+                .map(|&(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)))
+                .collect(),
+        }
+    }
+
+    fn primary(
+        queries: Vec<MetricQuery<'static, Vec<(Cow<'static, str>, Cow<'static, str>)>>>,
+    ) -> (Option<String>, Vec<(String, String)>) {
+        let mut info = MetricInfo::without_metric(false);
+        info.set_from_queries(queries);
+        (info.metric_name, info.dimensions.into_iter().collect())
+    }
+
+    #[test]
+    fn the_primary_metric_is_the_first_returned_else_the_first() {
+        let a = || query(false, "a", &[("InstanceId", "i-a")]);
+        let b = |returns| query(returns, "b", &[("InstanceId", "i-b"), ("Asg", "web")]);
+        let dims = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|&(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            primary(vec![a(), b(false)]),
+            (Some("a".to_string()), dims(&[("InstanceId", "i-a")]))
+        );
+        assert_eq!(
+            primary(vec![a(), b(true)]),
+            (
+                Some("b".to_string()),
+                dims(&[("Asg", "web"), ("InstanceId", "i-b")])
+            )
+        );
+        assert_eq!(primary(vec![]), (None, vec![]));
     }
 }
