@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use reflex::event::{
-    decode, format_millis, AlarmEvent, AlarmKind, AlarmState, EventFormat, PoisonCode,
+    decode, format_millis, reference, AlarmEvent, AlarmKind, AlarmState, EventFormat, PoisonCode,
     MAX_BODY_BYTES,
 };
 
@@ -629,6 +629,36 @@ fn poison_fixtures_cover_every_decoder_code() {
         .filter(|c| *c != PoisonCode::UntrustedTopic && !covered.contains(c))
         .collect();
     assert!(missing.is_empty(), "no poison fixture for {missing:?}");
+}
+
+/// The fast decoder and the reference (plain serde) decoder agree on every
+/// fixture: the same event, or poison with the same code.
+#[test]
+fn the_fast_and_reference_decoders_agree_on_every_fixture() {
+    let mut files: Vec<String> = expected().iter().map(|(f, _)| f.to_string()).collect();
+    files.extend(
+        poison_files()
+            .into_iter()
+            .map(|(name, _)| format!("poison/{name}")),
+    );
+    assert!(files.len() >= 50, "only {} fixtures", files.len());
+    let mut wrong = Vec::new();
+    for file in &files {
+        let body = read(file);
+        let (fast, slow) = (decode(&body), reference::decode(&body));
+        let agree = match (&fast, &slow) {
+            (Err(a), Err(b)) => a.code == b.code,
+            _ => fast == slow,
+        };
+        if !agree {
+            wrong.push(format!("  {file}: fast {fast:?}\n    reference {slow:?}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the decoders disagree:\n{}",
+        wrong.join("\n")
+    );
 }
 
 /// Pads a valid body with trailing white space to exactly `len` bytes.

@@ -1,6 +1,7 @@
 //! The EventBridge "CloudWatch Alarm State Change" event, sent to the queue
 //! by an EventBridge rule or carried in an SNS envelope.
 
+use super::dispatch::Parser;
 use super::fields::{
     arn_region_account, non_empty, optional_state, owned, required_name, required_state,
     state_time, Envelope,
@@ -14,6 +15,7 @@ pub(super) fn decode(
     body: Body,
     format: EventFormat,
     envelope: Envelope<'_>,
+    parser: Parser,
 ) -> Result<AlarmEvent, Poison> {
     let detail_type = body.detail_type.as_deref().unwrap_or_default();
     let source = body.source.as_deref().unwrap_or_default();
@@ -33,7 +35,7 @@ pub(super) fn decode(
         ));
     };
     // Parsed only now: the detail of any other event has another shape.
-    let detail: Detail = serde_json::from_str(detail.get()).map_err(|e| {
+    let detail = parser.detail(detail.0).map_err(|e| {
         Poison::new(
             PoisonCode::InvalidField,
             format!("EventBridge alarm event detail: {e}"),

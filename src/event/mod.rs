@@ -16,15 +16,18 @@
 //! - One decoder per format: `sns` (the envelope), `cloudwatch` (the alarm
 //!   notification), `eventbridge` (the state-change event). `metric`
 //!   flattens their metric queries, `fields` holds their shared checks.
-//! - `wire`: the serde shapes of all three; `envelope`: the fast scanner of
-//!   SNS envelopes.
-//! - [`reference`]: the plain serde path, which [`decode`] must agree with.
+//! - `wire`: the shapes of all three, as serde structs. They are read either
+//!   by serde ([`reference`], the plain path) or by `fast` (a small strict
+//!   reader over `json`, which leaves to serde whatever it is not sure of);
+//!   [`decode`] takes the fast path and must agree with [`reference`] on
+//!   every input.
 
 mod cloudwatch;
 mod dispatch;
-mod envelope;
 mod eventbridge;
+mod fast;
 mod fields;
+mod json;
 mod metric;
 mod poison;
 pub mod reference;
@@ -45,63 +48,5 @@ pub fn decode(body: &[u8]) -> Result<AlarmEvent, Poison> {
 /// Decodes one SQS message body that is already known to be UTF-8.
 pub fn decode_str(text: &str) -> Result<AlarmEvent, Poison> {
     dispatch::check_text(text)?;
-    match envelope::scan(text) {
-        Some(sns) => sns::decode_scanned(sns),
-        None => dispatch::decode_object(text),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    const SNS: &[&str] = &[
-        include_str!("../../tests/fixtures/sns/elb-unhealthy-hosts.json"),
-        include_str!("../../tests/fixtures/sns/escaped-name.json"),
-        include_str!("../../tests/fixtures/sns/eventbridge-composite.json"),
-        include_str!(
-            "../../tests/fixtures/poison/sns_not_notification--subscription-confirmation.json"
-        ),
-        include_str!("../../tests/fixtures/poison/missing_field--sns-no-message.json"),
-    ];
-
-    #[test]
-    fn the_fast_path_takes_the_sns_fixtures() {
-        for body in SNS {
-            let sns = envelope::scan(body).expect("the fast path reads it");
-            assert_eq!(sns::decode_scanned(sns), dispatch::decode_object(body));
-        }
-    }
-
-    proptest! {
-        /// Whatever the fast path accepts, it decodes as serde does.
-        #[test]
-        fn fast_and_general_paths_agree(
-            which in 0..SNS.len(),
-            edits in prop::collection::vec(
-                (any::<prop::sample::Index>(), 0..3usize, prop::sample::select(
-                    vec!["", "\\", "\\\"", "\"", ",", "}", "{", ":", " ", "\\u0041", "x", "null", "\\n", "é"],
-                )),
-                1..4,
-            ),
-        ) {
-            let mut body = SNS[which].to_string();
-            for (at, delete, insert) in edits {
-                let mut i = at.index(body.len() + 1);
-                while !body.is_char_boundary(i) {
-                    i -= 1;
-                }
-                let mut end = (i + delete).min(body.len());
-                while !body.is_char_boundary(end) {
-                    end += 1;
-                }
-                body.replace_range(i..end, insert);
-            }
-            if let Some(sns) = envelope::scan(&body) {
-                prop_assert_eq!(sns::decode_scanned(sns), dispatch::decode_object(&body));
-            }
-        }
-    }
+    dispatch::decode_object(text, dispatch::Parser::Fast)
 }

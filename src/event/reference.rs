@@ -4,7 +4,8 @@
 //! event, or poison with the same code); the fixture tests, the property
 //! tests and the `decode` fuzz target check that. Slower, and kept for that.
 
-use super::{dispatch, AlarmEvent, Poison};
+use super::dispatch::{self, Parser};
+use super::{AlarmEvent, Poison};
 
 /// Decodes one SQS message body the plain way.
 pub fn decode(body: &[u8]) -> Result<AlarmEvent, Poison> {
@@ -14,5 +15,5 @@ pub fn decode(body: &[u8]) -> Result<AlarmEvent, Poison> {
 /// [`decode`] for a body already known to be UTF-8.
 pub fn decode_str(text: &str) -> Result<AlarmEvent, Poison> {
     dispatch::check_text(text)?;
-    dispatch::decode_object(text)
+    dispatch::decode_object(text, Parser::Reference)
 }

@@ -136,7 +136,18 @@ pub(super) struct Body<'a> {
     /// Kept raw until `detail-type` says it is an alarm event: other events
     /// have details of other shapes, which are not errors.
     #[serde(borrow, default)]
-    pub detail: Option<&'a serde_json::value::RawValue>,
+    pub detail: Option<RawJson<'a>>,
+}
+
+/// A JSON value kept as its text, borrowed from the body (what serde_json's
+/// `RawValue` holds, as a plain `&str` the fast path can make too).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct RawJson<'a>(pub &'a str);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawJson<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'de serde_json::value::RawValue>::deserialize(d).map(|raw| RawJson(raw.get()))
+    }
 }
 
 impl Body<'_> {
