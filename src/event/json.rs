@@ -14,7 +14,15 @@ use std::borrow::Cow;
 /// 128).
 const MAX_DEPTH: u32 = 64;
 
-pub(super) struct Reader<'a> {
+/// Reads JSON text; with `ESCAPED`, JSON text that is itself the content of
+/// a JSON string (an SNS `Message`), without unescaping it first.
+///
+/// In escaped mode every `"` of the inner JSON is written `\"`, a backslash
+/// `\\`, a line break `\n`: the reader takes `\"` as its quote and stops at
+/// the raw `"` that closes the outer string. A string with no escapes of its
+/// own is then still borrowed straight from the body, and the `Message` is
+/// never copied.
+pub(super) struct Reader<'a, const ESCAPED: bool = false> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
@@ -30,19 +38,78 @@ impl<'a> Reader<'a> {
             depth: 0,
         }
     }
+}
+
+impl<'a, const ESCAPED: bool> Reader<'a, ESCAPED> {
+    /// Reads the JSON inside the string value that comes next with `read`,
+    /// in escaped mode, and moves past the string; `None` (and nothing
+    /// consumed) if the next value is not a string or `read` says `None`, and
+    /// always in escaped mode (one level is enough for SNS).
+    pub fn escaped<T>(
+        &mut self,
+        read: impl FnOnce(&mut Reader<'a, true>) -> Option<T>,
+    ) -> Option<T> {
+        if ESCAPED || self.peek()? != b'"' {
+            return None;
+        }
+        let mut inner = Reader::<true> {
+            text: self.text,
+            bytes: self.bytes,
+            pos: self.pos + 1,
+            depth: 0,
+        };
+        let value = read(&mut inner)?;
+        if !inner.at_end() {
+            return None;
+        }
+        self.pos = inner.pos + 1;
+        Some(value)
+    }
+
+    /// Where the reader is, to come back to with [`Self::rewind`].
+    pub fn mark(&self) -> usize {
+        self.pos
+    }
+
+    pub fn rewind(&mut self, mark: usize) {
+        self.pos = mark;
+    }
 
     #[inline]
     fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.pos) {
-            self.pos += 1;
+        if ESCAPED {
+            loop {
+                match self.bytes.get(self.pos) {
+                    Some(b' ') => self.pos += 1,
+                    Some(b'\\') => match self.bytes.get(self.pos + 1) {
+                        Some(b'n' | b'r' | b't') => self.pos += 2,
+                        _ => break,
+                    },
+                    _ => break,
+                }
+            }
+        } else {
+            while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.pos) {
+                self.pos += 1;
+            }
         }
     }
 
-    /// The next byte that is not white space, without consuming it.
+    /// The next byte that is not white space, without consuming it. In
+    /// escaped mode a quote (`\"`) reads as `"`, and the raw `"` that ends
+    /// the outer string as 0, which starts no value.
     #[inline]
     pub fn peek(&mut self) -> Option<u8> {
         self.skip_ws();
-        self.bytes.get(self.pos).copied()
+        let b = *self.bytes.get(self.pos)?;
+        if ESCAPED {
+            return Some(match b {
+                b'"' => 0,
+                b'\\' if self.bytes.get(self.pos + 1) == Some(&b'"') => b'"',
+                b => b,
+            });
+        }
+        Some(b)
     }
 
     #[inline]
@@ -51,20 +118,84 @@ impl<'a> Reader<'a> {
     }
 
     /// Whether only white space is left, as serde_json requires after the
-    /// value.
+    /// value (in escaped mode: before the quote that ends the outer string).
     pub fn at_end(&mut self) -> bool {
         self.skip_ws();
-        self.pos == self.bytes.len()
+        if ESCAPED {
+            self.bytes.get(self.pos) == Some(&b'"')
+        } else {
+            self.pos == self.bytes.len()
+        }
     }
 
     /// A string, unescaped; borrowed when it has no escapes.
+    #[inline]
     pub fn string(&mut self) -> Option<Cow<'a, str>> {
-        self.string_sized(false)
+        if ESCAPED {
+            self.escaped_string()
+        } else {
+            self.string_sized(false)
+        }
+    }
+
+    /// A string in escaped mode: from `\"` to `\"`. Borrowed when it holds
+    /// no other backslash; unescaped twice (the outer string's escapes, then
+    /// its own) when it does.
+    fn escaped_string(&mut self) -> Option<Cow<'a, str>> {
+        self.skip_ws();
+        let b = self.bytes;
+        if b.get(self.pos..self.pos + 2)? != b"\\\"" {
+            return None;
+        }
+        let start = self.pos + 2;
+        let i = find_special(b, start);
+        if b.get(i..i + 2)? == b"\\\"" {
+            self.pos = i + 2;
+            return self.text.get(start..i).map(Cow::Borrowed);
+        }
+        let mut out = String::new();
+        let mut j = start;
+        loop {
+            let i = find_special(b, j);
+            out.push_str(self.text.get(j..i)?);
+            if *b.get(i)? != b'\\' {
+                return None; // the outer string's end, or a control character
+            }
+            let (c, len) = match *b.get(i + 1)? {
+                b'"' => {
+                    self.pos = i + 2;
+                    return Some(Cow::Owned(out));
+                }
+                b'/' => ('/', 2),
+                // A backslash of the inner string: its escape follows, as a
+                // plain byte or escaped again.
+                b'\\' => match (*b.get(i + 2)?, b.get(i + 3)) {
+                    (b'\\', Some(b'"')) => ('"', 4),
+                    (b'\\', Some(b'\\')) => ('\\', 4),
+                    (b'\\', Some(b'/')) => ('/', 4),
+                    (b'/', _) => ('/', 3),
+                    (b'b', _) => ('\u{8}', 3),
+                    (b'f', _) => ('\u{c}', 3),
+                    (b'n', _) => ('\n', 3),
+                    (b'r', _) => ('\r', 3),
+                    (b't', _) => ('\t', 3),
+                    _ => return None,
+                },
+                // `\n` and the like are control characters in the inner
+                // string; `\u` is left to serde.
+                _ => return None,
+            };
+            out.push(c);
+            j = i + len;
+        }
     }
 
     /// [`Self::string`]; `long` when the string is likely most of the rest of
     /// the text (an SNS `Message`), so its buffer is sized once.
     pub fn string_sized(&mut self, long: bool) -> Option<Cow<'a, str>> {
+        if ESCAPED {
+            return self.escaped_string();
+        }
         self.eat(b'"')?;
         let bytes = self.bytes;
         let start = self.pos;
@@ -234,8 +365,12 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Skips any value and returns its text, as serde_json's `RawValue` does.
+    /// Skips any value and returns its text, as serde_json's `RawValue` does
+    /// (`None` in escaped mode, where the text is not the value's).
     pub fn raw(&mut self) -> Option<&'a str> {
+        if ESCAPED {
+            return None;
+        }
         self.skip_ws();
         let start = self.pos;
         self.skip()?;

@@ -24,6 +24,30 @@ pub(super) fn decode(body: Body<'_>, parser: Parser) -> Result<AlarmEvent, Poiso
             format!("SNS envelope of Type {kind:?} is not an alarm notification"),
         ));
     }
+    let inner = match body.inner {
+        // Read in place by the fast path: a JSON object.
+        Some(inner) => *inner,
+        None => read_message(message.as_deref(), parser)?,
+    };
+    let not_alarm = |detail: &str| {
+        Poison::new(
+            PoisonCode::SnsMessageNotAlarm,
+            format!("SNS Message is not a CloudWatch alarm: {detail}"),
+        )
+    };
+    if inner.looks_like_sns() {
+        Err(not_alarm("it is another SNS envelope"))
+    } else if inner.looks_like_eventbridge() {
+        eventbridge::decode(inner, EventFormat::Sns, context, parser)
+    } else if inner.looks_like_alarm() {
+        cloudwatch::decode(inner, EventFormat::Sns, context)
+    } else {
+        Err(not_alarm("no alarm fields"))
+    }
+}
+
+/// The body inside an envelope's `Message` string.
+fn read_message(message: Option<&str>, parser: Parser) -> Result<Body<'_>, Poison> {
     let Some(message) = message else {
         return Err(Poison::new(
             PoisonCode::MissingField,
@@ -36,26 +60,15 @@ pub(super) fn decode(body: Body<'_>, parser: Parser) -> Result<AlarmEvent, Poiso
             format!("SNS Message is not a CloudWatch alarm: {detail}"),
         )
     };
-    if !dispatch::starts_with_brace(&message) {
+    if !dispatch::starts_with_brace(message) {
         return Err(not_alarm("it is not a JSON object"));
     }
-    let inner = match parser.body(&message) {
-        Ok(inner) => inner,
-        Err(e) if e.is_data() => {
-            return Err(Poison::new(
-                PoisonCode::InvalidField,
-                format!("alarm in SNS Message: {e}"),
-            ))
-        }
-        Err(e) => return Err(not_alarm(&e.to_string())),
-    };
-    if inner.looks_like_sns() {
-        Err(not_alarm("it is another SNS envelope"))
-    } else if inner.looks_like_eventbridge() {
-        eventbridge::decode(inner, EventFormat::Sns, context, parser)
-    } else if inner.looks_like_alarm() {
-        cloudwatch::decode(inner, EventFormat::Sns, context)
-    } else {
-        Err(not_alarm("no alarm fields"))
+    match parser.body(message) {
+        Ok(inner) => Ok(inner),
+        Err(e) if e.is_data() => Err(Poison::new(
+            PoisonCode::InvalidField,
+            format!("alarm in SNS Message: {e}"),
+        )),
+        Err(e) => Err(not_alarm(&e.to_string())),
     }
 }

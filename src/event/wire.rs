@@ -64,6 +64,10 @@ pub(super) struct Body<'a> {
     pub sns_type: Str<'a>,
     #[serde(rename = "Message", borrow, default, deserialize_with = "opt_str")]
     pub message: Str<'a>,
+    /// The body inside `Message`, when the fast path read it in place (then
+    /// `message` is `None`); serde never sets it.
+    #[serde(skip)]
+    pub inner: Option<Box<Body<'a>>>,
     #[serde(rename = "MessageId", borrow, default, deserialize_with = "opt_str")]
     pub message_id: Str<'a>,
     #[serde(rename = "TopicArn", borrow, default, deserialize_with = "opt_str")]
@@ -152,7 +156,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawJson<'a> {
 
 impl Body<'_> {
     pub fn looks_like_sns(&self) -> bool {
-        self.sns_type.is_some() || (self.topic_arn.is_some() && self.message.is_some())
+        self.sns_type.is_some()
+            || (self.topic_arn.is_some() && (self.message.is_some() || self.inner.is_some()))
     }
 
     pub fn looks_like_eventbridge(&self) -> bool {
