@@ -116,7 +116,10 @@ fn body_in<'a, const E: bool>(r: &mut Reader<'a, E>) -> Option<Body<'a>> {
                 seen.first(21)?;
                 b.resources = r.or_null(|r| {
                     let mut out = Vec::new();
-                    r.array(|r| Some(out.push(r.string()?)))?;
+                    r.array(|r| {
+                        out.push(r.string()?);
+                        Some(())
+                    })?;
                     Some(out)
                 })?;
             }
@@ -159,7 +162,10 @@ fn list<'a, T, const E: bool>(
     mut item: impl FnMut(&mut Reader<'a, E>) -> Option<T>,
 ) -> Option<Vec<T>> {
     let mut out = Vec::new();
-    r.array(|r| Some(out.push(item(r)?)))?;
+    r.array(|r| {
+        out.push(item(r)?);
+        Some(())
+    })?;
     Some(out)
 }
 

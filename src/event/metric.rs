@@ -95,11 +95,13 @@ impl MetricInfo {
 mod tests {
     use super::*;
 
+    type Dims = Vec<(Cow<'static, str>, Cow<'static, str>)>;
+
     fn query(
         returns_data: bool,
         name: &'static str,
         dims: &[(&'static str, &'static str)],
-    ) -> MetricQuery<'static, Vec<(Cow<'static, str>, Cow<'static, str>)>> {
+    ) -> MetricQuery<'static, Dims> {
         MetricQuery {
             returns_data,
             namespace: Some(Cow::Borrowed("AWS/EC2")),
@@ -112,7 +114,7 @@ mod tests {
     }
 
     fn primary(
-        queries: Vec<MetricQuery<'static, Vec<(Cow<'static, str>, Cow<'static, str>)>>>,
+        queries: Vec<MetricQuery<'static, Dims>>,
     ) -> (Option<String>, Vec<(String, String)>) {
         let mut info = MetricInfo::without_metric(false);
         info.set_from_queries(queries);
