@@ -412,6 +412,12 @@ fn replay_summarises_a_mixed_history() {
         assert!(v.get(key).is_some(), "summary lacks {key}: {v}");
     }
     assert_eq!(v["total"], 11);
+    // The rate is on stderr, so stdout stays one JSON object.
+    assert!(
+        stderr(&out).contains("replayed 11 messages in "),
+        "{}",
+        describe(&out)
+    );
     assert_eq!(v["decoded"], 6);
     assert_eq!(
         v["poison"],

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use reflex::event::{
-    decode, format_millis, AlarmEvent, AlarmKind, AlarmState, EventFormat, PoisonCode,
+    decode, format_millis, reference, AlarmEvent, AlarmKind, AlarmState, EventFormat, PoisonCode,
     MAX_BODY_BYTES,
 };
 
@@ -205,16 +205,31 @@ fn metric_math() -> Want {
         description: Some("More than 5% of API requests fail with a 5xx."),
         state_change_time: "2026-01-12T11:04:15.020Z",
         kind: AlarmKind::MetricMath,
-        // The first metric the expression reads; dimensions of all of them.
+        // No metric returns data (the expression does), so the primary
+        // metric is the first one read: its namespace, name and dimensions
+        // only, not `TargetGroup` from the second.
         namespace: Some("AWS/ApplicationELB"),
         metric_name: Some("HTTPCode_Target_5XX_Count"),
-        dimensions: &[
-            ("LoadBalancer", "app/api/50dc6c495c0c9188"),
-            ("TargetGroup", "targetgroup/api/943f017f100becff"),
-        ],
+        dimensions: &[("LoadBalancer", "app/api/50dc6c495c0c9188")],
         threshold: Some(5.0),
         comparison_operator: Some("GreaterThanThreshold"),
         ..Want::metric("api-5xx-rate-high", "eu-west-1")
+    }
+}
+
+/// An expression over two instances' metrics: the event names the first
+/// instance, and nothing of the second (not its `AutoScalingGroupName`).
+fn web_pair_cpu() -> Want {
+    Want {
+        description: Some("Average CPU of the two web instances is above 80%."),
+        state_change_time: "2026-01-12T14:22:07.310Z",
+        kind: AlarmKind::MetricMath,
+        namespace: Some("AWS/EC2"),
+        metric_name: Some("CPUUtilization"),
+        dimensions: &[("InstanceId", "i-0aaaaaaaaaaaaaaa1")],
+        threshold: Some(80.0),
+        comparison_operator: Some("GreaterThanThreshold"),
+        ..Want::metric("web-pair-cpu-high", "eu-central-1")
     }
 }
 
@@ -292,6 +307,7 @@ fn expected() -> Vec<(&'static str, Want)> {
         ("raw/elb-recovered-ok.json", elb_web_ok()),
         ("raw/ec2-status-check-failed.json", ec2_status_check()),
         ("raw/metric-math.json", metric_math()),
+        ("raw/metric-math-two-instances.json", web_pair_cpu()),
         ("raw/anomaly-detection.json", anomaly()),
         ("raw/composite.json", composite()),
         ("raw/insufficient-data.json", insufficient()),
@@ -328,6 +344,26 @@ fn expected() -> Vec<(&'static str, Want)> {
                 "fe10daa3-8f39-4974-8bc6-1ca259e39104",
                 "arn:aws:sns:eu-west-1:123456789012:reflex-alarms",
                 Some(r#"ALARM: "api-5xx-rate-high" in EU (Ireland)"#),
+            ),
+        ),
+        (
+            // The alarm returns the data of its second metric: that one is
+            // primary, though another comes first.
+            "sns/metric-math-returned-metric.json",
+            Want {
+                state_change_time: "2026-01-12T06:11:30.004Z",
+                kind: AlarmKind::MetricMath,
+                namespace: Some("AWS/SQS"),
+                metric_name: Some("ApproximateAgeOfOldestMessage"),
+                dimensions: &[("QueueName", "orders")],
+                threshold: Some(900.0),
+                comparison_operator: Some("GreaterThanThreshold"),
+                ..Want::metric("orders-queue-age-high", "us-west-2")
+            }
+            .via_sns(
+                "0b6f4f3e-2d49-4c8e-9a0b-5f3e6c7d8e91",
+                "arn:aws:sns:us-west-2:123456789012:reflex-alarms",
+                Some(r#"ALARM: "orders-queue-age-high" in US West (Oregon)"#),
             ),
         ),
         (
@@ -442,6 +478,20 @@ fn expected() -> Vec<(&'static str, Want)> {
                 metric_name: Some("NetworkIn"),
                 dimensions: &[("InstanceId", "i-12345678901234567")],
                 ..eventbridge("TotalNetworkTrafficTooHigh", "us-east-1")
+            },
+        ),
+        (
+            // An expression over two instances: the first is primary.
+            "eventbridge/metric-math-two-instances.json",
+            Want {
+                description: Some("Network in of the two web instances, together, is too high."),
+                state_change_time: "2026-01-12T14:22:07.310Z",
+                kind: AlarmKind::MetricMath,
+                namespace: Some("AWS/EC2"),
+                metric_name: Some("NetworkIn"),
+                dimensions: &[("InstanceId", "i-0aaaaaaaaaaaaaaa1")],
+                threshold: Some(50_000_000.0),
+                ..eventbridge("web-pair-network-high", "eu-central-1")
             },
         ),
         (
@@ -579,6 +629,36 @@ fn poison_fixtures_cover_every_decoder_code() {
         .filter(|c| *c != PoisonCode::UntrustedTopic && !covered.contains(c))
         .collect();
     assert!(missing.is_empty(), "no poison fixture for {missing:?}");
+}
+
+/// The fast decoder and the reference (plain serde) decoder agree on every
+/// fixture: the same event, or poison with the same code.
+#[test]
+fn the_fast_and_reference_decoders_agree_on_every_fixture() {
+    let mut files: Vec<String> = expected().iter().map(|(f, _)| f.to_string()).collect();
+    files.extend(
+        poison_files()
+            .into_iter()
+            .map(|(name, _)| format!("poison/{name}")),
+    );
+    assert!(files.len() >= 50, "only {} fixtures", files.len());
+    let mut wrong = Vec::new();
+    for file in &files {
+        let body = read(file);
+        let (fast, slow) = (decode(&body), reference::decode(&body));
+        let agree = match (&fast, &slow) {
+            (Err(a), Err(b)) => a.code == b.code,
+            _ => fast == slow,
+        };
+        if !agree {
+            wrong.push(format!("  {file}: fast {fast:?}\n    reference {slow:?}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the decoders disagree:\n{}",
+        wrong.join("\n")
+    );
 }
 
 /// Pads a valid body with trailing white space to exactly `len` bytes.

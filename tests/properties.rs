@@ -1,7 +1,8 @@
 //! Properties of the pure core, checked on generated inputs:
 //!
 //! - the decoder never panics, on arbitrary bytes or on valid bodies mangled
-//!   byte by byte or value by value, and always gives the same answer;
+//!   byte by byte or value by value, always gives the same answer, and
+//!   gives the answer of the reference (plain serde) decoder;
 //! - [`reflex::plan::evaluate`] is deterministic;
 //! - a disabled rule never matches, and every rule whose conditions hold is
 //!   either matched or skipped (the index never loses one);
@@ -46,13 +47,32 @@ fn config() -> ProptestConfig {
 
 // ---------------------------------------------------------------- decoder ---
 
-/// Decodes twice: no panic (proptest reports one), the same answer both times.
+/// Decodes twice: no panic (proptest reports one), the same answer both times,
+/// and the answer of the reference decoder (the same event, or poison with
+/// the same code).
 fn decode_is_total_and_deterministic(body: &[u8]) -> Result<(), TestCaseError> {
     let first = decode(body);
     let second = decode(body);
     prop_assert_eq!(&first, &second);
     if let Err(p) = &first {
         prop_assert!(!p.reason.is_empty(), "poison {} without a reason", p.code);
+    }
+    let reference = reflex::event::reference::decode(body);
+    match (&first, &reference) {
+        (Err(fast), Err(slow)) => prop_assert_eq!(
+            fast.code,
+            slow.code,
+            "fast: {}; reference: {}; body: {}",
+            fast,
+            slow,
+            String::from_utf8_lossy(body)
+        ),
+        _ => prop_assert_eq!(
+            &first,
+            &reference,
+            "the fast and reference decoders disagree on {}",
+            String::from_utf8_lossy(body)
+        ),
     }
     Ok(())
 }

@@ -64,6 +64,10 @@ pub(super) struct Body<'a> {
     pub sns_type: Str<'a>,
     #[serde(rename = "Message", borrow, default, deserialize_with = "opt_str")]
     pub message: Str<'a>,
+    /// The body inside `Message`, when the fast path read it in place (then
+    /// `message` is `None`); serde never sets it.
+    #[serde(skip)]
+    pub inner: Option<Box<Body<'a>>>,
     #[serde(rename = "MessageId", borrow, default, deserialize_with = "opt_str")]
     pub message_id: Str<'a>,
     #[serde(rename = "TopicArn", borrow, default, deserialize_with = "opt_str")]
@@ -136,12 +140,24 @@ pub(super) struct Body<'a> {
     /// Kept raw until `detail-type` says it is an alarm event: other events
     /// have details of other shapes, which are not errors.
     #[serde(borrow, default)]
-    pub detail: Option<&'a serde_json::value::RawValue>,
+    pub detail: Option<RawJson<'a>>,
+}
+
+/// A JSON value kept as its text, borrowed from the body (what serde_json's
+/// `RawValue` holds, as a plain `&str` the fast path can make too).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct RawJson<'a>(pub &'a str);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawJson<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'de serde_json::value::RawValue>::deserialize(d).map(|raw| RawJson(raw.get()))
+    }
 }
 
 impl Body<'_> {
     pub fn looks_like_sns(&self) -> bool {
-        self.sns_type.is_some() || (self.topic_arn.is_some() && self.message.is_some())
+        self.sns_type.is_some()
+            || (self.topic_arn.is_some() && (self.message.is_some() || self.inner.is_some()))
     }
 
     pub fn looks_like_eventbridge(&self) -> bool {
