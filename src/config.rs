@@ -46,6 +46,8 @@ pub struct ConfigSpec {
     pub audit: AuditSpec,
     #[serde(default)]
     pub metrics: MetricsSpec,
+    #[serde(default)]
+    pub state: crate::state::config::StateSpec,
 }
 
 /// `[metrics]`: the HTTP listener and the CloudWatch summary.
@@ -134,6 +136,8 @@ pub struct Config {
     /// `None`: no HTTP listener.
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub cloudwatch_interval: Duration,
+    /// `[state]`: where claims, cooldowns, rates and target leases live.
+    pub state: crate::state::config::StateConfig,
 }
 
 /// Values that override the file (flags, environment).
@@ -145,6 +149,8 @@ pub struct Overrides {
     pub trusted_topic_arns: Vec<String>,
     pub dry_run: bool,
     pub metrics_listen: Option<String>,
+    /// `REFLEX_STATE_*`.
+    pub state: crate::state::config::StateOverrides,
 }
 
 impl Config {
@@ -306,6 +312,7 @@ impl Config {
         if dead_letter_queue_url.is_none() {
             errors.push(file.error(None, "no dead-letter queue URL: set `dead_letter_queue_url`, --dlq-url or REFLEX_DLQ_URL"));
         }
+        let state = spec.state.check(file, &o.state, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -334,6 +341,7 @@ impl Config {
             audit,
             metrics_listen,
             cloudwatch_interval,
+            state,
         })
     }
 }

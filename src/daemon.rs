@@ -70,6 +70,7 @@ pub async fn run(args: RunArgs) -> u8 {
         trusted_topic_arns: args.trusted_topic_arns,
         dry_run: args.dry_run,
         metrics_listen: args.metrics_listen,
+        state: crate::state::config::StateOverrides::from_env(),
     };
     let config = match Config::load(args.config.as_deref(), overrides) {
         Ok(c) => c,
@@ -186,6 +187,27 @@ pub async fn run(args: RunArgs) -> u8 {
     }
     info!("reflex stopped.");
     exit::OK
+}
+
+/// Opens the state store `[state]` names.
+pub async fn open_state_store(
+    config: &crate::state::config::StateConfig,
+) -> Result<Arc<dyn crate::state::StateStore>, crate::state::StoreError> {
+    use crate::state::config::Backend;
+    Ok(match &config.backend {
+        Backend::Memory => Arc::new(crate::state::memory::MemoryStore::new()),
+        Backend::Local { path } => {
+            let path = path.clone();
+            let store =
+                tokio::task::spawn_blocking(move || crate::state::local::LocalStore::open(&path))
+                    .await
+                    .map_err(|e| crate::state::StoreError::Permanent(e.to_string()))??;
+            Arc::new(store)
+        }
+        Backend::DynamoDb { table } => {
+            Arc::new(crate::aws::dynamodb_state::DynamoDbStore::from_env(table.clone()).await)
+        }
+    })
 }
 
 /// The queue's name: the last segment of its URL.

@@ -70,6 +70,32 @@ pub struct Scope {
     /// The tag every instance reflex may change must carry.
     pub tag_key: String,
     pub tag_value: Option<String>,
+    /// The DynamoDB state table, when `[state] backend = "dynamodb"`: its
+    /// ARN, or `None` for a config without a shared store.
+    pub state_table_arn: Option<String>,
+}
+
+/// The DynamoDB actions the shared state store calls (TransactWriteItems
+/// is authorised per item, as PutItem/UpdateItem/ConditionCheckItem).
+pub const STATE_TABLE_ACTIONS: &[&str] = &[
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:UpdateItem",
+];
+
+/// The ARN of the state table, in the queue's region and account when the
+/// queue's ARN is known (`*` otherwise).
+pub fn state_table_arn(table: &str, queue_arn: Option<&str>) -> String {
+    let (region, account) = queue_arn
+        .and_then(|arn| {
+            let mut p = arn.split(':').skip(3);
+            Some((p.next()?.to_string(), p.next()?.to_string()))
+        })
+        .unwrap_or_else(|| ("*".to_string(), "*".to_string()));
+    format!("arn:aws:dynamodb:{region}:{account}:table/{table}")
 }
 
 /// Every action the daemon can call, for any rule set.
@@ -206,6 +232,10 @@ pub fn policy(rules: Option<&RuleSet>, scope: &Scope) -> Value {
         statements.push(json!({"Sid": "Notify", "Effect": "Allow",
             "Action": ["sns:Publish"], "Resource": resource}));
     }
+    if let Some(table) = &scope.state_table_arn {
+        statements.push(json!({"Sid": "SharedState", "Effect": "Allow",
+            "Action": STATE_TABLE_ACTIONS, "Resource": table}));
+    }
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
@@ -250,5 +280,43 @@ mod tests {
             Some("arn:aws:sqs:eu-west-1:123456789012:reflex")
         );
         assert_eq!(queue_arn_from_url("not a url"), None);
+    }
+
+    #[test]
+    fn the_state_table_is_granted_only_when_used() {
+        let base = Scope {
+            tag_key: "reflex:managed".into(),
+            ..Default::default()
+        };
+        let without = granted_actions(&policy(None, &base));
+        assert!(without.iter().all(|a| !a.starts_with("dynamodb:")));
+        let arn = state_table_arn("reflex-state", Some("arn:aws:sqs:eu-west-1:123456789012:q"));
+        assert_eq!(
+            arn,
+            "arn:aws:dynamodb:eu-west-1:123456789012:table/reflex-state"
+        );
+        assert_eq!(state_table_arn("t", None), "arn:aws:dynamodb:*:*:table/t");
+        let with = policy(
+            None,
+            &Scope {
+                state_table_arn: Some(arn.clone()),
+                ..base
+            },
+        );
+        let shared: Vec<&serde_json::Value> = with["Statement"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["Sid"] == "SharedState")
+            .collect();
+        assert_eq!(shared.len(), 1);
+        assert_eq!(shared[0]["Resource"], arn);
+        let granted = granted_actions(&with);
+        let dynamo: Vec<&str> = granted
+            .iter()
+            .map(String::as_str)
+            .filter(|a| a.starts_with("dynamodb:"))
+            .collect();
+        assert_eq!(dynamo, STATE_TABLE_ACTIONS);
     }
 }

@@ -18,6 +18,9 @@
 //! - [`plan`]: [`plan::evaluate`], rules × event × now → [`plan::Plan`]. Pure.
 //! - [`safety`]: the guards — blast radius (pure) and the dedup, cooldown
 //!   and rate-limit state behind one trait.
+//! - [`state`]: state that outlives a message and a process — dedup claims,
+//!   cooldowns, GCRA rate buckets, target leases — behind one async trait;
+//!   the pure decisions, and the memory and local (redb) backends.
 //! - [`aws`]: one trait per AWS capability, the SDK implementation, dry-run
 //!   wrappers and in-memory fakes.
 //! - [`outcome`]: what happened to each action.
@@ -51,5 +54,6 @@ pub mod reload;
 pub mod rules;
 pub mod safety;
 pub mod schema;
+pub mod state;
 pub mod telemetry;
 pub mod worker;

@@ -18,6 +18,10 @@ fn main() -> ExitCode {
             init_logging(cli.log_format);
             block_on(reflex::cli::dlq::run(args))
         }
+        Command::State(args) => {
+            init_logging(cli.log_format);
+            block_on(reflex::cli::state::run(args))
+        }
         offline => ExitCode::from(run_offline(offline)),
     }
 }

@@ -9,6 +9,7 @@
 //! - [`fake`]: in-memory fakes with failure injection, for worker tests.
 
 pub mod dry_run;
+pub mod dynamodb_state;
 pub mod fake;
 pub mod sdk;
 

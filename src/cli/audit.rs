@@ -95,6 +95,10 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 pub enum Line {
     Action(Box<ActionLine>),
     Message(MessageLine),
+    /// Other records (`operator`, from `reflex state forget-cooldown`): not
+    /// about actions or messages, so not listed, and not malformed.
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Debug, Deserialize)]
@@ -431,6 +435,7 @@ pub fn review(
                     }
                     shown
                 }
+                Line::Other => false,
             };
             if shown && json {
                 if !first_record {

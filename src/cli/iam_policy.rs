@@ -27,13 +27,39 @@ pub struct IamPolicyArgs {
     /// The tag value it must have (default: any value).
     #[arg(long)]
     pub tag_value: Option<String>,
+    /// A `reflex.toml`: its queues, rules directory and `[state]` (with
+    /// `backend = "dynamodb"`, the state table's actions on that table).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 pub fn run(args: &IamPolicyArgs) -> u8 {
+    let config = match &args.config {
+        None => None,
+        Some(path) => {
+            let overrides = crate::config::Overrides {
+                queue_url: args.queue_url.clone(),
+                dead_letter_queue_url: args.dead_letter_queue_url.clone(),
+                state: crate::state::config::StateOverrides::from_env(),
+                ..Default::default()
+            };
+            match crate::config::Config::load(Some(path), overrides) {
+                Ok(c) => Some(c),
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    return exit::USAGE;
+                }
+            }
+        }
+    };
     let rules = if args.all_actions {
         None
     } else {
-        let paths = if args.rules.is_empty() {
+        let paths = if let (true, Some(c)) = (args.rules.is_empty(), &config) {
+            vec![c.rules_dir.clone()]
+        } else if args.rules.is_empty() {
             vec![PathBuf::from("rules")]
         } else {
             args.rules.clone()
@@ -43,11 +69,19 @@ pub fn run(args: &IamPolicyArgs) -> u8 {
             Err(code) => return code,
         }
     };
+    let queue_url = config.as_ref().map(|c| c.queue_url.as_str());
+    let dlq_url = config.as_ref().map(|c| c.dead_letter_queue_url.as_str());
+    let queue_arn = queue_url
+        .or(args.queue_url.as_deref())
+        .and_then(queue_arn_from_url);
     let scope = Scope {
-        queue_arn: args.queue_url.as_deref().and_then(queue_arn_from_url),
-        dead_letter_queue_arn: args
-            .dead_letter_queue_url
-            .as_deref()
+        state_table_arn: config
+            .as_ref()
+            .and_then(|c| c.state.dynamodb_table())
+            .map(|t| crate::iam::state_table_arn(t, queue_arn.as_deref())),
+        queue_arn,
+        dead_letter_queue_arn: dlq_url
+            .or(args.dead_letter_queue_url.as_deref())
             .and_then(queue_arn_from_url),
         tag_key: args.tag_key.clone(),
         tag_value: args.tag_value.clone(),

@@ -11,6 +11,7 @@ pub mod explain;
 pub mod iam_policy;
 pub mod replay;
 pub mod rule_test;
+pub mod state;
 
 use std::path::PathBuf;
 
@@ -65,6 +66,8 @@ pub enum Command {
     Run(crate::daemon::RunArgs),
     /// Inspect the dead-letter queue, or redrive its messages after a fix.
     Dlq(dlq::DlqArgs),
+    /// Show what reflex remembers: transitions handled, cooldowns, rate buckets, target leases.
+    State(state::StateArgs),
 }
 
 /// `--rules DIR`, shared by the subcommands that evaluate rules.
@@ -107,8 +110,8 @@ pub fn run_offline(command: Command) -> u8 {
         }
         Command::IamPolicy(a) => iam_policy::run(&a),
         Command::Audit(a) => audit::run(&a),
-        Command::Run(_) | Command::Dlq(_) => {
-            eprintln!("error: `run` and `dlq` are not offline commands");
+        Command::Run(_) | Command::Dlq(_) | Command::State(_) => {
+            eprintln!("error: `run`, `dlq` and `state` are not offline commands");
             exit::USAGE
         }
     }
