@@ -9,9 +9,21 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
-use crate::audit::AuditTarget;
+use crate::disposition::Backoff;
 use crate::rules::limits::{parse_duration, Rate};
 use crate::rules::source::{parse_toml, SourceError, SourceFile};
+use crate::worker::{defaults, Settings};
+
+/// How long in-flight messages may take to finish on shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long a processed alarm transition is remembered.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(6 * 3600);
+/// How often the heartbeat and counts are put to CloudWatch.
+pub const DEFAULT_CLOUDWATCH_INTERVAL: Duration = Duration::from_secs(60);
+/// Where `/metrics`, `/healthz` and `/readyz` listen.
+pub const DEFAULT_METRICS_LISTEN: std::net::SocketAddr = std::net::SocketAddr::V4(
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9464),
+);
 
 /// `reflex.toml` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +152,27 @@ pub struct Config {
     pub state: crate::state::config::StateConfig,
 }
 
+/// `[audit]` in `reflex.toml`: where the trail goes. Plain data: the daemon
+/// opens the sink.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AuditTarget {
+    Off,
+    #[default]
+    Stdout,
+    File(PathBuf),
+}
+
+impl AuditTarget {
+    /// For logs: `off`, `stdout`, or the file's path.
+    pub fn describe(&self) -> String {
+        match self {
+            AuditTarget::Off => "off".to_string(),
+            AuditTarget::Stdout => "stdout".to_string(),
+            AuditTarget::File(p) => p.display().to_string(),
+        }
+    }
+}
+
 /// Values that override the file (flags, environment).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -184,27 +217,31 @@ impl Config {
         o: Overrides,
     ) -> Result<Config, Vec<SourceError>> {
         let mut errors = Vec::new();
-        let mut duration = |v: &Option<Spanned<String>>, default: &str| -> Duration {
+        let mut duration = |v: &Option<Spanned<String>>, default: Duration| -> Duration {
             match v {
                 Some(v) => parse_duration(v.get_ref()).unwrap_or_else(|e| {
                     errors.push(file.error(Some(v.span()), e));
                     Duration::ZERO
                 }),
-                None => parse_duration(default).unwrap_or_default(),
+                None => default,
             }
         };
-        let max_event_age = duration(&spec.max_event_age, "15m");
-        let shutdown_grace = duration(&spec.shutdown_grace, "30s");
-        let wait = duration(&spec.receive.wait, "20s");
-        let visibility_timeout = duration(&spec.receive.visibility_timeout, "60s");
-        let heartbeat = match &spec.receive.heartbeat {
-            Some(_) => duration(&spec.receive.heartbeat, "20s"),
-            None => visibility_timeout / 3,
-        };
-        let retry_base = duration(&spec.retry.base, "10s");
-        let retry_max = duration(&spec.retry.max, "15m");
-        let dedup_window = duration(&spec.limits.dedup_window, "6h");
-        let cloudwatch_interval = duration(&spec.metrics.cloudwatch_interval, "60s");
+        let max_event_age = duration(&spec.max_event_age, defaults::MAX_EVENT_AGE);
+        let shutdown_grace = duration(&spec.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+        let wait = duration(&spec.receive.wait, defaults::WAIT);
+        let visibility_timeout = duration(
+            &spec.receive.visibility_timeout,
+            defaults::VISIBILITY_TIMEOUT,
+        );
+        // Unset, the heartbeat follows the visibility timeout actually set.
+        let heartbeat = duration(&spec.receive.heartbeat, visibility_timeout / 3);
+        let retry_base = duration(&spec.retry.base, defaults::RETRY_BASE);
+        let retry_max = duration(&spec.retry.max, defaults::RETRY_MAX);
+        let dedup_window = duration(&spec.limits.dedup_window, DEFAULT_DEDUP_WINDOW);
+        let cloudwatch_interval = duration(
+            &spec.metrics.cloudwatch_interval,
+            DEFAULT_CLOUDWATCH_INTERVAL,
+        );
         let mut count =
             |v: &Option<Spanned<i64>>, default: u32, max: i64, what: &str| -> NonZeroU32 {
                 let n = v.as_ref().map_or(i64::from(default), |v| *v.get_ref());
@@ -224,10 +261,15 @@ impl Config {
                     }
                 }
             };
-        let pollers = count(&spec.receive.pollers, 1, 64, "receive.pollers");
+        let pollers = count(
+            &spec.receive.pollers,
+            defaults::POLLERS,
+            64,
+            "receive.pollers",
+        );
         let max_in_flight = count(
             &spec.receive.max_in_flight,
-            10,
+            defaults::MAX_IN_FLIGHT,
             1000,
             "receive.max_in_flight",
         );
@@ -239,10 +281,7 @@ impl Config {
                     per: Duration::from_secs(3600),
                 })
             }),
-            None => Rate {
-                count: NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN),
-                per: Duration::from_secs(3600),
-            },
+            None => defaults::INSTANCE_CHANGES,
         };
         let bad = |errors: &mut Vec<SourceError>, v: &Option<Spanned<String>>, msg: &str| {
             errors.push(file.error(v.as_ref().map(Spanned::span), msg.to_string()));
@@ -299,7 +338,7 @@ impl Config {
                     None
                 }
             },
-            None => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9464))),
+            None => Some(DEFAULT_METRICS_LISTEN),
         };
         let queue_url = o.queue_url.or(spec.queue_url);
         let dead_letter_queue_url = o.dead_letter_queue_url.or(spec.dead_letter_queue_url);
@@ -343,6 +382,26 @@ impl Config {
             cloudwatch_interval,
             state,
         })
+    }
+}
+
+impl From<&Config> for Settings {
+    fn from(c: &Config) -> Self {
+        Settings {
+            trusted_topic_arns: c.trusted_topic_arns.clone(),
+            dry_run: c.dry_run,
+            max_event_age: c.max_event_age,
+            pollers: c.pollers.get(),
+            max_in_flight: c.max_in_flight.get(),
+            wait: c.wait,
+            visibility_timeout: c.visibility_timeout,
+            heartbeat: c.heartbeat,
+            backoff: Backoff {
+                base: c.retry_base,
+                max: c.retry_max,
+            },
+            instance_changes: c.instance_changes,
+        }
     }
 }
 
@@ -438,6 +497,21 @@ mod tests {
         assert!(e[0].starts_with("reflex.toml:4:8:"), "{e:?}");
         let e = load(&format!("{base}[audit]\npath = \"a.jsonl\"\n")).unwrap_err();
         assert!(e[0].starts_with("reflex.toml:4:8: `audit.path`"), "{e:?}");
+    }
+
+    /// The worker's built-in defaults are what an empty `reflex.toml` gives.
+    #[test]
+    fn an_empty_config_gives_the_worker_defaults() {
+        let c = load("queue_url = \"q\"\ndead_letter_queue_url = \"d\"\n").expect("loads");
+        assert_eq!(Settings::from(&c), Settings::default());
+        assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(c.dedup_window, Duration::from_secs(6 * 3600));
+        assert_eq!(c.cloudwatch_interval, Duration::from_secs(60));
+        assert_eq!(c.max_event_age, Duration::from_secs(15 * 60));
+        assert_eq!(
+            c.metrics_listen,
+            Some("127.0.0.1:9464".parse().expect("address"))
+        );
     }
 
     #[test]

@@ -1,111 +1,105 @@
 //! `reflex run`: load the configuration and rules, build the AWS clients,
 //! start the worker, and shut down cleanly on SIGTERM or ctrl-c.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
-use clap::Args;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
+use crate::audit::{AuditSink, FileSink, NoAudit, StdoutSink};
 use crate::aws::sdk::{ClassicElb, Clients, CloudWatch, Ec2, Sns, SqsQueue};
 use crate::aws::Queue;
-use crate::cli::exit;
-use crate::config::{Config, Overrides};
+use crate::config::{AuditTarget, Config, Overrides};
+use crate::rules::source::SourceError;
 use crate::safety::state::MemoryStore;
 use crate::worker::{Effects, Settings, Worker};
 
-#[derive(Debug, Clone, Args)]
-pub struct RunArgs {
-    /// The configuration file. Without it, everything comes from flags and
-    /// the environment.
-    #[arg(long, value_name = "FILE", env = "REFLEX_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// The alarm queue's URL (overrides `queue_url`).
-    #[arg(long, env = "REFLEX_QUEUE_URL")]
-    pub queue_url: Option<String>,
-    /// The dead-letter queue's URL (overrides `dead_letter_queue_url`).
-    #[arg(long = "dlq-url", env = "REFLEX_DLQ_URL")]
-    pub dead_letter_queue_url: Option<String>,
-    /// The rules directory (overrides `rules_dir`).
-    #[arg(long = "rules", env = "REFLEX_RULES_DIR")]
-    pub rules_dir: Option<PathBuf>,
-    /// A trusted SNS topic ARN (repeatable; the environment variable takes a
-    /// comma-separated list). Added to `trusted_topic_arns`.
-    #[arg(
-        long = "trusted-topic-arn",
-        env = "REFLEX_TRUSTED_TOPIC_ARNS",
-        value_delimiter = ','
-    )]
-    pub trusted_topic_arns: Vec<String>,
-    /// Global dry run: read everything, change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Address for /metrics, /healthz and /readyz, or `off` (overrides
-    /// `metrics.listen`; port 0 picks a free port, logged at start-up).
-    #[arg(long, env = "REFLEX_METRICS_LISTEN", value_name = "ADDR|off")]
-    pub metrics_listen: Option<String>,
+/// Why `reflex run` did not start. Each is reported once, by `main`, which
+/// also maps it to an exit code; nothing here logs it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// `reflex.toml`, flags or environment are invalid: every problem, located.
+    #[error("{} problem(s) in the configuration; not starting", .0.len())]
+    Config(Vec<SourceError>),
+    /// The rules do not load: every problem, located.
+    #[error("{} problem(s) in the rules under {}; not starting", .errors.len(), .rules_dir.display())]
+    Rules {
+        rules_dir: PathBuf,
+        errors: Vec<SourceError>,
+    },
+    /// `audit.sink = "file"` names a file that cannot be opened for appending
+    /// (so a bad path stops start-up rather than losing records).
+    #[error("cannot open the audit file {}: {source}", .path.display())]
+    AuditFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The `/metrics` listener cannot bind.
+    #[error("cannot listen on {addr} (metrics.listen): {source}")]
+    MetricsListener {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The async runtime cannot be built.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
-static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-
-/// Records when the process started, for the start-up time in the logs.
-pub fn mark_process_start() {
-    PROCESS_START.get_or_init(std::time::Instant::now);
-}
-
-/// Milliseconds since [`mark_process_start`].
-pub fn since_process_start() -> std::time::Duration {
-    PROCESS_START.get_or_init(std::time::Instant::now).elapsed()
-}
-
-/// Runs the daemon until a shutdown signal; returns the exit code.
-pub async fn run(args: RunArgs) -> u8 {
-    let overrides = Overrides {
-        queue_url: args.queue_url,
-        dead_letter_queue_url: args.dead_letter_queue_url,
-        rules_dir: args.rules_dir,
-        trusted_topic_arns: args.trusted_topic_arns,
-        dry_run: args.dry_run,
-        metrics_listen: args.metrics_listen,
-        state: crate::state::config::StateOverrides::from_env(),
-    };
-    let config = match Config::load(args.config.as_deref(), overrides) {
-        Ok(c) => c,
-        Err(errors) => {
-            for e in &errors {
-                error!(error = %e, "Configuration error.");
-                eprintln!("{e}");
-            }
-            return exit::USAGE;
+impl StartupError {
+    /// The located problems (`file:line:col: message`) behind a config or
+    /// rules error; empty for the others.
+    pub fn located(&self) -> &[SourceError] {
+        match self {
+            StartupError::Config(errors) | StartupError::Rules { errors, .. } => errors,
+            _ => &[],
         }
-    };
-    let rules = match crate::rules::load_paths(std::slice::from_ref(&config.rules_dir)) {
-        Ok(r) => r,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("{e}");
-            }
-            error!(problems = errors.len(), rules_dir = %config.rules_dir.display(), "Rules are invalid; not starting.");
-            return exit::USAGE;
+    }
+}
+
+/// Opens the audit trail's sink; for a file, fails if it cannot be opened
+/// for appending.
+pub fn open_audit(target: &AuditTarget) -> Result<Arc<dyn AuditSink>, StartupError> {
+    Ok(match target {
+        AuditTarget::Off => Arc::new(NoAudit),
+        AuditTarget::Stdout => Arc::new(StdoutSink::default()),
+        AuditTarget::File(path) => {
+            Arc::new(
+                FileSink::open(path).map_err(|source| StartupError::AuditFile {
+                    path: path.clone(),
+                    source,
+                })?,
+            )
         }
-    };
+    })
+}
+
+/// Runs the daemon until a shutdown signal. `config` is the `reflex.toml`
+/// (if any), `overrides` the flags and environment over it, `started` when
+/// the process began (the first receive logs the start-up time).
+pub async fn run(
+    config: Option<PathBuf>,
+    overrides: Overrides,
+    started: Instant,
+) -> Result<(), StartupError> {
+    let config = Config::load(config.as_deref(), overrides).map_err(StartupError::Config)?;
+    let rules =
+        crate::rules::load_paths(std::slice::from_ref(&config.rules_dir)).map_err(|errors| {
+            StartupError::Rules {
+                rules_dir: config.rules_dir.clone(),
+                errors,
+            }
+        })?;
     if config.trusted_topic_arns.is_empty() {
         warn!("trusted_topic_arns is empty: SNS notifications from any topic will be acted on.");
     }
-    let audit = match config.audit.open() {
-        Ok(sink) => sink,
-        Err(e) => {
-            error!(error = %e, audit = %config.audit.describe(), "Cannot open the audit file; not starting.");
-            eprintln!(
-                "error: cannot open the audit file {}: {e}",
-                config.audit.describe()
-            );
-            return exit::USAGE;
-        }
-    };
+    let audit = open_audit(&config.audit)?;
     info!(
         rules = rules.rules().len(),
         rules_version = rules.version(),
@@ -115,23 +109,16 @@ pub async fn run(args: RunArgs) -> u8 {
         "Starting reflex."
     );
     let clients = Clients::from_env().await;
+    // Every AWS call from here on is counted in reflex_aws_calls_total.
+    crate::telemetry::events::install();
     crate::telemetry::metrics().rules_loaded(rules.version(), rules.rules().len());
     let (rules_tx, rules_rx) = watch::channel(Arc::new(rules));
     let shutdown = CancellationToken::new();
     let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(clients.sqs.clone(), &config.queue_url));
     if let Some(addr) = config.metrics_listen {
-        if let Err(e) = crate::telemetry::http::serve(
-            addr,
-            rules_rx.clone(),
-            Arc::clone(&queue),
-            shutdown.clone(),
-        )
-        .await
-        {
-            error!(error = %e, address = %addr, "Cannot listen for /metrics; not starting.");
-            eprintln!("error: cannot listen on {addr} (metrics.listen): {e}");
-            return exit::USAGE;
-        }
+        crate::telemetry::http::serve(addr, rules_rx.clone(), Arc::clone(&queue), shutdown.clone())
+            .await
+            .map_err(|source| StartupError::MetricsListener { addr, source })?;
     }
     tokio::spawn(crate::reload::watch_rules(
         config.rules_dir.clone(),
@@ -147,6 +134,7 @@ pub async fn run(args: RunArgs) -> u8 {
     };
     let worker = Arc::new(Worker {
         audit,
+        process_started: started,
         ..Worker::new(
             queue,
             Arc::new(SqsQueue::new(
@@ -186,7 +174,7 @@ pub async fn run(args: RunArgs) -> u8 {
         );
     }
     info!("reflex stopped.");
-    exit::OK
+    Ok(())
 }
 
 /// Opens the state store `[state]` names.

@@ -7,46 +7,88 @@
 //!
 //! ```text
 //! SQS body ──decode──▶ AlarmEvent ──evaluate──▶ Plan ──guards──▶ effects ──▶ Disposition
-//!          (event)                  (rules, plan)      (safety)    (aws)     (worker)
+//!          (event)                  (rules, plan)      (safety)    (aws)     (disposition)
 //! ```
+//!
+//! and one direction of dependency: a module imports only from the layers
+//! below it (inside a layer, only the pairs `tests/architecture.rs` lists;
+//! that test enforces the whole table).
+//!
+//! ```text
+//! event, rules → plan → safety, outcome, disposition → aws → audit, telemetry → worker → config → daemon → cli → main
+//! ```
+//!
+//! The pure core — no I/O, no clock (callers pass `now`), no tokio:
 //!
 //! - [`event`]: SNS envelopes, raw CloudWatch alarm notifications and
 //!   EventBridge alarm events → one [`event::AlarmEvent`], or
-//!   [`event::Poison`] with a stable reason code. Pure.
+//!   [`event::Poison`] with a stable reason code.
 //! - [`rules`]: the TOML rule format, loading with file:line:col errors,
-//!   compiled matchers and the rule index. Pure.
-//! - [`plan`]: [`plan::evaluate`], rules × event × now → [`plan::Plan`]. Pure.
+//!   compiled matchers and the rule index.
+//! - [`plan`]: [`plan::evaluate`], rules × event × now → [`plan::Plan`].
+//! - [`fleet`]: what the guards decide on — instance health, instance info
+//!   and state (enums), instance operations. Pure data, returned by [`aws`].
+//! - [`dead_letter`]: the dead-letter wire contract — [`dead_letter::DeadLetterCode`]
+//!   and [`dead_letter::DeadLetterAttributes`], written by the worker and
+//!   read back by `reflex dlq`.
+//! - [`iam`], [`schema`]: the least-privilege IAM policy a rule set needs,
+//!   and the JSON Schema of the rule format, both derived from `rules`.
 //! - [`safety`]: the guards — blast radius (pure) and the dedup, cooldown
 //!   and rate-limit state behind one trait.
-//! - [`state`]: state that outlives a message and a process — dedup claims,
-//!   cooldowns, GCRA rate buckets, target leases — behind one async trait;
-//!   the pure decisions, and the memory and local (redb) backends.
-//! - [`aws`]: one trait per AWS capability, the SDK implementation, dry-run
-//!   wrappers and in-memory fakes.
 //! - [`outcome`]: what happened to each action.
-//! - [`worker`]: the queue consumer — the only place that sequences effects —
-//!   and the pure disposition of each message.
+//! - [`disposition`]: what happens to a message (ack, retry, dead-letter,
+//!   release), decided by a pure function of its actions' outcomes, and
+//!   [`disposition::MessageOutcome`], the record of a handled message.
+//!
+//! Effects and records:
+//!
+//! - [`aws`]: one trait per AWS capability, the SDK implementation (every
+//!   call through one wrapper that times it, classifies its error and
+//!   reports it to an observer: `aws/observe.rs`), dry-run wrappers and
+//!   in-memory fakes.
 //! - [`audit`]: the audit trail — one JSON line per action and per message
-//!   decision, to stdout or a file — read back by `reflex audit`.
-//! - [`config`]: the daemon's `reflex.toml`.
-//! - [`daemon`]: `reflex run` wiring: clients, rules, signals, shutdown.
-//! - [`dlq`]: `reflex dlq`: inspecting the dead-letter queue without
-//!   consuming it, and redriving messages to the alarm queue after a fix.
-//! - [`reload`]: live rule reload (file watch and SIGHUP), atomic.
+//!   decision, to stdout or a file (`records`, `sinks`) — and the review
+//!   `reflex audit` runs over it (`review`).
+//! - [`state`]: what outlives a message and a process — dedup claims,
+//!   cooldowns, GCRA rate buckets, target leases — behind one async,
+//!   fallible trait; the pure decisions (`decide.rs`, `now` passed in), the
+//!   memory and local (redb) backends and `[state]`. The DynamoDB backend
+//!   is `aws/dynamodb_state.rs`.
 //! - [`telemetry`]: metrics — `/metrics`, `/healthz`, `/readyz`, and a few
-//!   put to CloudWatch.
-//! - [`iam`]: the least-privilege IAM policy a rule set needs.
-//! - [`schema`]: the JSON Schema of the rule format.
-//! - [`cli`]: the offline subcommands (`check`, `explain`, `replay`, `test`,
-//!   `schema`, `iam-policy`, `audit`).
+//!   put to CloudWatch — and the telemetry events (`events.rs`), one type
+//!   per thing that happens, each of which logs and counts.
+//!
+//! The shell:
+//!
+//! - [`worker`]: the queue consumer — the only place that sequences
+//!   effects — and its settings, whose defaults are constants
+//!   ([`worker::defaults`]); [`worker::actions`] runs one planned action,
+//!   one module per action family (with the checklist for a new kind).
+//! - [`reload`]: live rule reload (file watch and SIGHUP), atomic.
+//! - [`dlq`]: `reflex dlq`: walking the dead-letter queue without consuming
+//!   it (`walk`), grouping it by reason (`inspect`), and moving messages
+//!   back to the alarm queue after a fix (`redrive`).
+//! - [`config`]: the daemon's `reflex.toml`, with its defaults, checked into
+//!   the worker's settings and the audit target (plain data).
+//! - [`daemon`]: `reflex run` wiring: clients, rules, the audit sink,
+//!   signals, shutdown; every start-up failure is one
+//!   [`daemon::StartupError`].
+//! - [`cli`]: every command's arguments (`run`'s in [`cli::run`]), the exit
+//!   codes, and the offline subcommands (`check`, `explain`, `replay`,
+//!   `test`, `schema`, `iam-policy`, `audit`).
+//! - `main.rs`: parses the command line, sets up logging, hands over, and
+//!   reports a start-up failure once, with its exit code.
 
 pub mod audit;
 pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dead_letter;
+pub mod disposition;
 pub mod dlq;
 pub mod event;
+pub mod fleet;
 pub mod iam;
 pub mod outcome;
 pub mod plan;

@@ -1,43 +1,60 @@
-//! The `reflex` binary: parse the command line, set up logging, hand over.
+//! The `reflex` binary: parse the command line, set up logging, hand over,
+//! and turn a start-up failure into one report and an exit code.
 
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::Parser;
-use reflex::cli::{run_offline, Cli, Command, LogFormat};
+use reflex::cli::{exit, run_offline, Cli, Command, LogFormat};
+use reflex::daemon::StartupError;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    reflex::daemon::mark_process_start();
+    // Before anything else: the first receive logs the start-up time.
+    let started = Instant::now();
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => {
             init_logging(cli.log_format);
-            block_on(reflex::daemon::run(args))
+            let result = runtime().and_then(|rt| rt.block_on(reflex::cli::run::run(args, started)));
+            match result {
+                Ok(()) => ExitCode::from(exit::OK),
+                Err(error) => {
+                    reflex::cli::run::report(&error, cli.log_format);
+                    ExitCode::from(reflex::cli::run::exit_code(&error))
+                }
+            }
         }
         Command::Dlq(args) => {
             init_logging(cli.log_format);
-            block_on(reflex::cli::dlq::run(args))
+            match runtime() {
+                Ok(rt) => ExitCode::from(rt.block_on(reflex::cli::dlq::run(args))),
+                Err(error) => {
+                    reflex::cli::run::report(&error, cli.log_format);
+                    ExitCode::from(reflex::cli::run::exit_code(&error))
+                }
+            }
         }
         Command::State(args) => {
             init_logging(cli.log_format);
-            block_on(reflex::cli::state::run(args))
+            match runtime() {
+                Ok(rt) => ExitCode::from(rt.block_on(reflex::cli::state::run(args))),
+                Err(error) => {
+                    reflex::cli::run::report(&error, cli.log_format);
+                    ExitCode::from(reflex::cli::run::exit_code(&error))
+                }
+            }
         }
         offline => ExitCode::from(run_offline(offline)),
     }
 }
 
-/// Runs an AWS-facing command on a multi-threaded tokio runtime.
-fn block_on(command: impl std::future::Future<Output = u8>) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread()
+/// The multi-threaded tokio runtime the AWS-facing commands run on.
+fn runtime() -> Result<tokio::runtime::Runtime, StartupError> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => ExitCode::from(runtime.block_on(command)),
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            ExitCode::from(reflex::cli::exit::USAGE)
-        }
-    }
+        .map_err(StartupError::Runtime)
 }
 
 /// Logs go to stderr; `REFLEX_LOG` sets the filter (default `info`).

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::rules::{load_paths, RuleSet};
-use crate::telemetry::metrics;
+use crate::telemetry::events::{RulesReloadRejected, RulesReloaded};
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,24 +35,21 @@ pub fn reload(path: &Path, live: &watch::Sender<Arc<RuleSet>>) -> Reloaded {
         Ok(set) if set.version() == current => Reloaded::Unchanged,
         Ok(set) => {
             let to = set.version().to_string();
-            metrics().rule_reloads.inc();
-            metrics().rules_loaded(&to, set.rules().len());
-            info!(from_version = %current, rules_version = %to, rules = set.rules().len(), "Rules reloaded.");
+            RulesReloaded {
+                from_version: &current,
+                rules_version: &to,
+                rules: set.rules().len(),
+            }
+            .emit();
             live.send_replace(Arc::new(set));
             Reloaded::Changed { from: current, to }
         }
         Err(problems) => {
-            metrics().rule_reload_failures.inc();
-            for p in &problems {
-                warn!(problem = %p, "Invalid rule.");
+            RulesReloadRejected {
+                problems: &problems,
+                rules_version: &current,
             }
-            // A warning, not an error: the daemon is fine and keeps acting
-            // under the previous rules; the edit needs a human.
-            warn!(
-                problems = problems.len(),
-                rules_version = %current,
-                "Rule reload rejected; the previous rules stay in force."
-            );
+            .emit();
             Reloaded::Rejected {
                 problems: problems.len(),
             }

@@ -12,12 +12,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use reflex::audit::{AuditRecord, AuditSink, FileSink};
 use reflex::aws::fake::FakeAws;
-use reflex::aws::{AwsError, InstanceInfo};
+use reflex::aws::AwsError;
+use reflex::disposition::{Disposition, MessageOutcome};
 use reflex::event::AlarmState;
+use reflex::fleet::InstanceInfo;
 use reflex::outcome::Outcome;
 use reflex::safety::state::MemoryStore;
-use reflex::worker::disposition::Disposition;
-use reflex::worker::{Effects, Handled, Settings, Worker};
+use reflex::worker::{Effects, Settings, Worker};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -105,10 +106,11 @@ struct Probe {
 }
 
 impl AuditSink for Probe {
-    fn record(&self, rec: &AuditRecord<'_>) {
+    fn record(&self, rec: &AuditRecord) {
         let kind = match rec {
             AuditRecord::Action(_) => "action",
             AuditRecord::Message(_) => "message",
+            AuditRecord::Operator(_) => "operator",
         };
         let deleted = self.aws.state().deleted.len();
         let sent = self.dlq.state().sent.len();
@@ -210,7 +212,13 @@ impl Harness {
         }
     }
 
-    async fn deliver_at(&self, now: &str, body: &str, sqs_id: &str, receive_count: u32) -> Handled {
+    async fn deliver_at(
+        &self,
+        now: &str,
+        body: &str,
+        sqs_id: &str,
+        receive_count: u32,
+    ) -> MessageOutcome {
         *self.now.lock().expect("clock") = at(now);
         self.aws.enqueue(sqs_id, body, receive_count);
         let msg = self

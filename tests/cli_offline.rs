@@ -680,3 +680,75 @@ fn unknown_arguments_are_usage_errors() {
         assert_eq!(code(&out), 2, "{args:?}: {}", describe(&out));
     }
 }
+
+/// `reflex run` that cannot start says why once and exits 2: in text, each
+/// located problem is a plain `file:line:col: message` line, then one
+/// `error:` line; with `--log-format json`, stderr is JSON lines only (one
+/// event per problem, one for the failure). Nothing reaches AWS.
+#[test]
+fn run_reports_a_start_up_failure_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("reflex.toml");
+    std::fs::write(
+        &config,
+        "queue_url = \"q\"\ndead_letter_queue_url = \"d\"\n[receive]\npolers = 2\n",
+    )
+    .expect("write config");
+    let config = config.to_str().expect("UTF-8 path");
+    let located = format!("{config}:4:1: unknown field `polers`");
+
+    let out = reflex(&["run", "--config", config]);
+    assert_eq!(code(&out), 2, "{}", describe(&out));
+    assert_eq!(stdout(&out), "", "stdout is the audit trail's");
+    let text = stderr(&out);
+    assert_eq!(text.matches("unknown field `polers`").count(), 1, "{text}");
+    assert!(text.lines().any(|l| l.starts_with(&located)), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("error: 1 problem(s) in the configuration")),
+        "{text}"
+    );
+
+    let out = reflex(&["--log-format", "json", "run", "--config", config]);
+    assert_eq!(code(&out), 2, "{}", describe(&out));
+    let events: Vec<Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let problems = events
+        .iter()
+        .filter(|e| {
+            e["problem"]
+                .as_str()
+                .is_some_and(|p| p.starts_with(&located))
+        })
+        .count();
+    assert_eq!(problems, 1, "{events:#?}");
+    assert_eq!(
+        events.iter().filter(|e| e["level"] == "ERROR").count(),
+        2,
+        "one event per problem, one for the failure: {events:#?}"
+    );
+
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).expect("rules dir");
+    std::fs::write(rules.join("r.toml"), "[[rule]]\nname = \"x\"\nbogus = 1\n").expect("rule");
+    let rules = rules.to_str().expect("UTF-8 path");
+    let out = reflex(&[
+        "run",
+        "--queue-url",
+        "q",
+        "--dlq-url",
+        "d",
+        "--rules",
+        rules,
+    ]);
+    assert_eq!(code(&out), 2, "{}", describe(&out));
+    let text = stderr(&out);
+    assert_eq!(text.matches("unknown field `bogus`").count(), 1, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("{rules}/r.toml:3:1: unknown field `bogus`"))),
+        "{text}"
+    );
+}

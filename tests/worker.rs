@@ -9,14 +9,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reflex::aws::fake::FakeAws;
-use reflex::aws::{AwsError, InstanceInfo};
+use reflex::aws::AwsError;
+use reflex::disposition::{Disposition, MessageOutcome};
 use reflex::event::AlarmState;
+use reflex::fleet::InstanceInfo;
 use reflex::outcome::Outcome;
 use reflex::rules::Rate;
 use reflex::safety::state::MemoryStore;
 use reflex::safety::Guard;
-use reflex::worker::disposition::Disposition;
-use reflex::worker::{Effects, Handled, Settings, Worker};
+use reflex::worker::{Effects, Settings, Worker};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -148,7 +149,7 @@ fn fleet(aws: &FakeAws, n: usize, oos: usize) -> Vec<String> {
 }
 
 impl Harness {
-    async fn deliver(&self, body: &str, id: &str) -> Handled {
+    async fn deliver(&self, body: &str, id: &str) -> MessageOutcome {
         self.aws.enqueue(id, body, 1);
         let msg = self
             .aws
@@ -176,7 +177,7 @@ fn web_alarm(id: &str) -> String {
     alarm_body("web-unhealthy", &[("LoadBalancerName", "web")], TOPIC, id)
 }
 
-fn suppressed_by(h: &Handled) -> Option<Guard> {
+fn suppressed_by(h: &MessageOutcome) -> Option<Guard> {
     h.reports.iter().find_map(|r| match &r.outcome {
         Outcome::Suppressed { guard, .. } => Some(*guard),
         _ => None,

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use tracing::info;
 
 use super::{
-    AwsError, Datum, InstanceHealth, InstanceInfo, InstanceOp, Instances, LoadBalancers, Metrics,
-    Notifier,
+    AwsError, Datum, InstanceHealth, InstanceInfo, InstanceOp, Instances, LoadBalancers,
+    MetricPublisher, Notifier,
 };
 
 /// Classic ELB: health is read, deregistration is only logged.
@@ -78,7 +78,7 @@ impl Notifier for DryRunNotifier {
 pub struct DryRunMetrics;
 
 #[async_trait]
-impl Metrics for DryRunMetrics {
+impl MetricPublisher for DryRunMetrics {
     async fn put(&self, namespace: &str, data: &[Datum]) -> Result<Option<String>, AwsError> {
         info!(
             namespace,

@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    Alarms, AwsError, Datum, InstanceHealth, InstanceInfo, InstanceOp, Instances, LoadBalancers,
-    Metrics, Notifier, Queue, QueueMessage,
+    Alarms, AwsError, Datum, HealthState, InstanceHealth, InstanceInfo, InstanceOp, InstanceState,
+    Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage,
 };
 use crate::event::AlarmState;
 
@@ -98,14 +98,14 @@ impl FakeAws {
     }
 
     /// Registers an instance with an ELB, with the given health and EC2 state.
-    pub fn add_instance(&self, elb: &str, info: InstanceInfo, elb_state: &str) {
+    pub fn add_instance(&self, elb: &str, info: InstanceInfo, elb_state: impl Into<HealthState>) {
         let mut s = self.state();
         s.elb_health
             .entry(elb.to_string())
             .or_default()
             .push(InstanceHealth {
                 instance_id: info.instance_id.clone(),
-                state: elb_state.to_string(),
+                state: elb_state.into(),
                 reason: None,
             });
         s.instances.insert(info.instance_id.clone(), info);
@@ -236,13 +236,13 @@ impl Instances for FakeAws {
             .push((op.to_string(), instance_ids.to_vec(), dry_run));
         if !dry_run {
             let new_state = match op {
-                InstanceOp::Terminate => Some("terminated"),
-                InstanceOp::Stop => Some("stopped"),
+                InstanceOp::Terminate => Some(InstanceState::Terminated),
+                InstanceOp::Stop => Some(InstanceState::Stopped),
                 InstanceOp::Reboot => None,
             };
             for id in instance_ids {
-                if let (Some(st), Some(i)) = (new_state, s.instances.get_mut(id)) {
-                    i.state = st.to_string();
+                if let (Some(st), Some(i)) = (&new_state, s.instances.get_mut(id)) {
+                    i.state = st.clone();
                 }
             }
         }
@@ -274,7 +274,7 @@ impl Notifier for FakeAws {
 }
 
 #[async_trait]
-impl Metrics for FakeAws {
+impl MetricPublisher for FakeAws {
     async fn put(&self, namespace: &str, data: &[Datum]) -> Result<Option<String>, AwsError> {
         let mut s = self.call("cloudwatch:PutMetricData")?;
         for d in data {

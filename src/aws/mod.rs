@@ -7,20 +7,26 @@
 //!   making them (EC2 writes are sent with `DryRun=true`, which checks
 //!   permissions and changes nothing).
 //! - [`fake`]: in-memory fakes with failure injection, for worker tests.
+//! - [`observe`]: what every finished AWS call reports, and the observer
+//!   it reports to (installed by the daemon; telemetry counts the calls).
+//!
+//! The traits take and return the domain types of [`crate::fleet`], which
+//! are re-exported here for convenience.
 
 pub mod dry_run;
 pub mod dynamodb_state;
 pub mod fake;
+pub mod observe;
 pub mod sdk;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::event::AlarmState;
+pub use crate::fleet::{HealthState, InstanceHealth, InstanceInfo, InstanceOp, InstanceState};
 
 /// An AWS call that failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -107,25 +113,6 @@ pub trait Queue: Send + Sync {
     fn url(&self) -> &str;
 }
 
-/// What a classic ELB says about one registered instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceHealth {
-    pub instance_id: String,
-    /// `InService`, `OutOfService` or `Unknown`.
-    pub state: String,
-    pub reason: Option<String>,
-}
-
-impl InstanceHealth {
-    pub fn in_service(&self) -> bool {
-        self.state == "InService"
-    }
-
-    pub fn out_of_service(&self) -> bool {
-        self.state == "OutOfService"
-    }
-}
-
 /// Classic load balancers.
 #[async_trait]
 pub trait LoadBalancers: Send + Sync {
@@ -136,34 +123,6 @@ pub trait LoadBalancers: Send + Sync {
         load_balancer: &str,
         instance_ids: &[String],
     ) -> Result<Option<String>, AwsError>;
-}
-
-/// What EC2 says about one instance.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InstanceInfo {
-    pub instance_id: String,
-    /// `pending`, `running`, `stopping`, `stopped`, `shutting-down`, `terminated`.
-    pub state: String,
-    pub launch_time: Option<DateTime<Utc>>,
-    pub tags: BTreeMap<String, String>,
-}
-
-/// A change to instances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InstanceOp {
-    Terminate,
-    Reboot,
-    Stop,
-}
-
-impl fmt::Display for InstanceOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            InstanceOp::Terminate => "TerminateInstances",
-            InstanceOp::Reboot => "RebootInstances",
-            InstanceOp::Stop => "StopInstances",
-        })
-    }
 }
 
 /// EC2 instances.
@@ -208,9 +167,9 @@ pub struct Datum {
     pub dimensions: Vec<(String, String)>,
 }
 
-/// CloudWatch metrics.
+/// CloudWatch metrics: publishing data points (`PutMetricData`).
 #[async_trait]
-pub trait Metrics: Send + Sync {
+pub trait MetricPublisher: Send + Sync {
     /// Puts up to 1000 data points in one namespace; returns the request id.
     async fn put(&self, namespace: &str, data: &[Datum]) -> Result<Option<String>, AwsError>;
 }

@@ -3,7 +3,8 @@
 //! task roles...), so an emulator needs no special code path.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_sqs::config::http::HttpResponse;
@@ -12,9 +13,10 @@ use aws_sdk_sqs::error::SdkError;
 use aws_sdk_sqs::operation::RequestId;
 use chrono::{DateTime, TimeZone, Utc};
 
+use super::observe::{self, AwsCallFinished, CallOutcome};
 use super::{
-    Alarms, AwsError, Datum, InstanceHealth, InstanceInfo, InstanceOp, Instances, LoadBalancers,
-    Metrics, Notifier, Queue, QueueMessage,
+    Alarms, AwsError, Datum, HealthState, InstanceHealth, InstanceInfo, InstanceOp, InstanceState,
+    Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage,
 };
 use crate::event::AlarmState;
 
@@ -77,26 +79,42 @@ where
         Some(m) => m.to_string(),
         None => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
     };
-    let error = AwsError {
+    AwsError {
         service,
         operation,
         transient,
         code,
         message,
         request_id,
-    };
-    let outcome = if transient {
-        "transient_error"
-    } else {
-        "permanent_error"
-    };
-    crate::telemetry::metrics().aws_call_outcome(service, operation, outcome);
-    error
+    }
 }
 
-/// Counts a successful AWS call.
-fn succeeded(service: &'static str, operation: &'static str) {
-    crate::telemetry::metrics().aws_call_outcome(service, operation, "ok");
+/// The one way reflex calls AWS: awaits `request` (an SDK `send()`), times
+/// it, classifies its error, and reports an [`AwsCallFinished`] to the
+/// installed observer — success or failure alike, so no operation can go
+/// uncounted.
+async fn call<T, E>(
+    service: &'static str,
+    operation: &'static str,
+    request: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+) -> Result<T, AwsError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let started = Instant::now();
+    let result = request.await.map_err(|e| classify(service, operation, e));
+    let (outcome, code) = match &result {
+        Ok(_) => (CallOutcome::Ok, None),
+        Err(e) => (CallOutcome::of_error(e.transient), e.code.clone()),
+    };
+    observe::report(&AwsCallFinished {
+        service,
+        operation,
+        outcome,
+        code,
+        elapsed: started.elapsed(),
+    });
+    result
 }
 
 /// Every client reflex uses, built from one shared AWS configuration.
@@ -169,21 +187,22 @@ impl Queue for SqsQueue {
         visibility: Duration,
     ) -> Result<Vec<QueueMessage>, AwsError> {
         use aws_sdk_sqs::types::MessageSystemAttributeName as A;
-        let out = self
-            .client
-            .receive_message()
-            .queue_url(&self.url)
-            .max_number_of_messages(i32::from(max.clamp(1, 10)))
-            .wait_time_seconds(secs_i32(wait).min(20))
-            .visibility_timeout(secs_i32(visibility))
-            .message_system_attribute_names(A::ApproximateReceiveCount)
-            .message_system_attribute_names(A::SentTimestamp)
-            .message_system_attribute_names(A::ApproximateFirstReceiveTimestamp)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .map_err(|e| classify("sqs", "ReceiveMessage", e))
-            .inspect(|_| succeeded("sqs", "ReceiveMessage"))?;
+        let out = call(
+            "sqs",
+            "ReceiveMessage",
+            self.client
+                .receive_message()
+                .queue_url(&self.url)
+                .max_number_of_messages(i32::from(max.clamp(1, 10)))
+                .wait_time_seconds(secs_i32(wait).min(20))
+                .visibility_timeout(secs_i32(visibility))
+                .message_system_attribute_names(A::ApproximateReceiveCount)
+                .message_system_attribute_names(A::SentTimestamp)
+                .message_system_attribute_names(A::ApproximateFirstReceiveTimestamp)
+                .message_attribute_names("All")
+                .send(),
+        )
+        .await?;
         Ok(out
             .messages()
             .iter()
@@ -216,15 +235,17 @@ impl Queue for SqsQueue {
     }
 
     async fn delete(&self, receipt_handle: &str) -> Result<(), AwsError> {
-        self.client
-            .delete_message()
-            .queue_url(&self.url)
-            .receipt_handle(receipt_handle)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| classify("sqs", "DeleteMessage", e))
-            .inspect(|_| succeeded("sqs", "DeleteMessage"))
+        call(
+            "sqs",
+            "DeleteMessage",
+            self.client
+                .delete_message()
+                .queue_url(&self.url)
+                .receipt_handle(receipt_handle)
+                .send(),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn change_visibility(
@@ -232,16 +253,18 @@ impl Queue for SqsQueue {
         receipt_handle: &str,
         timeout: Duration,
     ) -> Result<(), AwsError> {
-        self.client
-            .change_message_visibility()
-            .queue_url(&self.url)
-            .receipt_handle(receipt_handle)
-            .visibility_timeout(secs_i32(timeout).min(43_200))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| classify("sqs", "ChangeMessageVisibility", e))
-            .inspect(|_| succeeded("sqs", "ChangeMessageVisibility"))
+        call(
+            "sqs",
+            "ChangeMessageVisibility",
+            self.client
+                .change_message_visibility()
+                .queue_url(&self.url)
+                .receipt_handle(receipt_handle)
+                .visibility_timeout(secs_i32(timeout).min(43_200))
+                .send(),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn send(
@@ -262,24 +285,24 @@ impl Queue for SqsQueue {
                 .map_err(|e| AwsError::permanent("sqs", "SendMessage", e.to_string()))?;
             req = req.message_attributes(k, value);
         }
-        let out = req
-            .send()
-            .await
-            .map_err(|e| classify("sqs", "SendMessage", e))
-            .inspect(|_| succeeded("sqs", "SendMessage"))?;
+        let out = call("sqs", "SendMessage", req.send()).await?;
         Ok(out.message_id().unwrap_or_default().to_string())
     }
 
     async fn ping(&self) -> Result<(), AwsError> {
-        self.client
-            .get_queue_attributes()
-            .queue_url(&self.url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| classify("sqs", "GetQueueAttributes", e))
-            .inspect(|_| succeeded("sqs", "GetQueueAttributes"))
+        call(
+            "sqs",
+            "GetQueueAttributes",
+            self.client
+                .get_queue_attributes()
+                .queue_url(&self.url)
+                .attribute_names(
+                    aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
+                )
+                .send(),
+        )
+        .await
+        .map(|_| ())
     }
 
     fn url(&self) -> &str {
@@ -294,21 +317,22 @@ pub struct ClassicElb(pub aws_sdk_elasticloadbalancing::Client);
 #[async_trait]
 impl LoadBalancers for ClassicElb {
     async fn instance_health(&self, load_balancer: &str) -> Result<Vec<InstanceHealth>, AwsError> {
-        let out = self
-            .0
-            .describe_instance_health()
-            .load_balancer_name(load_balancer)
-            .send()
-            .await
-            .map_err(|e| classify("elasticloadbalancing", "DescribeInstanceHealth", e))
-            .inspect(|_| succeeded("elasticloadbalancing", "DescribeInstanceHealth"))?;
+        let out = call(
+            "elasticloadbalancing",
+            "DescribeInstanceHealth",
+            self.0
+                .describe_instance_health()
+                .load_balancer_name(load_balancer)
+                .send(),
+        )
+        .await?;
         Ok(out
             .instance_states()
             .iter()
             .filter_map(|s| {
                 Some(InstanceHealth {
                     instance_id: s.instance_id()?.to_string(),
-                    state: s.state().unwrap_or("Unknown").to_string(),
+                    state: HealthState::parse(s.state().unwrap_or("Unknown")),
                     reason: s.reason_code().map(str::to_string),
                 })
             })
@@ -325,20 +349,16 @@ impl LoadBalancers for ClassicElb {
                 .instance_id(id)
                 .build()
         });
-        let out = self
-            .0
-            .deregister_instances_from_load_balancer()
-            .load_balancer_name(load_balancer)
-            .set_instances(Some(instances.collect()))
-            .send()
-            .await
-            .map_err(|e| {
-                classify(
-                    "elasticloadbalancing",
-                    "DeregisterInstancesFromLoadBalancer",
-                    e,
-                )
-            })?;
+        let out = call(
+            "elasticloadbalancing",
+            "DeregisterInstancesFromLoadBalancer",
+            self.0
+                .deregister_instances_from_load_balancer()
+                .load_balancer_name(load_balancer)
+                .set_instances(Some(instances.collect()))
+                .send(),
+        )
+        .await?;
         Ok(out.request_id().map(str::to_string))
     }
 }
@@ -353,14 +373,15 @@ impl Instances for Ec2 {
         if instance_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let out = self
-            .0
-            .describe_instances()
-            .set_instance_ids(Some(instance_ids.to_vec()))
-            .send()
-            .await
-            .map_err(|e| classify("ec2", "DescribeInstances", e))
-            .inspect(|_| succeeded("ec2", "DescribeInstances"))?;
+        let out = call(
+            "ec2",
+            "DescribeInstances",
+            self.0
+                .describe_instances()
+                .set_instance_ids(Some(instance_ids.to_vec()))
+                .send(),
+        )
+        .await?;
         Ok(out
             .reservations()
             .iter()
@@ -368,11 +389,11 @@ impl Instances for Ec2 {
             .filter_map(|i| {
                 Some(InstanceInfo {
                     instance_id: i.instance_id()?.to_string(),
-                    state: i
-                        .state()
-                        .and_then(|s| s.name())
-                        .map_or("unknown", |n| n.as_str())
-                        .to_string(),
+                    state: InstanceState::parse(
+                        i.state()
+                            .and_then(|s| s.name())
+                            .map_or("unknown", |n| n.as_str()),
+                    ),
                     launch_time: i.launch_time().and_then(smithy_time),
                     tags: i
                         .tags()
@@ -397,36 +418,39 @@ impl Instances for Ec2 {
     ) -> Result<Option<String>, AwsError> {
         let ids = Some(instance_ids.to_vec());
         let result = match op {
-            InstanceOp::Terminate => self
-                .0
-                .terminate_instances()
-                .set_instance_ids(ids)
-                .dry_run(dry_run)
-                .send()
-                .await
-                .map(|o| o.request_id().map(str::to_string))
-                .map_err(|e| classify("ec2", "TerminateInstances", e))
-                .inspect(|_| succeeded("ec2", "TerminateInstances")),
-            InstanceOp::Reboot => self
-                .0
-                .reboot_instances()
-                .set_instance_ids(ids)
-                .dry_run(dry_run)
-                .send()
-                .await
-                .map(|o| o.request_id().map(str::to_string))
-                .map_err(|e| classify("ec2", "RebootInstances", e))
-                .inspect(|_| succeeded("ec2", "RebootInstances")),
-            InstanceOp::Stop => self
-                .0
-                .stop_instances()
-                .set_instance_ids(ids)
-                .dry_run(dry_run)
-                .send()
-                .await
-                .map(|o| o.request_id().map(str::to_string))
-                .map_err(|e| classify("ec2", "StopInstances", e))
-                .inspect(|_| succeeded("ec2", "StopInstances")),
+            InstanceOp::Terminate => call(
+                "ec2",
+                "TerminateInstances",
+                self.0
+                    .terminate_instances()
+                    .set_instance_ids(ids)
+                    .dry_run(dry_run)
+                    .send(),
+            )
+            .await
+            .map(|o| o.request_id().map(str::to_string)),
+            InstanceOp::Reboot => call(
+                "ec2",
+                "RebootInstances",
+                self.0
+                    .reboot_instances()
+                    .set_instance_ids(ids)
+                    .dry_run(dry_run)
+                    .send(),
+            )
+            .await
+            .map(|o| o.request_id().map(str::to_string)),
+            InstanceOp::Stop => call(
+                "ec2",
+                "StopInstances",
+                self.0
+                    .stop_instances()
+                    .set_instance_ids(ids)
+                    .dry_run(dry_run)
+                    .send(),
+            )
+            .await
+            .map(|o| o.request_id().map(str::to_string)),
         };
         match result {
             // With DryRun=true, EC2 answers "would have succeeded" as an error.
@@ -444,16 +468,17 @@ pub struct CloudWatch(pub aws_sdk_cloudwatch::Client);
 impl Alarms for CloudWatch {
     async fn alarm_state(&self, alarm_name: &str) -> Result<Option<AlarmState>, AwsError> {
         use aws_sdk_cloudwatch::types::AlarmType;
-        let out = self
-            .0
-            .describe_alarms()
-            .alarm_names(alarm_name)
-            .alarm_types(AlarmType::MetricAlarm)
-            .alarm_types(AlarmType::CompositeAlarm)
-            .send()
-            .await
-            .map_err(|e| classify("cloudwatch", "DescribeAlarms", e))
-            .inspect(|_| succeeded("cloudwatch", "DescribeAlarms"))?;
+        let out = call(
+            "cloudwatch",
+            "DescribeAlarms",
+            self.0
+                .describe_alarms()
+                .alarm_names(alarm_name)
+                .alarm_types(AlarmType::MetricAlarm)
+                .alarm_types(AlarmType::CompositeAlarm)
+                .send(),
+        )
+        .await?;
         let state = out
             .metric_alarms()
             .iter()
@@ -470,7 +495,7 @@ impl Alarms for CloudWatch {
 }
 
 #[async_trait]
-impl Metrics for CloudWatch {
+impl MetricPublisher for CloudWatch {
     async fn put(&self, namespace: &str, data: &[Datum]) -> Result<Option<String>, AwsError> {
         use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
         let data = data.iter().map(|d| {
@@ -486,15 +511,16 @@ impl Metrics for CloudWatch {
                 ))
                 .build()
         });
-        let out = self
-            .0
-            .put_metric_data()
-            .namespace(namespace)
-            .set_metric_data(Some(data.collect()))
-            .send()
-            .await
-            .map_err(|e| classify("cloudwatch", "PutMetricData", e))
-            .inspect(|_| succeeded("cloudwatch", "PutMetricData"))?;
+        let out = call(
+            "cloudwatch",
+            "PutMetricData",
+            self.0
+                .put_metric_data()
+                .namespace(namespace)
+                .set_metric_data(Some(data.collect()))
+                .send(),
+        )
+        .await?;
         Ok(out.request_id().map(str::to_string))
     }
 }
@@ -533,16 +559,17 @@ impl Notifier for Sns {
         subject: &str,
         message: &str,
     ) -> Result<Option<String>, AwsError> {
-        let out = self
-            .0
-            .publish()
-            .topic_arn(topic_arn)
-            .subject(sns_subject(subject))
-            .message(message)
-            .send()
-            .await
-            .map_err(|e| classify("sns", "Publish", e))
-            .inspect(|_| succeeded("sns", "Publish"))?;
+        let out = call(
+            "sns",
+            "Publish",
+            self.0
+                .publish()
+                .topic_arn(topic_arn)
+                .subject(sns_subject(subject))
+                .message(message)
+                .send(),
+        )
+        .await?;
         Ok(out.message_id().map(str::to_string))
     }
 }

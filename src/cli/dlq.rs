@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use super::exit;
 use crate::aws::sdk::{Clients, SqsQueue};
 use crate::config::{Config, Overrides};
-use crate::dlq::{self, InspectOptions, Inspection, RedriveOptions, RedriveReport, Selection};
+use crate::dlq::{self, InspectOptions, Inspection, RedriveOptions, RedriveReport, RedriveScope};
 use crate::rules::limits::parse_duration;
 
 #[derive(Debug, Args)]
@@ -193,7 +193,7 @@ async fn redrive(args: RedriveArgs) -> u8 {
     let dlq = SqsQueue::new(clients.sqs.clone(), urls.dlq);
     let queue = SqsQueue::new(clients.sqs, target.clone());
     let options = RedriveOptions {
-        selection: Selection {
+        scope: RedriveScope {
             codes: args.codes,
             target_url: target,
             any_source: args.to.is_some(),

@@ -1,6 +1,7 @@
-//! The command line: argument types (clap) and the offline subcommands, which
-//! need no AWS: `check`, `explain`, `replay`, `test`, `schema`, `iam-policy`,
-//! `audit`.
+//! The command line: argument types (clap) for every subcommand, and the
+//! offline subcommands, which need no AWS: `check`, `explain`, `replay`,
+//! `test`, `schema`, `iam-policy`, `audit`. `run` ([`run`]) and `dlq`
+//! ([`dlq`]) parse here and act through [`crate::daemon`] and [`crate::dlq`].
 //!
 //! Exit codes are a contract other tools rely on: see [`exit`].
 
@@ -11,6 +12,7 @@ pub mod explain;
 pub mod iam_policy;
 pub mod replay;
 pub mod rule_test;
+pub mod run;
 pub mod state;
 
 use std::path::PathBuf;
@@ -63,7 +65,7 @@ pub enum Command {
     /// Review the audit trail: what was terminated, which rules fired, what was suppressed and why.
     Audit(audit::AuditArgs),
     /// Run the daemon: drain the alarm queue and act.
-    Run(crate::daemon::RunArgs),
+    Run(run::RunArgs),
     /// Inspect the dead-letter queue, or redrive its messages after a fix.
     Dlq(dlq::DlqArgs),
     /// Show what reflex remembers: transitions handled, cooldowns, rate buckets, target leases.

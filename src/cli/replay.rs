@@ -28,7 +28,7 @@ pub struct ReplayArgs {
 
 /// What a replay found.
 #[derive(Debug, Default, Serialize, PartialEq)]
-pub struct Summary {
+pub struct ReplayCounts {
     pub total: u64,
     pub decoded: u64,
     pub poison: BTreeMap<String, u64>,
@@ -39,7 +39,7 @@ pub struct Summary {
     pub skipped: BTreeMap<String, u64>,
 }
 
-impl Summary {
+impl ReplayCounts {
     /// Accounts for one message body.
     pub fn add(&mut self, rules: &RuleSet, body: &[u8]) {
         self.total += 1;
@@ -86,7 +86,7 @@ pub fn run(args: &ReplayArgs) -> u8 {
             }
         }
     };
-    let mut summary = Summary::default();
+    let mut summary = ReplayCounts::default();
     let mut reader = reader;
     let mut line = Vec::with_capacity(4096);
     loop {
@@ -115,7 +115,7 @@ pub fn run(args: &ReplayArgs) -> u8 {
     exit::OK
 }
 
-fn print_human(s: &Summary) {
+fn print_human(s: &ReplayCounts) {
     println!("total    {}", s.total);
     println!("decoded  {}", s.decoded);
     println!("poison   {}", s.poison.values().sum::<u64>());

@@ -131,19 +131,20 @@ async fn forget(store: &dyn StateStore, f: &ForgetArgs) -> u8 {
     }
     match store.forget_cooldown(&f.rule, &f.target).await {
         Ok(_) => {
-            // The audit record, one JSON line on stdout like the daemon's
-            // default sink, and the same line in the log.
-            let record = serde_json::json!({
-                "type": "operator",
-                "time": crate::event::format_millis(&now),
-                "command": "forget-cooldown",
-                "rule": f.rule,
-                "target": f.target,
-                "remaining_s": left.as_secs(),
-                "store": store.describe(),
-                "user": std::env::var("USER").ok(),
-            });
-            println!("{record}");
+            // The audit record, in the trail's own format, on stdout (the
+            // default audit sink; `reflex audit` reads it back).
+            let record = crate::audit::AuditRecord::Operator(Box::new(
+                crate::audit::records::OperatorRecord {
+                    time: now,
+                    command: "forget-cooldown".to_string(),
+                    rule: f.rule.clone(),
+                    target: f.target.clone(),
+                    detail: format!("cleared a cooldown with {}s left", left.as_secs()),
+                    user: std::env::var("USER").ok(),
+                    store: store.describe(),
+                },
+            ));
+            println!("{}", serde_json::to_string(&record).unwrap_or_default());
             tracing::info!(rule = %f.rule, target = %f.target, remaining_s = left.as_secs(), "Cooldown cleared by an operator.");
             exit::OK
         }

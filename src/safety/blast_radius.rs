@@ -6,12 +6,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Guard, GuardTrip};
-use crate::aws::{InstanceHealth, InstanceInfo, InstanceOp};
+use crate::fleet::{InstanceHealth, InstanceInfo, InstanceOp};
 use crate::rules::spec::TagSpec;
 
-/// The guard parameters of an action.
+/// An action's blast-radius parameters: how much of a fleet it may touch,
+/// and which instances at all. (Not [`crate::rules::Limits`], a rule's
+/// cooldown and rate.)
 #[derive(Debug, Clone, PartialEq)]
-pub struct Limits {
+pub struct BlastRadius {
     pub max_instances: u32,
     pub max_percent: u32,
     pub min_in_service: u32,
@@ -27,9 +29,9 @@ pub struct Excluded {
     pub reason: String,
 }
 
-/// What the guards allow.
+/// Which targets the guards allow an action.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Selection {
+pub enum TargetSelection {
     /// Act on these (sorted, oldest first); `capped` says which caps
     /// shrank the list.
     Act {
@@ -48,7 +50,7 @@ pub enum Selection {
 pub fn check_instance(
     info: &InstanceInfo,
     op: InstanceOp,
-    limits: &Limits,
+    limits: &BlastRadius,
     now: DateTime<Utc>,
 ) -> Result<(), Excluded> {
     let exclude = |guard, reason: String| Excluded {
@@ -56,17 +58,15 @@ pub fn check_instance(
         guard,
         reason,
     };
-    let allowed: &[&str] = match op {
-        InstanceOp::Terminate => &["running", "stopped"],
-        InstanceOp::Stop | InstanceOp::Reboot => &["running"],
-    };
-    if !allowed.contains(&info.state.as_str()) {
+    let allowed = op.acts_on();
+    if !allowed.contains(&info.state) {
+        let names: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
         return Err(exclude(
             Guard::InstanceState,
             format!(
                 "instance is {}; {op} acts only on {}",
                 info.state,
-                allowed.join(" or ")
+                names.join(" or ")
             ),
         ));
     }
@@ -119,14 +119,14 @@ pub fn select(
     oos: &[String],
     infos: &[InstanceInfo],
     op: InstanceOp,
-    limits: &Limits,
+    limits: &BlastRadius,
     now: DateTime<Utc>,
-) -> Selection {
+) -> TargetSelection {
     let registered = health.len();
     let in_service = health.iter().filter(|h| h.in_service()).count();
     let mut excluded = Vec::new();
     if (in_service as u64) < u64::from(limits.min_in_service) {
-        return Selection::Suppressed {
+        return TargetSelection::Suppressed {
             trip: GuardTrip::new(
                 Guard::MinInService,
                 format!(
@@ -165,7 +165,7 @@ pub fn select(
     });
     if eligible.is_empty() {
         let guard = excluded.first().map_or(Guard::InstanceState, |e| e.guard);
-        return Selection::Suppressed {
+        return TargetSelection::Suppressed {
             trip: GuardTrip::new(
                 guard,
                 format!(
@@ -181,7 +181,7 @@ pub fn select(
     let mut capped = Vec::new();
     let by_percent = (registered as u64 * u64::from(limits.max_percent) / 100) as usize;
     if by_percent == 0 {
-        return Selection::Suppressed {
+        return TargetSelection::Suppressed {
             trip: GuardTrip::new(
                 Guard::MaxPercent,
                 format!(
@@ -223,7 +223,7 @@ pub fn select(
         );
         eligible.truncate(max);
     }
-    Selection::Act {
+    TargetSelection::Act {
         targets: eligible
             .into_iter()
             .map(|i| i.instance_id.clone())
@@ -269,8 +269,8 @@ mod tests {
         (health, ids[..oos].to_vec(), infos)
     }
 
-    fn limits() -> Limits {
-        Limits {
+    fn limits() -> BlastRadius {
+        BlastRadius {
             max_instances: 10,
             max_percent: 100,
             min_in_service: 1,
@@ -282,17 +282,17 @@ mod tests {
         }
     }
 
-    fn targets(s: &Selection) -> Vec<String> {
+    fn targets(s: &TargetSelection) -> Vec<String> {
         match s {
-            Selection::Act { targets, .. } => targets.clone(),
-            Selection::Suppressed { .. } => vec![],
+            TargetSelection::Act { targets, .. } => targets.clone(),
+            TargetSelection::Suppressed { .. } => vec![],
         }
     }
 
-    fn suppressed_by(s: &Selection) -> Option<Guard> {
+    fn suppressed_by(s: &TargetSelection) -> Option<Guard> {
         match s {
-            Selection::Suppressed { trip, .. } => Some(trip.guard),
-            Selection::Act { .. } => None,
+            TargetSelection::Suppressed { trip, .. } => Some(trip.guard),
+            TargetSelection::Act { .. } => None,
         }
     }
 
@@ -315,13 +315,13 @@ mod tests {
     #[test]
     fn min_in_service_stops_everything() {
         let (h, oos, infos) = fleet(4, 3);
-        let l = Limits {
+        let l = BlastRadius {
             min_in_service: 2,
             ..limits()
         };
         let s = select(&h, &oos, &infos, InstanceOp::Terminate, &l, now());
         assert_eq!(suppressed_by(&s), Some(Guard::MinInService));
-        if let Selection::Suppressed { trip, .. } = s {
+        if let TargetSelection::Suppressed { trip, .. } = s {
             assert_eq!(trip.numbers["in_service"], 1);
             assert_eq!(trip.numbers["min_in_service"], 2);
         }
@@ -330,14 +330,14 @@ mod tests {
     #[test]
     fn max_instances_and_max_percent_cap() {
         let (h, oos, infos) = fleet(10, 4);
-        let l = Limits {
+        let l = BlastRadius {
             max_instances: 1,
             ..limits()
         };
         let s = select(&h, &oos, &infos, InstanceOp::Terminate, &l, now());
         // Oldest first: i-003 launched longest ago.
         assert_eq!(targets(&s), vec!["i-003"]);
-        let l = Limits {
+        let l = BlastRadius {
             max_percent: 20,
             ..limits()
         };
@@ -346,7 +346,7 @@ mod tests {
             2
         );
         let (h, oos, infos) = fleet(3, 1);
-        let l = Limits {
+        let l = BlastRadius {
             max_percent: 25,
             ..limits()
         };

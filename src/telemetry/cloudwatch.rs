@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::metrics;
-use crate::aws::{Datum, Metrics};
+use crate::aws::{Datum, MetricPublisher};
 
 /// Counter totals, to publish per-interval differences.
 #[derive(Default, Clone, Copy)]
@@ -39,7 +39,7 @@ fn totals() -> Snapshot {
 
 /// Puts `Heartbeat` and the last interval's counts every `every`.
 pub async fn publish(
-    sink: Arc<dyn Metrics>,
+    sink: Arc<dyn MetricPublisher>,
     queue: String,
     every: Duration,
     shutdown: CancellationToken,

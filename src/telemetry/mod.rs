@@ -1,10 +1,13 @@
 //! Metrics: what reflex counts, in one registry served in Prometheus text
 //! format ([`http`]) and partly published to CloudWatch ([`cloudwatch`]).
+//! Code outside telemetry records what happened through the event types
+//! of [`events`], which log and count together.
 //!
 //! Labels are low-cardinality on purpose: reason codes, rule names, action
 //! kinds, outcomes, guards, AWS operations — never message or instance ids.
 
 pub mod cloudwatch;
+pub mod events;
 pub mod http;
 
 use std::sync::OnceLock;
@@ -48,8 +51,8 @@ pub struct VersionLabel {
     pub version: String,
 }
 
-/// Every metric reflex keeps.
-pub struct Metrics {
+/// Every metric reflex keeps, registered in one Prometheus registry.
+pub struct MetricRegistry {
     pub registry: Registry,
     pub messages_received: Counter,
     pub messages_deleted: Counter,
@@ -81,9 +84,9 @@ pub struct Totals {
     pub actions_failed: Counter,
 }
 
-impl Metrics {
-    fn new() -> Metrics {
-        let mut m = Metrics {
+impl MetricRegistry {
+    fn new() -> MetricRegistry {
+        let mut m = MetricRegistry {
             messages_received: Counter::default(),
             messages_deleted: Counter::default(),
             messages_retried: Counter::default(),
@@ -264,11 +267,11 @@ impl Metrics {
     }
 }
 
-static METRICS: OnceLock<Metrics> = OnceLock::new();
+static METRICS: OnceLock<MetricRegistry> = OnceLock::new();
 
 /// The process's metrics.
-pub fn metrics() -> &'static Metrics {
-    METRICS.get_or_init(Metrics::new)
+pub fn metrics() -> &'static MetricRegistry {
+    METRICS.get_or_init(MetricRegistry::new)
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! The worker: polls, decodes, evaluates, guards, executes, disposes. The
 //! only place that sequences effects.
 //!
-//! - [`disposition`]: the pure decision of what happens to a message.
-//! - [`execute`]: running one planned action through its guards.
+//! What happens to each message is decided by the pure
+//! [`crate::disposition`]; the worker carries the decision out.
+//!
+//! - [`actions`]: running one planned action through its guards, one
+//!   module per action family.
 //! - This module: the receive loop, heartbeats, per-message handling and
 //!   shutdown.
 
-pub mod disposition;
-pub mod execute;
+pub mod actions;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -21,14 +23,21 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::audit::{AuditRecord, AuditSink, NoAudit};
 use crate::aws::dry_run::{DryRunInstances, DryRunLoadBalancers, DryRunMetrics, DryRunNotifier};
-use crate::aws::{Alarms, Instances, LoadBalancers, Metrics, Notifier, Queue, QueueMessage};
+use crate::aws::{
+    Alarms, Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage,
+};
+use crate::disposition::{decide, decide_poison, Backoff, Disposition, MessageOutcome};
 use crate::event::{decode_str, AlarmEvent, Poison, PoisonCode};
 use crate::outcome::ActionReport;
-use crate::plan::{evaluate_with, EvalOptions, Skipped};
+use crate::plan::{evaluate_with, EvalOptions};
 use crate::rules::{Rate, RuleSet};
 use crate::safety::state::StateStore;
-use crate::telemetry::{metrics, CodeLabel, RuleLabel};
-use disposition::{decide, decide_poison, Backoff, Disposition};
+use crate::telemetry::events::{
+    MessageDeadLettered, MessageDeleted, MessageRejected, MessageReleased, MessageRetried,
+    MessagesReceived, RuleMatched,
+};
+use crate::telemetry::metrics;
+use actions::ActionContext;
 
 /// The effects actions can have.
 #[derive(Clone)]
@@ -37,7 +46,7 @@ pub struct Effects {
     pub ec2: Arc<dyn Instances>,
     pub alarms: Arc<dyn Alarms>,
     pub sns: Arc<dyn Notifier>,
-    pub metrics: Arc<dyn Metrics>,
+    pub metrics: Arc<dyn MetricPublisher>,
 }
 
 impl Effects {
@@ -53,8 +62,8 @@ impl Effects {
     }
 }
 
-/// The worker's settings (from [`crate::config::Config`]).
-#[derive(Debug, Clone)]
+/// The worker's settings (the `config` layer builds them from `reflex.toml`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub trusted_topic_arns: Vec<String>,
     pub dry_run: bool,
@@ -69,42 +78,62 @@ pub struct Settings {
     pub instance_changes: Rate,
 }
 
-impl Default for Settings {
-    /// What a `reflex.toml` without any key gives.
-    fn default() -> Self {
-        use crate::config::{Config, ConfigSpec, Overrides};
-        let file = crate::rules::source::SourceFile::new(
-            std::path::Path::new("<defaults>"),
-            String::new(),
-        );
-        let urls = Overrides {
-            queue_url: Some(String::new()),
-            dead_letter_queue_url: Some(String::new()),
-            ..Overrides::default()
-        };
-        let config = Config::from_spec(ConfigSpec::default(), &file, urls)
-            .expect("the built-in defaults are valid");
-        Settings::from(&config)
-    }
+/// The default of each setting: what a `reflex.toml` without the key gives.
+/// `config` takes its defaults from here, so the two cannot drift.
+pub mod defaults {
+    use std::num::NonZeroU32;
+    use std::time::Duration;
+
+    use crate::rules::Rate;
+
+    /// Alarms whose state changed longer ago are ignored (`max_event_age`).
+    pub const MAX_EVENT_AGE: Duration = Duration::from_secs(15 * 60);
+    /// Parallel long-polling loops (`receive.pollers`).
+    pub const POLLERS: u32 = 1;
+    /// Most messages being worked on at once (`receive.max_in_flight`).
+    pub const MAX_IN_FLIGHT: u32 = 10;
+    /// Long-poll wait (`receive.wait`).
+    pub const WAIT: Duration = Duration::from_secs(20);
+    /// Visibility timeout requested on receive (`receive.visibility_timeout`).
+    pub const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Visibility extension period: a third of the visibility timeout
+    /// (`receive.heartbeat`).
+    pub const HEARTBEAT: Duration = Duration::from_secs(VISIBILITY_TIMEOUT.as_secs() / 3);
+    /// First retry backoff (`retry.base`).
+    pub const RETRY_BASE: Duration = Duration::from_secs(10);
+    /// Longest retry backoff (`retry.max`).
+    pub const RETRY_MAX: Duration = Duration::from_secs(15 * 60);
+    /// Instances changed across all rules (`limits.instance_changes`):
+    /// 20 an hour.
+    pub const INSTANCE_CHANGES: Rate = Rate {
+        count: NonZeroU32::MIN.saturating_add(19),
+        per: Duration::from_secs(3600),
+    };
 }
 
-impl From<&crate::config::Config> for Settings {
-    fn from(c: &crate::config::Config) -> Self {
-        Settings {
-            trusted_topic_arns: c.trusted_topic_arns.clone(),
-            dry_run: c.dry_run,
-            max_event_age: c.max_event_age,
-            pollers: c.pollers.get(),
-            max_in_flight: c.max_in_flight.get(),
-            wait: c.wait,
-            visibility_timeout: c.visibility_timeout,
-            heartbeat: c.heartbeat,
-            backoff: Backoff {
-                base: c.retry_base,
-                max: c.retry_max,
-            },
-            instance_changes: c.instance_changes,
-        }
+impl Settings {
+    /// Every setting at its default; no trusted topics, dry run off.
+    pub const DEFAULT: Settings = Settings {
+        trusted_topic_arns: Vec::new(),
+        dry_run: false,
+        max_event_age: defaults::MAX_EVENT_AGE,
+        pollers: defaults::POLLERS,
+        max_in_flight: defaults::MAX_IN_FLIGHT,
+        wait: defaults::WAIT,
+        visibility_timeout: defaults::VISIBILITY_TIMEOUT,
+        heartbeat: defaults::HEARTBEAT,
+        backoff: Backoff {
+            base: defaults::RETRY_BASE,
+            max: defaults::RETRY_MAX,
+        },
+        instance_changes: defaults::INSTANCE_CHANGES,
+    };
+}
+
+impl Default for Settings {
+    /// What a `reflex.toml` without any key gives: [`Settings::DEFAULT`].
+    fn default() -> Self {
+        Settings::DEFAULT
     }
 }
 
@@ -140,21 +169,10 @@ pub struct Worker {
     pub clock: Clock,
     /// Where audit records go (none unless the daemon sets a sink).
     pub audit: Arc<dyn AuditSink>,
-}
-
-/// What handling one message produced.
-#[derive(Debug)]
-pub struct Handled {
-    pub event: Option<AlarmEvent>,
-    pub reports: Vec<ActionReport>,
-    pub disposition: Disposition,
-    /// The version of the rules it was evaluated under (none if it was
-    /// not decoded).
-    pub rules_version: Option<String>,
-    /// The rules that matched and acted, and those that matched but were
-    /// skipped.
-    pub matched: Vec<String>,
-    pub skipped: Vec<Skipped>,
+    /// When the process started: the first receive logs the time since, the
+    /// start-up time. [`Worker::new`] sets it to now; the daemon passes the
+    /// instant `main` began.
+    pub process_started: Instant,
 }
 
 impl Worker {
@@ -178,6 +196,7 @@ impl Worker {
             settings,
             clock: Arc::new(Utc::now),
             audit: Arc::new(NoAudit),
+            process_started: Instant::now(),
         }
     }
 
@@ -228,7 +247,7 @@ impl Worker {
                 first_receive = false;
                 info!(
                     poller,
-                    since_start_ms = crate::daemon::since_process_start().as_millis() as u64,
+                    since_start_ms = self.process_started.elapsed().as_millis() as u64,
                     "Sending the first ReceiveMessage."
                 );
             }
@@ -239,7 +258,7 @@ impl Worker {
             let messages = match received {
                 Ok(m) => {
                     failures = 0;
-                    metrics().messages_received.inc_by(m.len() as u64);
+                    MessagesReceived { count: m.len() }.emit();
                     m
                 }
                 Err(error) => {
@@ -269,7 +288,7 @@ impl Worker {
     }
 
     /// Handles one message start to finish: heartbeat, decide, dispose.
-    pub async fn process(&self, msg: QueueMessage, shutdown: &CancellationToken) -> Handled {
+    pub async fn process(&self, msg: QueueMessage, shutdown: &CancellationToken) -> MessageOutcome {
         let span = info_span!(
             "message",
             sqs_message_id = %msg.message_id,
@@ -335,35 +354,19 @@ impl Worker {
 
     /// Decides what happens to a message, running its actions. Pure of
     /// queue effects: [`dispose`](Self::dispose) carries the decision out.
-    pub async fn handle(&self, msg: &QueueMessage, shutdown: &CancellationToken) -> Handled {
+    pub async fn handle(&self, msg: &QueueMessage, shutdown: &CancellationToken) -> MessageOutcome {
         if shutdown.is_cancelled() {
-            return Handled {
-                event: None,
-                reports: vec![],
-                disposition: Disposition::Release,
-                rules_version: None,
-                matched: vec![],
-                skipped: vec![],
-            };
+            return MessageOutcome::unevaluated(Disposition::Release);
         }
         let event = match decode_str(&msg.body).and_then(|e| self.check_trusted(e)) {
             Ok(e) => e,
             Err(poison) => {
-                warn!(code = poison.code.as_str(), reason = %poison.reason, "Poison message; sending it to the dead-letter queue.");
-                metrics()
-                    .decode_failures
-                    .get_or_create(&CodeLabel {
-                        code: poison.code.as_str().to_string(),
-                    })
-                    .inc();
-                return Handled {
-                    event: None,
-                    reports: vec![],
-                    disposition: decide_poison(&poison),
-                    rules_version: None,
-                    matched: vec![],
-                    skipped: vec![],
-                };
+                MessageRejected {
+                    code: poison.code.as_str(),
+                    reason: &poison.reason,
+                }
+                .emit();
+                return MessageOutcome::unevaluated(decide_poison(&poison));
             }
         };
         let span = tracing::Span::current();
@@ -391,24 +394,17 @@ impl Worker {
         }
         let mut reports: Vec<ActionReport> = Vec::new();
         for m in &plan.matches {
-            metrics()
-                .rule_matches
-                .get_or_create(&RuleLabel {
-                    rule: m.rule.name.clone(),
-                })
-                .inc();
+            RuleMatched { rule: &m.rule.name }.emit();
             let mut rule_rate_checked = None;
             for (index, action) in m.actions.iter().enumerate() {
+                let ctx = ActionContext {
+                    event: &event,
+                    matched: m,
+                    earlier: &reports,
+                    shutdown,
+                };
                 let report = self
-                    .execute(
-                        &event,
-                        m,
-                        index,
-                        action,
-                        &mut rule_rate_checked,
-                        &reports,
-                        shutdown,
-                    )
+                    .execute(&ctx, index, action, &mut rule_rate_checked)
                     .await;
                 // Recorded the moment it finishes: a crash later in this
                 // message cannot lose it.
@@ -424,7 +420,7 @@ impl Worker {
             }
         }
         let disposition = decide(&reports, msg.receive_count, self.settings.backoff);
-        Handled {
+        MessageOutcome {
             event: Some(event),
             reports,
             disposition,
@@ -447,13 +443,11 @@ impl Worker {
 
     /// Carries a disposition out. A message is deleted only after its
     /// outcome is logged, and dead-lettered only if the DLQ send succeeded.
-    pub async fn dispose(&self, msg: &QueueMessage, handled: &Handled) {
+    pub async fn dispose(&self, msg: &QueueMessage, handled: &MessageOutcome) {
         let receipt = &msg.receipt_handle;
         match &handled.disposition {
             Disposition::Ack => match self.queue.delete(receipt).await {
-                Ok(()) => {
-                    metrics().messages_deleted.inc();
-                }
+                Ok(()) => MessageDeleted.emit(),
                 // The message comes back; its finished actions are
                 // remembered, so it will not act twice.
                 Err(error) => {
@@ -461,32 +455,28 @@ impl Worker {
                 }
             },
             Disposition::Retry { after } => {
-                info!(
-                    retry_in_s = after.as_secs(),
-                    "Leaving the message on the queue for a retry."
-                );
-                metrics().messages_retried.inc();
+                MessageRetried { after: *after }.emit();
                 if let Err(error) = self.queue.change_visibility(receipt, *after).await {
                     warn!(%error, "ChangeMessageVisibility failed; the message returns when its visibility times out.");
                 }
             }
             Disposition::Release => {
-                info!("Shutting down: releasing the message untouched.");
-                metrics().messages_released.inc();
+                MessageReleased.emit();
                 if let Err(error) = self.queue.change_visibility(receipt, Duration::ZERO).await {
                     warn!(%error, "Could not release the message; it returns when its visibility times out.");
                 }
             }
             Disposition::DeadLetter { code, reason } => {
-                let attributes = dead_letter_attributes(msg, code, reason, self.queue.url());
+                let attributes = dead_letter_attributes(msg, *code, reason, self.queue.url());
                 match self.dead_letters.send(&msg.body, &attributes).await {
                     Ok(dlq_message_id) => {
-                        info!(code = %code, %dlq_message_id, "Message sent to the dead-letter queue.");
-                        metrics().dead_lettered(code);
+                        MessageDeadLettered {
+                            code: code.as_str(),
+                            dlq_message_id: &dlq_message_id,
+                        }
+                        .emit();
                         match self.queue.delete(receipt).await {
-                            Ok(()) => {
-                                metrics().messages_deleted.inc();
-                            }
+                            Ok(()) => MessageDeleted.emit(),
                             Err(error) => {
                                 error!(%error, "DeleteMessage failed after dead-lettering; the message will be redelivered.")
                             }
@@ -505,12 +495,12 @@ impl Worker {
     }
 }
 
-/// Counts a handled message's actions and timings.
-fn record_metrics(handled: &Handled, own_us: u64, now: DateTime<Utc>) {
+/// Records a handled message's timings (its actions were counted as
+/// they finished).
+fn record_metrics(handled: &MessageOutcome, own_us: u64, now: DateTime<Utc>) {
     let m = metrics();
     m.processing_seconds.observe(own_us as f64 / 1e6);
     for report in &handled.reports {
-        m.action(report);
         if let (crate::outcome::Outcome::Done, Some(event)) = (&report.outcome, &handled.event) {
             let ms = now
                 .signed_duration_since(event.state_change_time)
@@ -520,33 +510,21 @@ fn record_metrics(handled: &Handled, own_us: u64, now: DateTime<Utc>) {
     }
 }
 
-/// The message attributes a dead-lettered message carries.
+/// The message attributes a dead-lettered message carries (the contract
+/// is [`crate::dead_letter::DeadLetterAttributes`]; `reflex dlq` reads it back).
 pub fn dead_letter_attributes(
     msg: &QueueMessage,
-    code: &str,
+    code: crate::dead_letter::DeadLetterCode,
     reason: &str,
     source_queue: &str,
 ) -> BTreeMap<String, String> {
-    let mut reason = reason.to_string();
-    if reason.len() > 1024 {
-        let mut cut = 1024;
-        while !reason.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        reason.truncate(cut);
-    }
-    let mut a = BTreeMap::from([
-        ("ReasonCode".to_string(), code.to_string()),
-        ("ReasonText".to_string(), reason),
-        ("OriginalMessageId".to_string(), msg.message_id.clone()),
-        ("ReceiveCount".to_string(), msg.receive_count.to_string()),
-        ("SourceQueueUrl".to_string(), source_queue.to_string()),
-    ]);
-    if let Some(t) = msg.first_received_at.or(msg.sent_at) {
-        a.insert(
-            "FirstReceivedAt".to_string(),
-            crate::event::format_millis(&t),
-        );
-    }
-    a
+    crate::dead_letter::DeadLetterAttributes::new(
+        code,
+        reason,
+        &msg.message_id,
+        msg.receive_count,
+        source_queue,
+        msg.first_received_at.or(msg.sent_at),
+    )
+    .to_attributes()
 }

@@ -1,9 +1,45 @@
-//! The one outcome of a message, decided by a pure function of what happened.
+//! The one outcome of a message, decided by a pure function of what happened,
+//! and the record of everything handling that message produced.
 
 use std::time::Duration;
 
-use crate::event::Poison;
+use crate::dead_letter::DeadLetterCode;
+use crate::event::{AlarmEvent, Poison};
 use crate::outcome::{ActionReport, Outcome};
+use crate::plan::Skipped;
+
+/// What handling one message produced: the event it announced, each action's
+/// report, and the disposition decided from them. The worker returns it; the
+/// audit trail and the metrics are written from it.
+#[derive(Debug)]
+pub struct MessageOutcome {
+    /// `None` if the message did not decode (poison) or was released unread.
+    pub event: Option<AlarmEvent>,
+    pub reports: Vec<ActionReport>,
+    pub disposition: Disposition,
+    /// The version of the rules it was evaluated under (none if it was
+    /// not decoded).
+    pub rules_version: Option<String>,
+    /// The rules that matched and acted, and those that matched but were
+    /// skipped.
+    pub matched: Vec<String>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl MessageOutcome {
+    /// A message that was not evaluated (poison, or released on shutdown):
+    /// no event, no actions, just the disposition.
+    pub fn unevaluated(disposition: Disposition) -> MessageOutcome {
+        MessageOutcome {
+            event: None,
+            reports: vec![],
+            disposition,
+            rules_version: None,
+            matched: vec![],
+            skipped: vec![],
+        }
+    }
+}
 
 /// What to do with a message once it has been handled.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,7 +50,10 @@ pub enum Disposition {
     /// queue's redrive policy moves it to the DLQ after its last receive.
     Retry { after: Duration },
     /// Send it to the DLQ with this reason, then delete it.
-    DeadLetter { code: String, reason: String },
+    DeadLetter {
+        code: DeadLetterCode,
+        reason: String,
+    },
     /// Make it visible again at once, untouched (shutdown).
     Release,
 }
@@ -47,7 +86,7 @@ impl Backoff {
 /// Decides a poison message.
 pub fn decide_poison(poison: &Poison) -> Disposition {
     Disposition::DeadLetter {
-        code: poison.code.as_str().to_string(),
+        code: DeadLetterCode::Poison(poison.code),
         reason: poison.reason.clone(),
     }
 }
@@ -88,7 +127,7 @@ pub fn decide(reports: &[ActionReport], receive_count: u32, backoff: Backoff) ->
         .collect();
     if !permanent.is_empty() {
         return Disposition::DeadLetter {
-            code: "action_failed".to_string(),
+            code: DeadLetterCode::ActionFailed,
             reason: permanent.join("; "),
         };
     }

@@ -1,0 +1,167 @@
+//! `reflex run`: its arguments, and how a start-up failure is shown and
+//! mapped to an exit code. The daemon itself is [`crate::daemon`].
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use tracing::error;
+
+use super::{exit, LogFormat};
+use crate::config::Overrides;
+use crate::daemon::StartupError;
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The configuration file. Without it, everything comes from flags and
+    /// the environment.
+    #[arg(long, value_name = "FILE", env = "REFLEX_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The alarm queue's URL (overrides `queue_url`).
+    #[arg(long, env = "REFLEX_QUEUE_URL")]
+    pub queue_url: Option<String>,
+    /// The dead-letter queue's URL (overrides `dead_letter_queue_url`).
+    #[arg(long = "dlq-url", env = "REFLEX_DLQ_URL")]
+    pub dead_letter_queue_url: Option<String>,
+    /// The rules directory (overrides `rules_dir`).
+    #[arg(long = "rules", env = "REFLEX_RULES_DIR")]
+    pub rules_dir: Option<PathBuf>,
+    /// A trusted SNS topic ARN (repeatable; the environment variable takes a
+    /// comma-separated list). Added to `trusted_topic_arns`.
+    #[arg(
+        long = "trusted-topic-arn",
+        env = "REFLEX_TRUSTED_TOPIC_ARNS",
+        value_delimiter = ','
+    )]
+    pub trusted_topic_arns: Vec<String>,
+    /// Global dry run: read everything, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Address for /metrics, /healthz and /readyz, or `off` (overrides
+    /// `metrics.listen`; port 0 picks a free port, logged at start-up).
+    #[arg(long, env = "REFLEX_METRICS_LISTEN", value_name = "ADDR|off")]
+    pub metrics_listen: Option<String>,
+}
+
+impl RunArgs {
+    /// The `reflex.toml` to read (if any), and the flags and environment that
+    /// override it.
+    pub fn into_parts(self) -> (Option<PathBuf>, Overrides) {
+        let overrides = Overrides {
+            queue_url: self.queue_url,
+            dead_letter_queue_url: self.dead_letter_queue_url,
+            rules_dir: self.rules_dir,
+            trusted_topic_arns: self.trusted_topic_arns,
+            dry_run: self.dry_run,
+            metrics_listen: self.metrics_listen,
+            state: crate::state::config::StateOverrides::from_env(),
+        };
+        (self.config, overrides)
+    }
+}
+
+/// Runs the daemon until a shutdown signal; `started` is when the process
+/// began.
+pub async fn run(args: RunArgs, started: Instant) -> Result<(), StartupError> {
+    let (config, overrides) = args.into_parts();
+    crate::daemon::run(config, overrides, started).await
+}
+
+/// The exit code of a start-up failure: every one is a usage, config or
+/// rule-load error to the tools that run reflex.
+pub fn exit_code(error: &StartupError) -> u8 {
+    match error {
+        StartupError::Config(_)
+        | StartupError::Rules { .. }
+        | StartupError::AuditFile { .. }
+        | StartupError::MetricsListener { .. }
+        | StartupError::Runtime(_) => exit::USAGE,
+    }
+}
+
+/// Shows a start-up failure once. In text, each located problem is a plain
+/// `file:line:col: message` line on stderr (as `reflex check` prints them),
+/// then one `error: …` line; in JSON, each is one log event, so stderr stays
+/// one JSON object per line.
+pub fn report(error: &StartupError, format: LogFormat) {
+    match format {
+        LogFormat::Text => {
+            for problem in error.located() {
+                eprintln!("{problem}");
+            }
+            eprintln!("error: {error}");
+        }
+        LogFormat::Json => {
+            let what = match error {
+                StartupError::Config(_) => "Invalid configuration.",
+                _ => "Invalid rule.",
+            };
+            for problem in error.located() {
+                error!(problem = %problem, "{what}");
+            }
+            error!(error = %error, "reflex cannot start.");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn run_arguments_become_overrides() {
+        let cli = crate::cli::Cli::try_parse_from([
+            "reflex",
+            "run",
+            "--config",
+            "r.toml",
+            "--queue-url",
+            "q",
+            "--dlq-url",
+            "d",
+            "--trusted-topic-arn",
+            "a,b",
+            "--dry-run",
+            "--metrics-listen",
+            "off",
+            "--rules",
+            "my-rules",
+        ])
+        .expect("parses");
+        let crate::cli::Command::Run(args) = cli.command else {
+            panic!("not `run`: {:?}", cli.command)
+        };
+        let (config, o) = args.into_parts();
+        assert_eq!(config, Some(PathBuf::from("r.toml")));
+        assert_eq!(o.queue_url.as_deref(), Some("q"));
+        assert_eq!(o.dead_letter_queue_url.as_deref(), Some("d"));
+        assert_eq!(o.trusted_topic_arns, vec!["a", "b"]);
+        assert!(o.dry_run);
+        assert_eq!(o.metrics_listen.as_deref(), Some("off"));
+        assert_eq!(o.rules_dir, Some(PathBuf::from("my-rules")));
+    }
+
+    #[test]
+    fn every_start_up_failure_is_a_usage_error() {
+        let io = || std::io::Error::other("boom");
+        for e in [
+            StartupError::Config(vec![]),
+            StartupError::Rules {
+                rules_dir: "rules".into(),
+                errors: vec![],
+            },
+            StartupError::AuditFile {
+                path: "a.jsonl".into(),
+                source: io(),
+            },
+            StartupError::MetricsListener {
+                addr: "127.0.0.1:9464".parse().expect("address"),
+                source: io(),
+            },
+            StartupError::Runtime(io()),
+        ] {
+            assert_eq!(exit_code(&e), exit::USAGE, "{e}");
+        }
+    }
+}

@@ -1,0 +1,645 @@
+//! Running one planned action: dedup claim, cooldown, rates, the reads that
+//! find targets, the blast-radius guards, and finally the change — in that
+//! order, so a guard always sees the numbers before anything is touched.
+//!
+//! This module runs what every action shares (claim, per-target lock,
+//! cooldown, rule rate, escalation, the report); each action family has a
+//! module of its own:
+//!
+//! - [`pool`]: the OutOfService instances of a classic ELB — terminate or
+//!   deregister them.
+//! - [`instance`]: one instance named by the event — reboot, stop,
+//!   terminate.
+//! - [`notify`]: publish to SNS; also the escalation sent when a guard
+//!   stops an action, and the footer both carry.
+//! - [`metric`]: put one CloudWatch data point.
+//!
+//! # Adding an action kind
+//!
+//! A new kind touches these places; the tests named fail if one is missed.
+//!
+//! 1. **Spec**: a variant of [`ActionKind`](crate::rules::ActionKind) in
+//!    `src/rules/spec.rs` (with `ALL`, `as_str`, `params`,
+//!    `is_destructive`), and of [`Action`] in `src/rules/action.rs`
+//!    (`kind`, `map`, `target`...).
+//! 2. **Compile**: `src/rules/compile.rs` builds it from the rule file.
+//! 3. **Execute**: a family module here (or a new one), dispatched from
+//!    `guarded` below; `escalation_topic` if it can be held back.
+//! 4. **IAM**: `actions_for` in `src/iam.rs` lists the API calls it makes
+//!    (`tests::every_action_kind_has_iam_actions_and_a_schema_branch`).
+//! 5. **Terraform**: the daemon role's policy in `infra/terraform/iam.tf`
+//!    and its table in `infra/terraform/README.md` (`tests/terraform.rs`
+//!    compares them with `iam::all_actions`).
+//! 6. **Schema**: `schema/reflex-rules.schema.json`, regenerated with
+//!    `reflex schema` (checked by the same test and by
+//!    `tests/cli_offline.rs`).
+//! 7. **Example rule**: a file in `rules/` (loaded by
+//!    `tests/example_rules.rs`), and the README's action table.
+//! 8. **Effects**: a new AWS operation goes through `call` in
+//!    `src/aws/sdk.rs`, so it is counted (`tests/aws_calls.rs`).
+
+mod instance;
+mod metric;
+mod notify;
+mod pool;
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Effects, Worker};
+use crate::aws::AwsError;
+use crate::event::AlarmEvent;
+use crate::fleet::InstanceOp;
+use crate::outcome::{ActionReport, Outcome};
+use crate::plan::RuleMatch;
+use crate::rules::limits::format_duration;
+use crate::rules::{Action, PlannedAction};
+use crate::safety::blast_radius::Excluded;
+use crate::safety::state::{Claim, RateLimited};
+use crate::safety::{Guard, GuardTrip};
+use crate::telemetry::events;
+
+pub use notify::footer;
+
+/// What one message's actions share: the event, the rule match, what ran
+/// before, and the shutdown signal.
+pub struct ActionContext<'a> {
+    pub event: &'a AlarmEvent,
+    pub matched: &'a RuleMatch,
+    /// The reports of the actions already run for this message, in order.
+    pub earlier: &'a [ActionReport],
+    pub shutdown: &'a CancellationToken,
+}
+
+/// One action's run: its context, the worker's state and the effects
+/// (live or dry-run) it acts through. Handed to each family.
+struct Run<'a> {
+    worker: &'a Worker,
+    ctx: &'a ActionContext<'a>,
+    effects: &'a Effects,
+}
+
+impl Run<'_> {
+    fn dry_run(&self) -> bool {
+        self.ctx.matched.dry_run
+    }
+
+    fn rules_version(&self) -> String {
+        self.worker.rules.borrow().version().to_string()
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        (self.worker.clock)()
+    }
+
+    /// Takes `n` instance changes from the global budget (not in dry runs).
+    fn take_global(&self, n: usize) -> Result<(), GuardTrip> {
+        if self.dry_run() {
+            return Ok(());
+        }
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.worker
+            .state
+            .take(
+                "global instance changes",
+                self.worker.settings.instance_changes,
+                n,
+            )
+            .map_err(|l| rate_trip(Guard::GlobalRate, "the global instance-change limit", &l))
+    }
+
+    /// The outcome of a change that went through.
+    fn done(&self) -> Outcome {
+        if self.dry_run() {
+            Outcome::DryRun
+        } else {
+            Outcome::Done
+        }
+    }
+}
+
+/// What an action found out before its outcome was known.
+#[derive(Default)]
+struct Findings {
+    targets: Vec<String>,
+    capped: Vec<GuardTrip>,
+    excluded: Vec<Excluded>,
+    request_ids: Vec<String>,
+    /// Time spent waiting for AWS, and in `confirm_after` waits: what is
+    /// not reflex's own processing.
+    aws: Duration,
+    waited: Duration,
+}
+
+impl Findings {
+    fn request(&mut self, id: Option<String>) {
+        self.request_ids.extend(id);
+    }
+
+    /// Awaits an AWS call, adding its time to `aws`.
+    async fn aws<T>(&mut self, call: impl std::future::Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = call.await;
+        self.aws += started.elapsed();
+        out
+    }
+
+    /// The outcome of a change call: done (its request id kept) or failed.
+    fn changed(&mut self, run: &Run<'_>, result: Result<Option<String>, AwsError>) -> Outcome {
+        match result {
+            Ok(id) => {
+                self.request(id);
+                run.done()
+            }
+            Err(e) => failed(&e),
+        }
+    }
+}
+
+fn failed(e: &AwsError) -> Outcome {
+    Outcome::Failed {
+        transient: e.transient,
+        error: e.to_string(),
+    }
+}
+
+fn rate_trip(guard: Guard, bucket: &str, limited: &RateLimited) -> GuardTrip {
+    let detail = match limited.retry_after {
+        Some(after) => format!(
+            "{bucket} allows {}; next allowed in {}",
+            limited.rate,
+            format_duration(Duration::from_secs(after.as_secs().max(1)))
+        ),
+        None => format!(
+            "{bucket} allows {}, and {} were asked for at once",
+            limited.rate, limited.requested
+        ),
+    };
+    GuardTrip::new(guard, detail)
+        .with("requested", limited.requested)
+        .with("rate_count", limited.rate.count.get())
+        .with("rate_period_s", limited.rate.per.as_secs())
+}
+
+impl Worker {
+    /// Runs action `index` of the match and reports what happened. Never
+    /// panics, never returns early without a report. `rule_rate` caches
+    /// the rule's rate decision across the match's actions.
+    pub(super) async fn execute(
+        &self,
+        ctx: &ActionContext<'_>,
+        index: usize,
+        action: &PlannedAction,
+        rule_rate: &mut Option<Option<GuardTrip>>,
+    ) -> ActionReport {
+        let started = Instant::now();
+        let (event, m) = (ctx.event, ctx.matched);
+        let rule = &m.rule.name;
+        let target = action.target();
+        let claim_key = format!("{}#{rule}#{index}", event.transition_key());
+        let run = Run {
+            worker: self,
+            ctx,
+            effects: if m.dry_run { &self.dry } else { &self.live },
+        };
+        let mut findings = Findings::default();
+        // A rule's actions run in order. When another delivery of this
+        // transition holds an earlier one (Busy), this one must not run
+        // ahead of it: it waits for the retry, unclaimed.
+        let earlier_busy = ctx
+            .earlier
+            .iter()
+            .any(|r| r.rule == *rule && r.outcome == Outcome::Busy);
+        let claim = if earlier_busy {
+            Claim::InProgress
+        } else {
+            self.state.claim(&claim_key)
+        };
+        let outcome = match claim {
+            Claim::Done => Outcome::Duplicate,
+            Claim::InProgress => Outcome::Busy,
+            Claim::New => {
+                // Actions on one target run one at a time.
+                let _guard = self.locks.lock(&target).await;
+                let outcome = if ctx.shutdown.is_cancelled() {
+                    Outcome::Aborted
+                } else {
+                    guarded(&run, action, &target, rule_rate, &mut findings).await
+                };
+                self.state.finish(&claim_key, outcome.is_final());
+                outcome
+            }
+        };
+        let mut report = ActionReport {
+            rule: rule.clone(),
+            action_index: index,
+            kind: action.kind(),
+            target,
+            targets: findings.targets,
+            outcome,
+            capped: findings.capped,
+            excluded: findings.excluded,
+            request_ids: findings.request_ids,
+            duration_ms: started.elapsed().as_millis() as u64,
+            aws_us: findings.aws.as_micros() as u64,
+            waited_us: findings.waited.as_micros() as u64,
+            escalation_message_id: None,
+        };
+        if let (Outcome::Suppressed { .. }, Some(topic)) =
+            (&report.outcome, escalation_topic(action))
+        {
+            report.escalation_message_id = notify::escalate(&run, &report, topic).await;
+        }
+        events::action_reported(&report, m.dry_run);
+        report
+    }
+}
+
+/// Cooldown and rule rate, then the action's family.
+async fn guarded(
+    run: &Run<'_>,
+    action: &PlannedAction,
+    target: &str,
+    rule_rate: &mut Option<Option<GuardTrip>>,
+    findings: &mut Findings,
+) -> Outcome {
+    let m = run.ctx.matched;
+    let rule = &m.rule;
+    let state = &run.worker.state;
+    if let Some(left) = state.cooldown_remaining(&rule.name, target) {
+        return Outcome::suppressed(
+            GuardTrip::new(
+                Guard::Cooldown,
+                format!(
+                    "{} acted on {target} recently; cooldown ends in {}",
+                    rule.name,
+                    format_duration(Duration::from_secs(left.as_secs().max(1)))
+                ),
+            )
+            .with("remaining_s", left.as_secs()),
+        );
+    }
+    // The rule's rate counts executions of the rule, once per message.
+    if !m.dry_run {
+        let trip = rule_rate.get_or_insert_with(|| {
+            let rate = rule.limits.rate?;
+            let bucket = format!("rule {}", rule.name);
+            state
+                .take(&bucket, rate, 1)
+                .err()
+                .map(|l| rate_trip(Guard::RuleRate, &bucket, &l))
+        });
+        if let Some(trip) = trip {
+            return Outcome::suppressed(trip.clone());
+        }
+    }
+    let outcome = match action {
+        Action::TerminateOutOfService(o) => pool::out_of_service(run, o, false, findings).await,
+        Action::DeregisterOutOfService(o) => pool::out_of_service(run, o, true, findings).await,
+        Action::RebootInstance(o) => {
+            instance::on_instance(run, o, InstanceOp::Reboot, findings).await
+        }
+        Action::StopInstance(o) => instance::on_instance(run, o, InstanceOp::Stop, findings).await,
+        Action::TerminateInstance(o) => {
+            instance::on_instance(run, o, InstanceOp::Terminate, findings).await
+        }
+        Action::Notify(n) => notify::notify(run, n, findings).await,
+        Action::PutMetric(p) => metric::put_metric(run, p, findings).await,
+    };
+    if outcome == Outcome::Done {
+        if let Some(cooldown) = rule.limits.cooldown {
+            state.start_cooldown(&rule.name, target, cooldown);
+        }
+    }
+    outcome
+}
+
+/// Where to say that a guard held the action back, if anywhere.
+fn escalation_topic(action: &PlannedAction) -> Option<&str> {
+    match action {
+        Action::TerminateOutOfService(o) | Action::DeregisterOutOfService(o) => {
+            o.escalate_topic_arn.as_deref()
+        }
+        Action::RebootInstance(o) | Action::StopInstance(o) | Action::TerminateInstance(o) => {
+            o.escalate_topic_arn.as_deref()
+        }
+        Action::Notify(_) | Action::PutMetric(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use chrono::{DateTime, Utc};
+    use tokio::sync::watch;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::aws::fake::FakeAws;
+    use crate::aws::QueueMessage;
+    use crate::disposition::Disposition;
+    use crate::event::decode_str;
+    use crate::outcome::Outcome;
+    use crate::rules::ActionKind;
+    use crate::safety::state::{Claim, MemoryStore, StateStore};
+    use crate::worker::{Effects, Settings, Worker};
+
+    const RULE: &str = r#"
+[[rule]]
+name = "act-then-tell"
+[rule.match]
+alarm_name = "web-unhealthy"
+[[rule.actions]]
+type = "notify"
+topic_arn = "arn:aws:sns:us-east-1:123456789012:first"
+subject = "first"
+message = "first"
+[[rule.actions]]
+type = "notify"
+topic_arn = "arn:aws:sns:us-east-1:123456789012:then"
+subject = "then"
+message = "then"
+"#;
+
+    const BODY: &str = r#"{"AlarmName":"web-unhealthy","AlarmArn":"arn:aws:cloudwatch:us-east-1:123456789012:alarm:web-unhealthy","AWSAccountId":"123456789012","NewStateValue":"ALARM","OldStateValue":"OK","NewStateReason":"r","StateChangeTime":"2026-01-12T16:30:42.236+0000","Region":"US East (N. Virginia)","Trigger":{"MetricName":"UnHealthyHostCount","Namespace":"AWS/ELB","Dimensions":[{"name":"LoadBalancerName","value":"web"}],"Threshold":1.0}}"#;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-12T16:31:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn message(id: &str) -> QueueMessage {
+        QueueMessage {
+            message_id: id.to_string(),
+            receipt_handle: format!("rh-{id}"),
+            body: BODY.to_string(),
+            receive_count: 1,
+            sent_at: None,
+            first_received_at: None,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    /// Every kind, by an exhaustive match: a new variant of `ActionKind`
+    /// does not compile here until it is added, and then the test below
+    /// checks it is in `ALL`, the IAM mapping and both schemas.
+    fn every_kind() -> Vec<ActionKind> {
+        let listed = |k: ActionKind| match k {
+            ActionKind::TerminateOutOfService
+            | ActionKind::DeregisterOutOfService
+            | ActionKind::RebootInstance
+            | ActionKind::StopInstance
+            | ActionKind::TerminateInstance
+            | ActionKind::Notify
+            | ActionKind::PutMetric => k,
+        };
+        vec![
+            listed(ActionKind::TerminateOutOfService),
+            listed(ActionKind::DeregisterOutOfService),
+            listed(ActionKind::RebootInstance),
+            listed(ActionKind::StopInstance),
+            listed(ActionKind::TerminateInstance),
+            listed(ActionKind::Notify),
+            listed(ActionKind::PutMetric),
+        ]
+    }
+
+    /// The `allOf` branches of `ActionSpec` in a rule schema, by kind.
+    fn schema_branches(schema: &serde_json::Value) -> Vec<String> {
+        schema
+            .pointer("/definitions/ActionSpec/allOf")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b.pointer("/if/properties/type/const")?.as_str())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn every_action_kind_has_iam_actions_and_a_schema_branch() {
+        let shipped: serde_json::Value =
+            serde_json::from_str(include_str!("../../../schema/reflex-rules.schema.json"))
+                .unwrap_or_else(|e| panic!("schema/reflex-rules.schema.json is not JSON: {e}"));
+        let generated = crate::schema::rule_schema();
+        let granted =
+            crate::iam::granted_actions(&crate::iam::policy(None, &crate::iam::Scope::default()));
+        for kind in every_kind() {
+            assert!(
+                ActionKind::ALL.contains(&kind),
+                "{kind} is missing from ActionKind::ALL"
+            );
+            let needs = crate::iam::actions_for(kind);
+            assert!(
+                !needs.is_empty(),
+                "{kind} has no IAM actions in iam::actions_for"
+            );
+            for action in needs {
+                assert!(
+                    granted.contains(*action),
+                    "the IAM policy does not grant {action}, which {kind} calls"
+                );
+            }
+            for (name, schema) in [("generated", &generated), ("shipped", &shipped)] {
+                assert!(
+                    schema_branches(schema).iter().any(|b| b == kind.as_str()),
+                    "the {name} schema has no ActionSpec branch for {kind}"
+                );
+                let kinds = schema
+                    .pointer("/definitions/ActionKind/oneOf")
+                    .and_then(serde_json::Value::as_array)
+                    .map(|v| {
+                        v.iter()
+                            .filter_map(|k| k.pointer("/enum/0")?.as_str())
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                assert!(
+                    kinds.contains(&kind.as_str()),
+                    "the {name} schema's ActionKind does not list {kind}: {kinds:?}"
+                );
+            }
+        }
+    }
+
+    /// Runs one action of each kind against the fake AWS and checks that
+    /// every API call it made is in the kind's IAM mapping: an action that
+    /// starts calling a new operation fails here until IAM grants it.
+    #[tokio::test]
+    async fn every_action_kind_calls_only_what_its_iam_mapping_grants() {
+        use crate::fleet::InstanceInfo;
+        let rules = r#"
+[[rule]]
+name = "every-kind"
+[rule.match]
+alarm_name = "web-unhealthy"
+[[rule.actions]]
+type = "terminate_out_of_service"
+load_balancer = "web"
+max_percent = 100
+min_in_service = 1
+escalate_topic_arn = "arn:aws:sns:us-east-1:123456789012:held"
+[[rule.actions]]
+type = "deregister_out_of_service"
+load_balancer = "api"
+max_percent = 100
+min_in_service = 1
+[[rule.actions]]
+type = "reboot_instance"
+instance_id = "i-reboot"
+[[rule.actions]]
+type = "stop_instance"
+instance_id = "i-stop"
+[[rule.actions]]
+type = "terminate_instance"
+instance_id = "i-term"
+escalate_topic_arn = "arn:aws:sns:us-east-1:123456789012:held"
+[[rule.actions]]
+type = "notify"
+topic_arn = "arn:aws:sns:us-east-1:123456789012:ops"
+subject = "s"
+message = "m"
+[[rule.actions]]
+type = "put_metric"
+namespace = "reflex-test"
+metric_name = "Acted"
+value = 1.0
+"#;
+        let aws = FakeAws::new();
+        let info = |id: &str, state: &str| InstanceInfo {
+            instance_id: id.to_string(),
+            state: state.into(),
+            launch_time: Some(now() - chrono::Duration::hours(2)),
+            tags: BTreeMap::new(),
+        };
+        for lb in ["web", "api"] {
+            aws.add_instance(lb, info(&format!("{lb}-ok"), "running"), "InService");
+            aws.add_instance(lb, info(&format!("{lb}-bad"), "stopped"), "OutOfService");
+        }
+        for id in ["i-reboot", "i-stop", "i-term"] {
+            aws.state()
+                .instances
+                .insert(id.to_string(), info(id, "running"));
+        }
+        aws.state()
+            .alarms
+            .insert("web-unhealthy".into(), crate::event::AlarmState::Alarm);
+        let rules = crate::rules::load_sources(vec![(PathBuf::from("t.toml"), rules.to_string())])
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let (_tx, rx) = watch::channel(Arc::new(rules));
+        let a = Arc::new(aws.clone());
+        let effects = Effects {
+            elb: a.clone(),
+            ec2: a.clone(),
+            alarms: a.clone(),
+            sns: a.clone(),
+            metrics: a.clone(),
+        };
+        let state = Arc::new(MemoryStore::new(Duration::from_secs(3600)));
+        let mut worker = Worker::new(a.clone(), a, effects, rx, state, Settings::default());
+        worker.clock = Arc::new(now);
+        let handled = worker
+            .handle(&message("sqs-kinds"), &CancellationToken::new())
+            .await;
+        let kinds: Vec<ActionKind> = handled.reports.iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, every_kind(), "one report per kind, in order");
+        for r in &handled.reports {
+            assert!(
+                matches!(r.outcome, Outcome::Done),
+                "{} did not run: {:?}",
+                r.kind,
+                r.outcome
+            );
+        }
+        // Replay each kind's calls: the fake records them in order, and
+        // each action's calls follow the previous action's.
+        let calls = aws.state().calls.clone();
+        let all: std::collections::BTreeSet<&str> = ActionKind::ALL
+            .iter()
+            .flat_map(|k| crate::iam::actions_for(*k).iter().copied())
+            .collect();
+        for call in &calls {
+            assert!(
+                all.contains(call.as_str()),
+                "{call} is made by an action but granted by no action kind's IAM mapping"
+            );
+        }
+        for kind in every_kind() {
+            assert!(
+                !crate::iam::actions_for(kind).is_empty(),
+                "{kind} has no IAM actions"
+            );
+        }
+        // The change each kind exists to make is in its own mapping.
+        for (kind, change) in [
+            (ActionKind::TerminateOutOfService, "ec2:TerminateInstances"),
+            (
+                ActionKind::DeregisterOutOfService,
+                "elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
+            ),
+            (ActionKind::RebootInstance, "ec2:RebootInstances"),
+            (ActionKind::StopInstance, "ec2:StopInstances"),
+            (ActionKind::TerminateInstance, "ec2:TerminateInstances"),
+            (ActionKind::Notify, "sns:Publish"),
+            (ActionKind::PutMetric, "cloudwatch:PutMetricData"),
+        ] {
+            assert!(calls.iter().any(|c| c == change), "{change} was not called");
+            assert!(
+                crate::iam::actions_for(kind).contains(&change),
+                "iam::actions_for({kind}) lacks {change}"
+            );
+        }
+    }
+
+    /// Another delivery of the same transition holds the rule's first
+    /// action: the later action must not run ahead of it.
+    #[tokio::test]
+    async fn later_actions_wait_while_an_earlier_one_is_busy_elsewhere() {
+        let aws = FakeAws::new();
+        let rules = crate::rules::load_sources(vec![(PathBuf::from("t.toml"), RULE.to_string())])
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let (_tx, rx) = watch::channel(Arc::new(rules));
+        let a = Arc::new(aws.clone());
+        let effects = Effects {
+            elb: a.clone(),
+            ec2: a.clone(),
+            alarms: a.clone(),
+            sns: a.clone(),
+            metrics: a.clone(),
+        };
+        let state = Arc::new(MemoryStore::new(Duration::from_secs(3600)));
+        let settings = Settings::default();
+        let mut worker = Worker::new(a.clone(), a, effects, rx, state.clone(), settings);
+        worker.clock = Arc::new(now);
+
+        let first = format!(
+            "{}#act-then-tell#0",
+            decode_str(BODY).unwrap().transition_key()
+        );
+        assert_eq!(state.claim(&first), Claim::New, "the other delivery");
+
+        let shutdown = CancellationToken::new();
+        let handled = worker.handle(&message("sqs-2"), &shutdown).await;
+        let outcomes: Vec<&Outcome> = handled.reports.iter().map(|r| &r.outcome).collect();
+        assert_eq!(outcomes, [&Outcome::Busy, &Outcome::Busy]);
+        assert!(matches!(handled.disposition, Disposition::Retry { .. }));
+        assert!(
+            aws.state().published.is_empty(),
+            "ran ahead of the first action"
+        );
+
+        // The other delivery finishes the first action; the retry does the rest.
+        state.finish(&first, true);
+        let handled = worker.handle(&message("sqs-2"), &shutdown).await;
+        let outcomes: Vec<&Outcome> = handled.reports.iter().map(|r| &r.outcome).collect();
+        assert_eq!(outcomes, [&Outcome::Duplicate, &Outcome::Done]);
+        assert_eq!(handled.disposition, Disposition::Ack);
+        let published: Vec<String> = aws.state().published.iter().map(|p| p.1.clone()).collect();
+        assert_eq!(published, ["then"]);
+    }
+}
