@@ -401,6 +401,8 @@ impl From<&Config> for Settings {
                 max: c.retry_max,
             },
             instance_changes: c.instance_changes,
+            dedup_window: c.dedup_window,
+            lease: c.state.lease,
         }
     }
 }

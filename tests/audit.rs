@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reflex::audit::{AuditRecord, AuditSink, FileSink};
@@ -17,7 +16,7 @@ use reflex::disposition::{Disposition, MessageOutcome};
 use reflex::event::AlarmState;
 use reflex::fleet::InstanceInfo;
 use reflex::outcome::Outcome;
-use reflex::safety::state::MemoryStore;
+use reflex::state::memory::MemoryStore;
 use reflex::worker::{Effects, Settings, Worker};
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -163,7 +162,7 @@ fn harness(rules: &str) -> Harness {
             Arc::new(dlq),
             effects,
             rx,
-            Arc::new(MemoryStore::new(Duration::from_secs(3600))),
+            Arc::new(MemoryStore::new()),
             settings(),
         )
     };

@@ -15,8 +15,8 @@ use reflex::event::AlarmState;
 use reflex::fleet::InstanceInfo;
 use reflex::outcome::Outcome;
 use reflex::rules::Rate;
-use reflex::safety::state::MemoryStore;
 use reflex::safety::Guard;
+use reflex::state::memory::MemoryStore;
 use reflex::worker::{Effects, Settings, Worker};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -114,7 +114,7 @@ fn harness(rules: &str, settings: Settings) -> Harness {
         Arc::new(dlq.clone()),
         effects,
         rx,
-        Arc::new(MemoryStore::new(Duration::from_secs(3600))),
+        Arc::new(MemoryStore::new()),
         settings,
     );
     worker.clock = Arc::new(now);

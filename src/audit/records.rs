@@ -93,6 +93,10 @@ pub struct ActionRecord {
     /// The SNS message id of the escalation sent when a guard stopped it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalation_message_id: Option<String>,
+    /// Set when this action's claim was taken over after its holder
+    /// crashed: the record says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_over_from: Option<String>,
 }
 
 /// What became of an action: [`Outcome`] as written, under `"outcome"`.
@@ -360,6 +364,7 @@ impl AuditRecord {
             aws_us: report.aws_us,
             waited_us: report.waited_us,
             escalation_message_id: report.escalation_message_id.clone(),
+            taken_over_from: report.taken_over_from.clone(),
         }))
     }
 

@@ -75,7 +75,8 @@ pub fn exit_code(error: &StartupError) -> u8 {
         | StartupError::Rules { .. }
         | StartupError::AuditFile { .. }
         | StartupError::MetricsListener { .. }
-        | StartupError::Runtime(_) => exit::USAGE,
+        | StartupError::Runtime(_)
+        | StartupError::State(_) => exit::USAGE,
     }
 }
 
