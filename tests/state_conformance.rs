@@ -588,3 +588,75 @@ async fn a_restarted_local_store_remembers_and_takes_over_at_once() {
         "rate buckets survive a restart"
     );
 }
+
+// ---- `reflex state`, the real binary, on a local file ---------------------
+
+fn reflex_state(path: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_reflex"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("REFLEX_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("REFLEX_STATE_PATH", path)
+        .arg("state")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run reflex state")
+}
+
+#[tokio::test]
+async fn reflex_state_lists_and_forgets_a_cooldown() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("state.redb");
+    {
+        let s = LocalStore::open(&path).expect("open");
+        let now = Utc::now();
+        let a = lease_of(
+            &s.claim(&req("tr#rule-a#0", "a", 600), now)
+                .await
+                .expect("claim"),
+        );
+        let completion = Completion {
+            cooldown: Some(CooldownStart {
+                rule: "rule-a".into(),
+                target: "elb:web".into(),
+                period: Duration::from_secs(600),
+            }),
+            ..done("done")
+        };
+        s.complete(&a, &completion, now).await.expect("complete");
+    }
+    let out = reflex_state(&path, &["--json", "--rule", "rule-a"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(listing["transitions"][0]["outcome"], "done");
+    assert_eq!(listing["cooldowns"][0]["target"], "elb:web");
+    assert!(listing["cooldowns"][0]["remaining_s"]
+        .as_i64()
+        .is_some_and(|s| s > 500));
+
+    let refused = reflex_state(&path, &["forget-cooldown", "rule-a", "elb:web"]);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "without --yes nothing is cleared"
+    );
+    let forgot = reflex_state(&path, &["forget-cooldown", "rule-a", "elb:web", "--yes"]);
+    assert!(
+        forgot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forgot.stderr)
+    );
+    let record: serde_json::Value = serde_json::from_slice(&forgot.stdout).expect("audit JSON");
+    assert_eq!(record["type"], "operator");
+    assert_eq!(record["command"], "forget-cooldown");
+    let s = LocalStore::open(&path).expect("reopen");
+    assert_eq!(s.cooldown("rule-a", "elb:web", Utc::now()).await, Ok(None));
+}
