@@ -58,6 +58,8 @@ pub struct ConfigSpec {
     pub audit: AuditSpec,
     #[serde(default)]
     pub metrics: MetricsSpec,
+    #[serde(default)]
+    pub state: crate::state::config::StateSpec,
 }
 
 /// `[metrics]`: the HTTP listener and the CloudWatch summary.
@@ -146,6 +148,8 @@ pub struct Config {
     /// `None`: no HTTP listener.
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub cloudwatch_interval: Duration,
+    /// `[state]`: where claims, cooldowns, rates and target leases live.
+    pub state: crate::state::config::StateConfig,
 }
 
 /// `[audit]` in `reflex.toml`: where the trail goes. Plain data: the daemon
@@ -185,6 +189,8 @@ pub struct Overrides {
     pub heartbeat: Option<String>,
     /// `REFLEX_SHUTDOWN_GRACE` / `--shutdown-grace`: overrides `shutdown_grace`.
     pub shutdown_grace: Option<String>,
+    /// `REFLEX_STATE_*`.
+    pub state: crate::state::config::StateOverrides,
 }
 
 /// A duration from the environment or a flag, named by both in errors.
@@ -420,6 +426,7 @@ impl Config {
         if dead_letter_queue_url.is_none() {
             errors.push(file.error(None, "no dead-letter queue URL: set `dead_letter_queue_url`, --dlq-url or REFLEX_DLQ_URL"));
         }
+        let state = spec.state.check(file, &o.state, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -448,6 +455,7 @@ impl Config {
             audit,
             metrics_listen,
             cloudwatch_interval,
+            state,
         })
     }
 }
@@ -468,6 +476,8 @@ impl From<&Config> for Settings {
                 max: c.retry_max,
             },
             instance_changes: c.instance_changes,
+            dedup_window: c.dedup_window,
+            lease: c.state.lease,
         }
     }
 }

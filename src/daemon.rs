@@ -16,7 +16,6 @@ use crate::aws::sdk::{ClassicElb, Clients, CloudWatch, Ec2, Sns, SqsQueue};
 use crate::aws::Queue;
 use crate::config::{AuditTarget, Config, Overrides};
 use crate::rules::source::SourceError;
-use crate::safety::state::MemoryStore;
 use crate::worker::{Effects, Settings, Worker};
 
 /// Why `reflex run` did not start. Each is reported once, by `main`, which
@@ -47,6 +46,10 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    /// The state store cannot be opened (a local file another reflex
+    /// holds, an unreadable file).
+    #[error("cannot open the state store: {0}")]
+    State(#[source] crate::state::StoreError),
     /// The async runtime cannot be built.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -132,6 +135,10 @@ pub async fn run(
         sns: Arc::new(Sns(clients.sns.clone())),
         metrics: Arc::new(CloudWatch(clients.cloudwatch.clone())),
     };
+    let store = open_state_store(&config.state)
+        .await
+        .map_err(StartupError::State)?;
+    info!(state = %store.describe(), "State store open.");
     let worker = Arc::new(Worker {
         audit,
         process_started: started,
@@ -143,7 +150,7 @@ pub async fn run(
             )),
             live,
             rules_rx,
-            Arc::new(MemoryStore::new(config.dedup_window)),
+            store,
             Settings::from(&config),
         )
     });
@@ -176,6 +183,27 @@ pub async fn run(
     }
     info!("reflex stopped.");
     Ok(())
+}
+
+/// Opens the state store `[state]` names.
+pub async fn open_state_store(
+    config: &crate::state::config::StateConfig,
+) -> Result<Arc<dyn crate::state::StateStore>, crate::state::StoreError> {
+    use crate::state::config::Backend;
+    Ok(match &config.backend {
+        Backend::Memory => Arc::new(crate::state::memory::MemoryStore::new()),
+        Backend::Local { path } => {
+            let path = path.clone();
+            let store =
+                tokio::task::spawn_blocking(move || crate::state::local::LocalStore::open(&path))
+                    .await
+                    .map_err(|e| crate::state::StoreError::Permanent(e.to_string()))??;
+            Arc::new(store)
+        }
+        Backend::DynamoDb { table } => {
+            Arc::new(crate::aws::dynamodb_state::DynamoDbStore::from_env(table.clone()).await)
+        }
+    })
 }
 
 /// The queue's name: the last segment of its URL.

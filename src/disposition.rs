@@ -154,6 +154,7 @@ mod tests {
             aws_us: 0,
             waited_us: 0,
             escalation_message_id: None,
+            taken_over_from: None,
         }
     }
 

@@ -612,4 +612,39 @@ mod tests {
             None
         );
     }
+
+    #[test]
+    fn the_state_table_is_granted_only_when_used() {
+        let base = Scope {
+            region: Some("eu-west-1".into()),
+            account: Some("123456789012".into()),
+            ..Default::default()
+        };
+        let without = granted_actions(&policy(None, &base).document);
+        assert!(without.iter().all(|a| !a.starts_with("dynamodb:")));
+        let arn = "arn:aws:dynamodb:eu-west-1:123456789012:table/reflex-state";
+        let with = policy(
+            None,
+            &Scope {
+                state_table: Some("reflex-state".into()),
+                ..base
+            },
+        )
+        .document;
+        let shared: Vec<&serde_json::Value> = with["Statement"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["Sid"] == "StateTable")
+            .collect();
+        assert_eq!(shared.len(), 1);
+        assert_eq!(shared[0]["Resource"], serde_json::json!([arn]));
+        let granted = granted_actions(&with);
+        let dynamo: BTreeSet<&str> = granted
+            .iter()
+            .map(String::as_str)
+            .filter(|a| a.starts_with("dynamodb:"))
+            .collect();
+        assert_eq!(dynamo, DYNAMODB_STATE_ACTIONS.iter().copied().collect());
+    }
 }

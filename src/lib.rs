@@ -48,6 +48,11 @@
 //! - [`audit`]: the audit trail — one JSON line per action and per message
 //!   decision, to stdout or a file (`records`, `sinks`) — and the review
 //!   `reflex audit` runs over it (`review`).
+//! - [`state`]: what outlives a message and a process — dedup claims,
+//!   cooldowns, GCRA rate buckets, target leases — behind one async,
+//!   fallible trait; the pure decisions (`decide.rs`, `now` passed in), the
+//!   memory and local (redb) backends and `[state]`. The DynamoDB backend
+//!   is `aws/dynamodb_state.rs`.
 //! - [`telemetry`]: metrics — `/metrics`, `/healthz`, `/readyz`, and a few
 //!   put to CloudWatch — and the telemetry events (`events.rs`), one type
 //!   per thing that happens, each of which logs and counts.
@@ -94,6 +99,7 @@ pub mod reload;
 pub mod rules;
 pub mod safety;
 pub mod schema;
+pub mod state;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

@@ -35,6 +35,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::State(args) => {
+            init_logging(cli.log_format);
+            match runtime() {
+                Ok(rt) => ExitCode::from(rt.block_on(reflex::cli::state::run(args))),
+                Err(error) => {
+                    reflex::cli::run::report(&error, cli.log_format);
+                    ExitCode::from(reflex::cli::run::exit_code(&error))
+                }
+            }
+        }
         offline => ExitCode::from(run_offline(offline)),
     }
 }

@@ -95,6 +95,10 @@ pub struct ActionReport {
     /// The SNS message id of the escalation sent when a guard stopped it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub escalation_message_id: Option<String>,
+    /// The replica whose claim on this action was taken over after it died
+    /// mid-action (the action re-read its target before acting again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taken_over_from: Option<String>,
 }
 
 impl ActionReport {

@@ -82,6 +82,7 @@ impl AuditSink for Probe {
         let kind = match rec {
             AuditRecord::Action(_) => "action",
             AuditRecord::Message(_) => "message",
+            AuditRecord::Operator(_) => "operator",
         };
         let deleted = self.aws.state().deleted.len();
         let sent = self.dlq.state().sent.len();

@@ -33,6 +33,7 @@ pub fn report(outcome: Outcome) -> ActionReport {
         aws_us: 100,
         waited_us: 0,
         escalation_message_id: None,
+        taken_over_from: None,
     }
 }
 

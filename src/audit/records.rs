@@ -34,6 +34,25 @@ pub enum AuditRecord {
     Action(Box<ActionRecord>),
     /// What was decided about one received message.
     Message(Box<MessageRecord>),
+    /// Something an operator did by hand (`reflex state forget-cooldown`).
+    Operator(Box<OperatorRecord>),
+}
+
+/// `{"type":"operator", ...}`: a change an operator made by hand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorRecord {
+    #[serde(with = "millis")]
+    pub time: DateTime<Utc>,
+    /// The command, e.g. `forget-cooldown`.
+    pub command: String,
+    pub rule: String,
+    pub target: String,
+    /// What was undone, e.g. the seconds the cooldown had left.
+    pub detail: String,
+    /// `$USER` of whoever ran it, if set.
+    pub user: Option<String>,
+    /// Which store it changed (`local <path>`, `dynamodb <table>`).
+    pub store: String,
 }
 
 /// `{"type":"action", ...}`: the message's ids, then the action's report
@@ -74,6 +93,10 @@ pub struct ActionRecord {
     /// The SNS message id of the escalation sent when a guard stopped it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalation_message_id: Option<String>,
+    /// Set when this action's claim was taken over after its holder
+    /// crashed: the record says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_over_from: Option<String>,
 }
 
 /// What became of an action: [`Outcome`] as written, under `"outcome"`.
@@ -341,6 +364,7 @@ impl AuditRecord {
             aws_us: report.aws_us,
             waited_us: report.waited_us,
             escalation_message_id: report.escalation_message_id.clone(),
+            taken_over_from: report.taken_over_from.clone(),
         }))
     }
 

@@ -274,6 +274,7 @@ pub fn review(
                     }
                     shown
                 }
+                AuditRecord::Operator(_) => false,
             };
             if shown {
                 output.record(&record, text)?;
@@ -345,6 +346,7 @@ mod tests {
             .map(|r| match r {
                 AuditRecord::Action(a) => a.outcome.label(),
                 AuditRecord::Message(m) => m.disposition.label(),
+                AuditRecord::Operator(_) => "operator",
             })
             .collect();
         assert_eq!(kinds, ["done", "ack", "suppressed", "ack", "dead_letter"]);

@@ -13,6 +13,7 @@
 //! are re-exported here for convenience.
 
 pub mod dry_run;
+pub mod dynamodb_state;
 pub mod observe;
 pub mod sdk;
 

@@ -55,13 +55,55 @@ pub struct IamPolicyArgs {
     /// The DynamoDB state table's name, when the state backend is dynamodb.
     #[arg(long = "state-table", value_name = "TABLE")]
     pub state_table: Option<String>,
+    /// A `reflex.toml`: its queues, rules directory and `[state]` (with
+    /// `backend = "dynamodb"`, the state table's actions on that table only).
+    /// Flags given beside it win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 pub fn run(args: &IamPolicyArgs) -> u8 {
+    let config = match &args.config {
+        None => None,
+        Some(path) => {
+            let overrides = crate::config::Overrides {
+                queue_url: args.queue_url.clone(),
+                dead_letter_queue_url: args.dead_letter_queue_url.clone(),
+                state: crate::state::config::StateOverrides::from_env(),
+                ..Default::default()
+            };
+            match crate::config::Config::load(Some(path), overrides) {
+                Ok(c) => Some(c),
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    return exit::USAGE;
+                }
+            }
+        }
+    };
+    // The config's queues and state table, unless a flag says otherwise.
+    let queue_url = args
+        .queue_url
+        .clone()
+        .or_else(|| config.as_ref().map(|c| c.queue_url.clone()));
+    let dead_letter_queue_url = args
+        .dead_letter_queue_url
+        .clone()
+        .or_else(|| config.as_ref().map(|c| c.dead_letter_queue_url.clone()));
+    let state_table = args.state_table.clone().or_else(|| {
+        config
+            .as_ref()
+            .and_then(|c| c.state.dynamodb_table())
+            .map(str::to_string)
+    });
     let rules = if args.all_actions {
         None
     } else {
-        let paths = if args.rules.is_empty() {
+        let paths = if let (true, Some(c)) = (args.rules.is_empty(), &config) {
+            vec![c.rules_dir.clone()]
+        } else if args.rules.is_empty() {
             vec![PathBuf::from("rules")]
         } else {
             args.rules.clone()
@@ -71,7 +113,7 @@ pub fn run(args: &IamPolicyArgs) -> u8 {
             Err(code) => return code,
         }
     };
-    let queue = args.queue_url.as_deref().map(|u| (u, parse_queue_url(u)));
+    let queue = queue_url.as_deref().map(|u| (u, parse_queue_url(u)));
     if let Some((url, None)) = queue {
         eprintln!("error: --queue-url {url:?} is not an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)");
         return exit::USAGE;
@@ -105,7 +147,7 @@ pub fn run(args: &IamPolicyArgs) -> u8 {
             q.account, q.name
         ))
     };
-    let dead_letter_queue_arn = match args.dead_letter_queue_url.as_deref() {
+    let dead_letter_queue_arn = match dead_letter_queue_url.as_deref() {
         Some(url) => match arn(url) {
             Some(a) => Some(a),
             None => {
@@ -115,8 +157,7 @@ pub fn run(args: &IamPolicyArgs) -> u8 {
         },
         None => None,
     };
-    let queue_arn = args
-        .queue_url
+    let queue_arn = queue_url
         .as_deref()
         .and_then(|u| arn(u).or_else(|| queue_arn_from_url(u)));
     let scope = Scope {
@@ -130,7 +171,7 @@ pub fn run(args: &IamPolicyArgs) -> u8 {
         load_balancer_names: args.load_balancers.clone(),
         notification_topic_arns: args.notification_topic_arns.clone(),
         metric_namespaces: args.metric_namespaces.clone(),
-        state_table: args.state_table.clone(),
+        state_table,
     };
     let generated = policy(rules.as_ref(), &scope);
     for warning in &generated.warnings {

@@ -15,6 +15,7 @@ pub mod iam_policy;
 pub mod replay;
 pub mod rule_test;
 pub mod run;
+pub mod state;
 
 use std::path::PathBuf;
 
@@ -71,6 +72,8 @@ pub enum Command {
     Dlq(dlq::DlqArgs),
     /// Ask a running daemon's /readyz on loopback: exit 0 if ready, 1 if not (for container health checks).
     Health(health::HealthArgs),
+    /// Show what reflex remembers: transitions handled, cooldowns, rate buckets, target leases.
+    State(state::StateArgs),
 }
 
 /// `--rules DIR`, shared by the subcommands that evaluate rules.
@@ -114,8 +117,8 @@ pub fn run_offline(command: Command) -> u8 {
         Command::IamPolicy(a) => iam_policy::run(&a),
         Command::Audit(a) => audit::run(&a),
         Command::Health(a) => health::run(&a),
-        Command::Run(_) | Command::Dlq(_) => {
-            eprintln!("error: `run` and `dlq` are not offline commands");
+        Command::Run(_) | Command::Dlq(_) | Command::State(_) => {
+            eprintln!("error: `run`, `dlq` and `state` are not offline commands");
             exit::USAGE
         }
     }

@@ -70,6 +70,7 @@ impl RunArgs {
             visibility_timeout: self.visibility_timeout,
             heartbeat: self.heartbeat,
             shutdown_grace: self.shutdown_grace,
+            state: crate::state::config::StateOverrides::from_env(),
         };
         (self.config, overrides)
     }
@@ -90,7 +91,8 @@ pub fn exit_code(error: &StartupError) -> u8 {
         | StartupError::Rules { .. }
         | StartupError::AuditFile { .. }
         | StartupError::MetricsListener { .. }
-        | StartupError::Runtime(_) => exit::USAGE,
+        | StartupError::Runtime(_)
+        | StartupError::State(_) => exit::USAGE,
     }
 }
 

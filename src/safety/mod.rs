@@ -1,9 +1,8 @@
 //! Guards: what stops an action. Pure blast-radius selection
-//! ([`blast_radius`]) and the limiter state — dedup, cooldowns, rates —
-//! behind one small trait ([`state`]).
+//! ([`blast_radius`]); the limiter state — dedup, cooldowns, rates, target
+//! leases — lives in `crate::state`.
 
 pub mod blast_radius;
-pub mod state;
 
 use std::collections::BTreeMap;
 

@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
@@ -22,7 +21,7 @@ use crate::aws::QueueMessage;
 use crate::disposition::MessageOutcome;
 use crate::event::AlarmState;
 use crate::fleet::InstanceInfo;
-use crate::safety::state::MemoryStore;
+use crate::state::memory::MemoryStore;
 use crate::worker::{Effects, Settings, Worker};
 
 /// The DLQ's URL in the fake account.
@@ -161,7 +160,7 @@ impl TestWorker {
             now: at(START),
             aws,
             dlq,
-            state: Arc::new(MemoryStore::new(Duration::from_secs(3600))),
+            state: Arc::new(MemoryStore::new()),
             audit: None,
         }
     }

@@ -11,8 +11,8 @@
 
 pub mod actions;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -31,7 +31,7 @@ use crate::event::{decode_str, AlarmEvent, Poison, PoisonCode};
 use crate::outcome::ActionReport;
 use crate::plan::{evaluate_with, EvalOptions};
 use crate::rules::{Rate, RuleSet};
-use crate::safety::state::StateStore;
+use crate::state::StateStore;
 use crate::telemetry::events::{
     MessageDeadLettered, MessageDeleted, MessageRejected, MessageReleased, MessageRetried,
     MessagesReceived, RuleMatched,
@@ -76,6 +76,11 @@ pub struct Settings {
     pub backoff: Backoff,
     /// Instances changed across all rules.
     pub instance_changes: Rate,
+    /// How long a handled transition is remembered (`limits.dedup_window`).
+    pub dedup_window: Duration,
+    /// How long a claim or target lease holds without a heartbeat
+    /// (`state.lease`).
+    pub lease: Duration,
 }
 
 /// The default of each setting: what a `reflex.toml` without the key gives.
@@ -105,6 +110,8 @@ pub mod defaults {
     pub const RETRY_MAX: Duration = Duration::from_secs(15 * 60);
     /// Instances changed across all rules (`limits.instance_changes`):
     /// 20 an hour.
+    /// How long a handled transition is remembered (`limits.dedup_window`).
+    pub const DEDUP_WINDOW: Duration = Duration::from_secs(6 * 3600);
     pub const INSTANCE_CHANGES: Rate = Rate {
         count: NonZeroU32::MIN.saturating_add(19),
         per: Duration::from_secs(3600),
@@ -127,6 +134,8 @@ impl Settings {
             max: defaults::RETRY_MAX,
         },
         instance_changes: defaults::INSTANCE_CHANGES,
+        dedup_window: defaults::DEDUP_WINDOW,
+        lease: crate::state::config::DEFAULT_LEASE,
     };
 }
 
@@ -137,24 +146,29 @@ impl Default for Settings {
     }
 }
 
-/// Serialises actions on the same target (load balancer, instance).
-#[derive(Default)]
-pub struct TargetLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
-
-impl TargetLocks {
-    pub async fn lock(&self, target: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            // Forget locks nobody holds, so the map does not grow forever.
-            map.retain(|_, l| Arc::strong_count(l) > 1);
-            Arc::clone(map.entry(target.to_string()).or_default())
-        };
-        lock.lock_owned().await
-    }
-}
-
 /// A clock, injectable for tests.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// This replica's name: `REFLEX_REPLICA_ID`, or `<host>-<pid>`.
+pub fn replica_id() -> String {
+    if let Some(id) = std::env::var("REFLEX_REPLICA_ID")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        return id;
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "reflex".to_string());
+    format!("{host}-{}", std::process::id())
+}
 
 /// The queue consumer.
 pub struct Worker {
@@ -163,8 +177,11 @@ pub struct Worker {
     pub live: Effects,
     pub dry: Effects,
     pub rules: watch::Receiver<Arc<RuleSet>>,
+    /// Claims, cooldowns, rate buckets and target leases.
     pub state: Arc<dyn StateStore>,
-    pub locks: TargetLocks,
+    /// This replica's name in claims and leases (`REFLEX_REPLICA_ID`, or
+    /// host and process id).
+    pub owner: String,
     pub settings: Settings,
     pub clock: Clock,
     /// Where audit records go (none unless the daemon sets a sink).
@@ -194,7 +211,7 @@ impl Worker {
             dry,
             rules,
             state,
-            locks: TargetLocks::default(),
+            owner: replica_id(),
             settings,
             clock: Arc::new(Utc::now),
             audit: Arc::new(NoAudit),

@@ -42,7 +42,18 @@ pub struct MotoServer {
     /// [`start_recording`](Self::start_recording) turns it on. One file per
     /// server: moto's default is `./moto_recording`, shared by every server.
     recording: NamedTempFile,
+    /// Serve one request at a time (see [`start_single_threaded`](Self::start_single_threaded)).
+    single_threaded: bool,
 }
+
+/// moto's server app run by werkzeug with `threaded=False`: one request at
+/// a time, each on its own HTTP/1.0 connection.
+const SINGLE_THREADED: &str = "import sys
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+app = DomainDispatcherApplication(create_backend_app)
+run_simple(sys.argv[1], int(sys.argv[2]), app, threaded=False, request_handler=MotoRequestHandler)
+";
 
 impl MotoServer {
     /// Starts moto on a free loopback port and waits until it answers.
@@ -50,6 +61,20 @@ impl MotoServer {
     /// Panics if `.venv/bin/moto_server` is missing: an end-to-end test that
     /// quietly skips is a test that never runs.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts a moto that serves one request at a time, for DynamoDB with
+    /// several writers: moto's DynamoDB reads, checks and writes with no
+    /// lock, and a failed TransactWriteItems restores a copy of the whole
+    /// table, so on the threaded server concurrent conditional writes are
+    /// not atomic. Point reflex at it with `AWS_ENDPOINT_URL_DYNAMODB`, and
+    /// keep SQS on a threaded server (a long poll would block this one).
+    pub fn start_single_threaded() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(single_threaded: bool) -> Self {
         let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
         assert!(
             binary.is_file(),
@@ -66,6 +91,7 @@ impl MotoServer {
             paused: false,
             log,
             recording,
+            single_threaded,
         };
         // Another process can take the port between our probe and moto's
         // bind; a fresh port on the next attempt is the cheap way out.
@@ -92,6 +118,69 @@ impl MotoServer {
     /// SDK clients for the test itself, pointed at this server.
     pub async fn aws(&self) -> Aws {
         Aws::connect(&self.endpoint()).await
+    }
+
+    /// Creates a table with the state store's layout (hash key `pk`, sort
+    /// key `sk`, TTL on `expires_at`, on-demand) and returns a DynamoDB
+    /// client for this server.
+    pub async fn create_state_table(&self, table: &str) -> aws_sdk_dynamodb::Client {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+            TimeToLiveSpecification,
+        };
+        let credentials = aws_sdk_dynamodb::config::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "reflex-tests",
+        );
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(self.endpoint())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(credentials)
+            .load()
+            .await;
+        let client = aws_sdk_dynamodb::Client::new(&config);
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute definition")
+        };
+        let key = |name: &str, kind| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .expect("key schema")
+        };
+        client
+            .create_table()
+            .table_name(table)
+            .attribute_definitions(attr("pk"))
+            .attribute_definitions(attr("sk"))
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create table {table}: {e:?}"));
+        client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name("expires_at")
+                    .enabled(true)
+                    .build()
+                    .expect("ttl spec"),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("enable TTL on {table}: {e:?}"));
+        client
     }
 
     /// The environment a spawned `reflex` needs to reach this server and
@@ -243,8 +332,17 @@ impl MotoServer {
             "--- reflex harness: starting moto on port {} ---",
             self.port
         );
-        let child = Command::new(&self.binary)
-            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+        let mut command = if self.single_threaded {
+            let python = self.binary.with_file_name("python");
+            let mut c = Command::new(python);
+            c.args(["-c", SINGLE_THREADED, "127.0.0.1", &self.port.to_string()]);
+            c
+        } else {
+            let mut c = Command::new(&self.binary);
+            c.args(["-H", "127.0.0.1", "-p", &self.port.to_string()]);
+            c
+        };
+        let child = command
             .env("PYTHONUNBUFFERED", "1")
             .env("MOTO_RECORDER_FILEPATH", self.recording.path())
             .env_remove("MOTO_ENABLE_RECORDING")
@@ -276,7 +374,10 @@ impl MotoServer {
                 ));
             }
             if let Ok(status_line) = http_request(self.port, "GET", "/moto-api/") {
-                if status_line.starts_with("HTTP/1.1 200") {
+                // HTTP/1.0 from the single-threaded server.
+                if status_line.starts_with("HTTP/1.1 200")
+                    || status_line.starts_with("HTTP/1.0 200")
+                {
                     return Ok(());
                 }
             }

@@ -112,6 +112,9 @@ impl ReflexBuilder {
         command
             .moto_env(&self.endpoint)
             .env("REFLEX_LOG", "info")
+            // The default local state file is per working directory, and
+            // only one live reflex may hold one: each daemon gets its own.
+            .env("REFLEX_STATE_PATH", dir.path().join("reflex-state.redb"))
             // Tests run side by side: a fixed metrics port would collide.
             .env("REFLEX_METRICS_LISTEN", "127.0.0.1:0")
             // Many daemons run at once: each gets a free metrics port.

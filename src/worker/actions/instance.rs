@@ -2,11 +2,31 @@
 //! state, tag and age allow.
 
 use super::{failed, Findings, Run};
-use crate::fleet::InstanceOp;
+use crate::fleet::{InstanceOp, InstanceState};
 use crate::outcome::Outcome;
 use crate::rules::action::OnInstance;
 use crate::safety::blast_radius::{check_instance, BlastRadius};
 use crate::safety::{Guard, GuardTrip};
+
+/// Whether `op` is visibly done already (a reboot never is).
+pub(super) fn already_applied(state: &InstanceState, op: InstanceOp) -> bool {
+    match op {
+        InstanceOp::Terminate => {
+            matches!(
+                state,
+                InstanceState::Terminated | InstanceState::ShuttingDown
+            )
+        }
+        InstanceOp::Stop => matches!(
+            state,
+            InstanceState::Stopped
+                | InstanceState::Stopping
+                | InstanceState::Terminated
+                | InstanceState::ShuttingDown
+        ),
+        InstanceOp::Reboot => false,
+    }
+}
 
 /// Applies `op` to `o.instance_id`.
 pub(super) async fn on_instance(
@@ -27,6 +47,11 @@ pub(super) async fn on_instance(
             format!("EC2 does not know instance {id}"),
         ));
     };
+    if run.taken_over && already_applied(&info.state, op) {
+        // The holder that died got this far: the change is made.
+        findings.targets = vec![id.clone()];
+        return run.done();
+    }
     let radius = BlastRadius {
         max_instances: 1,
         max_percent: 100,
@@ -40,8 +65,8 @@ pub(super) async fn on_instance(
         return Outcome::suppressed(trip);
     }
     findings.targets = vec![id.clone()];
-    if let Err(trip) = run.take_global(1) {
-        return Outcome::suppressed(trip);
+    if let Err(outcome) = run.take_global(1).await {
+        return outcome;
     }
     let result = findings.aws(ec2.change(op, &[id], run.dry_run())).await;
     findings.changed(run, result)

@@ -43,6 +43,7 @@ mod metric;
 mod notify;
 mod pool;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -56,8 +57,11 @@ use crate::plan::RuleMatch;
 use crate::rules::limits::format_duration;
 use crate::rules::{Action, PlannedAction};
 use crate::safety::blast_radius::Excluded;
-use crate::safety::state::{Claim, RateLimited};
 use crate::safety::{Guard, GuardTrip};
+use crate::state::{
+    ClaimRequest, Claimed, Completion, CooldownStart, Lease, RateLimited, RateTake, StateStore,
+    StoreError, TargetLease,
+};
 use crate::telemetry::events;
 
 pub use notify::footer;
@@ -78,6 +82,12 @@ struct Run<'a> {
     worker: &'a Worker,
     ctx: &'a ActionContext<'a>,
     effects: &'a Effects,
+    /// The claim this action runs under: rate takes are fenced on it.
+    claim: Option<Lease>,
+    /// The claim was taken over from a holder that died mid-action:
+    /// observable actions re-read their target and do not repeat a change
+    /// already made.
+    taken_over: bool,
 }
 
 impl Run<'_> {
@@ -93,20 +103,32 @@ impl Run<'_> {
         (self.worker.clock)()
     }
 
-    /// Takes `n` instance changes from the global budget (not in dry runs).
-    fn take_global(&self, n: usize) -> Result<(), GuardTrip> {
+    /// Takes `n` instance changes from the global budget (not in dry
+    /// runs), only while the claim is still ours. `Err` is the outcome to
+    /// report: suppressed by the limit, or failed (closed) on a store error.
+    async fn take_global(&self, n: usize) -> Result<(), Outcome> {
         if self.dry_run() {
             return Ok(());
         }
-        let n = u32::try_from(n).unwrap_or(u32::MAX);
-        self.worker
+        let take = RateTake {
+            bucket: "global instance changes".to_string(),
+            rate: self.worker.settings.instance_changes,
+            n: u32::try_from(n).unwrap_or(u32::MAX),
+        };
+        match self
+            .worker
             .state
-            .take(
-                "global instance changes",
-                self.worker.settings.instance_changes,
-                n,
-            )
-            .map_err(|l| rate_trip(Guard::GlobalRate, "the global instance-change limit", &l))
+            .take(std::slice::from_ref(&take), self.claim.as_ref(), self.now())
+            .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(l)) => Err(Outcome::suppressed(rate_trip(
+                Guard::GlobalRate,
+                "the global instance-change limit",
+                &l,
+            ))),
+            Err(e) => Err(store_failed(&e)),
+        }
     }
 
     /// The outcome of a change that went through.
@@ -130,6 +152,8 @@ struct Findings {
     /// not reflex's own processing.
     aws: Duration,
     waited: Duration,
+    /// The holder whose claim this run took over after it died.
+    taken_over_from: Option<String>,
 }
 
 impl Findings {
@@ -154,6 +178,15 @@ impl Findings {
             }
             Err(e) => failed(&e),
         }
+    }
+}
+
+/// A store failure fails closed: no action, and the message is retried.
+fn store_failed(e: &StoreError) -> Outcome {
+    tracing::warn!(error = %e, kind = e.label(), "State store call failed; not acting.");
+    Outcome::Failed {
+        transient: true,
+        error: format!("state store: {e}"),
     }
 }
 
@@ -198,11 +231,6 @@ impl Worker {
         let rule = &m.rule.name;
         let target = action.target();
         let claim_key = format!("{}#{rule}#{index}", event.transition_key());
-        let run = Run {
-            worker: self,
-            ctx,
-            effects: if m.dry_run { &self.dry } else { &self.live },
-        };
         let mut findings = Findings::default();
         // A rule's actions run in order. When another delivery of this
         // transition holds an earlier one (Busy), this one must not run
@@ -212,23 +240,44 @@ impl Worker {
             .iter()
             .any(|r| r.rule == *rule && r.outcome == Outcome::Busy);
         let claim = if earlier_busy {
-            Claim::InProgress
+            Ok(None)
         } else {
-            self.state.claim(&claim_key)
+            let req = ClaimRequest {
+                key: claim_key,
+                rule: rule.clone(),
+                target: target.clone(),
+                owner: self.owner.clone(),
+                lease: self.settings.lease,
+            };
+            self.state.claim(&req, (self.clock)()).await.map(Some)
+        };
+        let mut run = Run {
+            worker: self,
+            ctx,
+            effects: if m.dry_run { &self.dry } else { &self.live },
+            claim: None,
+            taken_over: false,
         };
         let outcome = match claim {
-            Claim::Done => Outcome::Duplicate,
-            Claim::InProgress => Outcome::Busy,
-            Claim::New => {
-                // Actions on one target run one at a time.
-                let _guard = self.locks.lock(&target).await;
-                let outcome = if ctx.shutdown.is_cancelled() {
-                    Outcome::Aborted
-                } else {
-                    guarded(&run, action, &target, rule_rate, &mut findings).await
-                };
-                self.state.finish(&claim_key, outcome.is_final());
-                outcome
+            Err(e) => store_failed(&e),
+            Ok(None | Some(Claimed::Busy { .. })) => Outcome::Busy,
+            Ok(Some(Claimed::Done { .. })) => Outcome::Duplicate,
+            Ok(Some(Claimed::New(lease))) => {
+                run.claim = Some(lease.clone());
+                under_claim(&run, lease, action, &target, rule_rate, &mut findings).await
+            }
+            Ok(Some(Claimed::TakenOver {
+                lease,
+                previous_owner,
+            })) => {
+                tracing::warn!(
+                    rule = %rule, target = %target, previous_owner = %previous_owner,
+                    "Claim taken over after a crash: its holder died mid-action; re-reading the target before acting."
+                );
+                run.claim = Some(lease.clone());
+                run.taken_over = true;
+                findings.taken_over_from = Some(previous_owner);
+                under_claim(&run, lease, action, &target, rule_rate, &mut findings).await
             }
         };
         let mut report = ActionReport {
@@ -245,6 +294,7 @@ impl Worker {
             aws_us: findings.aws.as_micros() as u64,
             waited_us: findings.waited.as_micros() as u64,
             escalation_message_id: None,
+            taken_over_from: findings.taken_over_from,
         };
         if let (Outcome::Suppressed { .. }, Some(topic)) =
             (&report.outcome, escalation_topic(action))
@@ -253,6 +303,123 @@ impl Worker {
         }
         events::action_reported(&report, m.dry_run);
         report
+    }
+}
+
+/// Runs the action under its claim: takes the target lease (one replica
+/// at a time on a target), keeps both leases alive while it runs, then
+/// completes the claim (a final outcome, with the cooldown in the same
+/// write) or releases it (nothing changed; a retry may take it at once).
+async fn under_claim(
+    run: &Run<'_>,
+    claim: Lease,
+    action: &PlannedAction,
+    target: &str,
+    rule_rate: &mut Option<Option<GuardTrip>>,
+    findings: &mut Findings,
+) -> Outcome {
+    let worker = run.worker;
+    let state = &worker.state;
+    let lease_for = worker.settings.lease;
+    let target_lease = match acquire_target(run, target).await {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            release(&**state, &claim).await;
+            return Outcome::Busy;
+        }
+        Err(e) => {
+            release(&**state, &claim).await;
+            return store_failed(&e);
+        }
+    };
+    // Both leases are renewed well before they run out, until the action
+    // is over. A renewal that finds the lease lost is logged: the action
+    // still finishes (it is never cancelled half-way), and the completion
+    // then reports the loss.
+    let stop = CancellationToken::new();
+    let renew = {
+        let (state, clock, stop) = (Arc::clone(state), Arc::clone(&worker.clock), stop.clone());
+        let leases = [claim.clone(), target_lease.clone()];
+        tokio::spawn(async move {
+            let every = (lease_for / 3).max(Duration::from_millis(200));
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    () = stop.cancelled() => return,
+                }
+                for l in &leases {
+                    if let Err(error) = state.heartbeat(l, lease_for, clock()).await {
+                        tracing::warn!(%error, lease = %l.key, "Could not renew a lease.");
+                    }
+                }
+            }
+        })
+    };
+    let outcome = if run.ctx.shutdown.is_cancelled() {
+        Outcome::Aborted
+    } else {
+        guarded(run, action, target, rule_rate, findings).await
+    };
+    stop.cancel();
+    let _ = renew.await;
+    let rule = &run.ctx.matched.rule;
+    if outcome.is_final() {
+        let completion = Completion {
+            outcome: outcome.label().to_string(),
+            remember: worker.settings.dedup_window,
+            cooldown: match (&outcome, rule.limits.cooldown) {
+                (Outcome::Done, Some(period)) => Some(CooldownStart {
+                    rule: rule.name.clone(),
+                    target: target.to_string(),
+                    period,
+                }),
+                _ => None,
+            },
+        };
+        if let Err(error) = state.complete(&claim, &completion, run.now()).await {
+            // The outcome stands; a redelivery takes the claim over and
+            // re-reads the target before doing anything again.
+            tracing::warn!(%error, kind = error.label(), "Could not record the action's outcome in the state store.");
+        }
+    } else {
+        // Not final (a transient failure, shutdown, a busy target): give
+        // the claim back so the retry can take it at once. A retry re-reads
+        // every instance it would change, and the guards leave out one a
+        // failed-but-applied call already terminated or stopped.
+        release(&**state, &claim).await;
+    }
+    release(&**state, &target_lease).await;
+    outcome
+}
+
+/// Gives a lease back, logging (not failing) if that does not work: an
+/// unreleased lease runs out on its own.
+async fn release(state: &dyn StateStore, lease: &Lease) {
+    if let Err(error) = state.release(lease).await {
+        tracing::info!(%error, lease = %lease.key, "Could not release a lease; it will run out.");
+    }
+}
+
+/// Waits for the target lease, up to a third of the visibility timeout;
+/// `None` if another replica still holds it then.
+async fn acquire_target(run: &Run<'_>, target: &str) -> Result<Option<Lease>, StoreError> {
+    let worker = run.worker;
+    let deadline = Instant::now() + worker.settings.visibility_timeout / 3;
+    loop {
+        match worker
+            .state
+            .lease_target(target, &worker.owner, worker.settings.lease, run.now())
+            .await?
+        {
+            TargetLease::Acquired(l) => return Ok(Some(l)),
+            TargetLease::Held { .. } if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            TargetLease::Held { holder, .. } => {
+                tracing::info!(target, holder = %holder, "Another replica is acting on this target; will retry.");
+                return Ok(None);
+            }
+        }
     }
 }
 
@@ -267,7 +434,11 @@ async fn guarded(
     let m = run.ctx.matched;
     let rule = &m.rule;
     let state = &run.worker.state;
-    if let Some(left) = state.cooldown_remaining(&rule.name, target) {
+    let left = match state.cooldown(&rule.name, target, run.now()).await {
+        Ok(l) => l,
+        Err(e) => return store_failed(&e),
+    };
+    if let Some(left) = left {
         return Outcome::suppressed(
             GuardTrip::new(
                 Guard::Cooldown,
@@ -282,15 +453,28 @@ async fn guarded(
     }
     // The rule's rate counts executions of the rule, once per message.
     if !m.dry_run {
-        let trip = rule_rate.get_or_insert_with(|| {
-            let rate = rule.limits.rate?;
-            let bucket = format!("rule {}", rule.name);
-            state
-                .take(&bucket, rate, 1)
-                .err()
-                .map(|l| rate_trip(Guard::RuleRate, &bucket, &l))
-        });
-        if let Some(trip) = trip {
+        if rule_rate.is_none() {
+            if let Some(rate) = rule.limits.rate {
+                let bucket = format!("rule {}", rule.name);
+                let take = RateTake {
+                    bucket: bucket.clone(),
+                    rate,
+                    n: 1,
+                };
+                match state
+                    .take(std::slice::from_ref(&take), run.claim.as_ref(), run.now())
+                    .await
+                {
+                    Ok(r) => {
+                        *rule_rate = Some(r.err().map(|l| rate_trip(Guard::RuleRate, &bucket, &l)));
+                    }
+                    Err(e) => return store_failed(&e),
+                }
+            } else {
+                *rule_rate = Some(None);
+            }
+        }
+        if let Some(Some(trip)) = rule_rate {
             return Outcome::suppressed(trip.clone());
         }
     }
@@ -307,11 +491,7 @@ async fn guarded(
         Action::Notify(n) => notify::notify(run, n, findings).await,
         Action::PutMetric(p) => metric::put_metric(run, p, findings).await,
     };
-    if outcome == Outcome::Done {
-        if let Some(cooldown) = rule.limits.cooldown {
-            state.start_cooldown(&rule.name, target, cooldown);
-        }
-    }
+    // The cooldown starts with the claim's completion, in the same write.
     outcome
 }
 
@@ -331,6 +511,7 @@ fn escalation_topic(action: &PlannedAction) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::time::Duration;
 
     use chrono::{DateTime, Utc};
     use tokio_util::sync::CancellationToken;
@@ -340,7 +521,7 @@ mod tests {
     use crate::event::decode_str;
     use crate::outcome::Outcome;
     use crate::rules::ActionKind;
-    use crate::safety::state::{Claim, StateStore};
+    use crate::state::{ClaimRequest, Claimed, Completion, StateStore};
     use crate::testing::worker::{at, START};
     use crate::testing::{AlarmBody, TestWorker};
 
@@ -593,7 +774,16 @@ value = 1.0
             "{}#act-then-tell#0",
             decode_str(&body()).unwrap().transition_key()
         );
-        assert_eq!(state.claim(&first), Claim::New, "the other delivery");
+        let other = ClaimRequest {
+            key: first.clone(),
+            rule: "act-then-tell".into(),
+            target: "topic:first".into(),
+            owner: "the-other-delivery".into(),
+            lease: Duration::from_secs(60),
+        };
+        let Ok(Claimed::New(lease)) = state.claim(&other, now()).await else {
+            panic!("the other delivery claims first");
+        };
 
         let shutdown = CancellationToken::new();
         let handled = worker.handle(&message("sqs-2"), &shutdown).await;
@@ -606,7 +796,15 @@ value = 1.0
         );
 
         // The other delivery finishes the first action; the retry does the rest.
-        state.finish(&first, true);
+        let completion = Completion {
+            outcome: "done".into(),
+            remember: Duration::from_secs(3600),
+            cooldown: None,
+        };
+        state
+            .complete(&lease, &completion, now())
+            .await
+            .expect("the other delivery completes");
         let handled = worker.handle(&message("sqs-2"), &shutdown).await;
         let outcomes: Vec<&Outcome> = handled.reports.iter().map(|r| &r.outcome).collect();
         assert_eq!(outcomes, [&Outcome::Duplicate, &Outcome::Done]);

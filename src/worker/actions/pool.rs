@@ -36,6 +36,10 @@ pub(super) async fn out_of_service(
         .filter(|h| h.out_of_service())
         .map(|h| h.instance_id.clone())
         .collect();
+    if oos.is_empty() && run.taken_over {
+        // The holder that died deregistered them, or they were replaced.
+        return run.done();
+    }
     if oos.is_empty() {
         return Outcome::NothingToDo {
             reason: format!(
@@ -48,6 +52,20 @@ pub(super) async fn out_of_service(
         Ok(i) => i,
         Err(e) => return failed(&e),
     };
+    if run.taken_over
+        && !deregister
+        && oos.iter().all(|id| {
+            infos.iter().any(|i| {
+                &i.instance_id == id
+                    && super::instance::already_applied(&i.state, InstanceOp::Terminate)
+            })
+        })
+    {
+        // The holder that died terminated them already: record it, do not
+        // act again.
+        findings.targets = oos;
+        return run.done();
+    }
     match findings
         .aws(effects.alarms.alarm_state(&event.alarm_name))
         .await
@@ -139,8 +157,8 @@ pub(super) async fn out_of_service(
         }
     };
     findings.targets = targets.clone();
-    if let Err(trip) = run.take_global(targets.len()) {
-        return Outcome::suppressed(trip);
+    if let Err(outcome) = run.take_global(targets.len()).await {
+        return outcome;
     }
     let result = if deregister {
         findings.aws(effects.elb.deregister(lb, &targets)).await
