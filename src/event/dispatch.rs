@@ -2,8 +2,8 @@
 //! object), then which of the three formats it is, by the fields it has.
 
 use super::fields::Envelope;
-use super::wire::{Body, Detail};
-use super::{cloudwatch, eventbridge, fast, sns};
+use super::parser::{starts_with_brace, Parser};
+use super::{cloudwatch, eventbridge, sns};
 use super::{AlarmEvent, EventFormat, Poison, PoisonCode, MAX_BODY_BYTES};
 
 fn check_size(len: usize) -> Result<(), Poison> {
@@ -42,38 +42,6 @@ pub(super) fn check_text(text: &str) -> Result<(), Poison> {
     Ok(())
 }
 
-/// How the JSON of a body is read: the two paths of [`super::decode`] and
-/// [`super::reference::decode`]. Everything after reading is shared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Parser {
-    /// [`fast`], and serde where it is not sure.
-    Fast,
-    /// serde only.
-    Reference,
-}
-
-impl Parser {
-    /// A body, an SNS `Message` or any object that may be one of the formats.
-    pub fn body(self, text: &str) -> Result<Body<'_>, serde_json::Error> {
-        if self == Parser::Fast {
-            if let Some(body) = fast::body(text) {
-                return Ok(body);
-            }
-        }
-        serde_json::from_str(text)
-    }
-
-    /// An EventBridge alarm event's `detail`.
-    pub fn detail(self, text: &str) -> Result<Detail<'_>, serde_json::Error> {
-        if self == Parser::Fast {
-            if let Some(detail) = fast::detail(text) {
-                return Ok(detail);
-            }
-        }
-        serde_json::from_str(text)
-    }
-}
-
 /// Any JSON object, read and sent to the decoder of its format.
 pub(super) fn decode_object(text: &str, parser: Parser) -> Result<AlarmEvent, Poison> {
     let body = parser.body(text).map_err(|e| json_poison(&e))?;
@@ -89,10 +57,6 @@ pub(super) fn decode_object(text: &str, parser: Parser) -> Result<AlarmEvent, Po
             "JSON object is neither an SNS envelope, a CloudWatch alarm notification nor an EventBridge alarm event",
         ))
     }
-}
-
-pub(super) fn starts_with_brace(text: &str) -> bool {
-    text.trim_start().starts_with('{')
 }
 
 /// Why a body that does not start with `{` is poison.

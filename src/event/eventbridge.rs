@@ -1,12 +1,12 @@
 //! The EventBridge "CloudWatch Alarm State Change" event, sent to the queue
 //! by an EventBridge rule or carried in an SNS envelope.
 
-use super::dispatch::Parser;
 use super::fields::{
     arn_region_account, non_empty, optional_state, owned, required_name, required_state,
     state_time, Envelope,
 };
 use super::metric::{MetricInfo, MetricQuery};
+use super::parser::Parser;
 use super::wire::{Body, Detail};
 use super::{parse_aws_time, AlarmEvent, AlarmKind, EventFormat, Poison, PoisonCode};
 

@@ -366,7 +366,8 @@ fn detail_metric<'a>(r: &mut Reader<'a>) -> Option<DetailMetric<'a>> {
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::dispatch::{decode_object, Parser};
+    use super::super::dispatch::decode_object;
+    use super::super::parser::Parser;
     use super::*;
 
     #[test]

@@ -29,6 +29,7 @@ mod fast;
 mod fields;
 mod json;
 mod metric;
+mod parser;
 mod poison;
 pub mod reference;
 mod sns;
@@ -48,5 +49,5 @@ pub fn decode(body: &[u8]) -> Result<AlarmEvent, Poison> {
 /// Decodes one SQS message body that is already known to be UTF-8.
 pub fn decode_str(text: &str) -> Result<AlarmEvent, Poison> {
     dispatch::check_text(text)?;
-    dispatch::decode_object(text, dispatch::Parser::Fast)
+    dispatch::decode_object(text, parser::Parser::Fast)
 }

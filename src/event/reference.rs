@@ -4,7 +4,8 @@
 //! event, or poison with the same code); the fixture tests, the property
 //! tests and the `decode` fuzz target check that. Slower, and kept for that.
 
-use super::dispatch::{self, Parser};
+use super::dispatch;
+use super::parser::Parser;
 use super::{AlarmEvent, Poison};
 
 /// Decodes one SQS message body the plain way.

@@ -2,8 +2,8 @@
 //! JSON string holding a CloudWatch alarm notification or, when the topic is
 //! an EventBridge rule's target, an EventBridge event.
 
-use super::dispatch::{self, Parser};
 use super::fields::Envelope;
+use super::parser::{starts_with_brace, Parser};
 use super::wire::Body;
 use super::{cloudwatch, eventbridge};
 use super::{AlarmEvent, EventFormat, Poison, PoisonCode};
@@ -60,7 +60,7 @@ fn read_message(message: Option<&str>, parser: Parser) -> Result<Body<'_>, Poiso
             format!("SNS Message is not a CloudWatch alarm: {detail}"),
         )
     };
-    if !dispatch::starts_with_brace(message) {
+    if !starts_with_brace(message) {
         return Err(not_alarm("it is not a JSON object"));
     }
     match parser.body(message) {
