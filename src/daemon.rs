@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::audit::{AuditSink, FileSink, NoAudit, StdoutSink};
-use crate::aws::sdk::{ClassicElb, Clients, CloudWatch, Ec2, Sns, SqsQueue};
+use crate::aws::sdk::{ClassicElb, Clients, CloudWatch, Ec2, Elbv2, Sns, SqsQueue};
 use crate::aws::Queue;
 use crate::config::{AuditTarget, Config, Overrides};
 use crate::rules::source::SourceError;
@@ -130,6 +130,7 @@ pub async fn run(
     ));
     let live = Effects {
         elb: Arc::new(ClassicElb(clients.elb.clone())),
+        target_groups: Arc::new(Elbv2(clients.elbv2.clone())),
         ec2: Arc::new(Ec2(clients.ec2.clone())),
         alarms: Arc::new(CloudWatch(clients.cloudwatch.clone())),
         sns: Arc::new(Sns(clients.sns.clone())),

@@ -149,6 +149,7 @@ mod tests {
             outcome,
             capped: vec![],
             excluded: vec![],
+            health_reasons: Default::default(),
             request_ids: vec![],
             duration_ms: 0,
             aws_us: 0,

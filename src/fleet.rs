@@ -69,6 +69,207 @@ impl fmt::Display for HealthState {
     }
 }
 
+/// An ELBv2 target group, as `DescribeTargetGroups` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetGroupInfo {
+    pub arn: String,
+    pub name: String,
+    pub target_type: TargetType,
+}
+
+/// What a target group's targets are (`TargetType`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TargetType {
+    Instance,
+    Ip,
+    Lambda,
+    Alb,
+    /// A type this version of reflex does not know, kept verbatim.
+    Other(String),
+}
+
+impl TargetType {
+    pub fn parse(s: &str) -> TargetType {
+        match s {
+            "instance" => TargetType::Instance,
+            "ip" => TargetType::Ip,
+            "lambda" => TargetType::Lambda,
+            "alb" => TargetType::Alb,
+            other => TargetType::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            TargetType::Instance => "instance",
+            TargetType::Ip => "ip",
+            TargetType::Lambda => "lambda",
+            TargetType::Alb => "alb",
+            TargetType::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for TargetType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An ELBv2 target's health state (`DescribeTargetHealth`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TargetState {
+    Initial,
+    Healthy,
+    Unhealthy,
+    /// `unhealthy.draining`: failing, and already being drained.
+    UnhealthyDraining,
+    Unused,
+    Draining,
+    Unavailable,
+    /// A state this version of reflex does not know, kept verbatim.
+    Other(String),
+}
+
+impl TargetState {
+    pub fn parse(s: &str) -> TargetState {
+        match s {
+            "initial" => TargetState::Initial,
+            "healthy" => TargetState::Healthy,
+            "unhealthy" => TargetState::Unhealthy,
+            "unhealthy.draining" => TargetState::UnhealthyDraining,
+            "unused" => TargetState::Unused,
+            "draining" => TargetState::Draining,
+            "unavailable" => TargetState::Unavailable,
+            other => TargetState::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            TargetState::Initial => "initial",
+            TargetState::Healthy => "healthy",
+            TargetState::Unhealthy => "unhealthy",
+            TargetState::UnhealthyDraining => "unhealthy.draining",
+            TargetState::Unused => "unused",
+            TargetState::Draining => "draining",
+            TargetState::Unavailable => "unavailable",
+            TargetState::Other(s) => s,
+        }
+    }
+}
+
+impl From<&str> for TargetState {
+    fn from(s: &str) -> Self {
+        TargetState::parse(s)
+    }
+}
+
+impl fmt::Display for TargetState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The reason code a stopped instance has in a target group.
+pub const TARGET_INVALID_STATE: &str = "Target.InvalidState";
+
+/// What a target group says about one registered target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetHealth {
+    /// The instance id or IP address.
+    pub id: String,
+    pub port: Option<i32>,
+    pub state: TargetState,
+    /// The reason code, e.g. `Target.FailedHealthChecks`.
+    pub reason: Option<String>,
+    pub description: Option<String>,
+}
+
+impl TargetHealth {
+    /// This target as a pool member: `unhealthy` is bad; `unused` with
+    /// `Target.InvalidState` (a stopped instance) is bad only when
+    /// `include_stopped`; `initial`, `draining` and `unavailable` never are.
+    pub fn member(&self, include_stopped: bool) -> PoolMember {
+        let health = match &self.state {
+            TargetState::Healthy => MemberHealth::Healthy,
+            TargetState::Unhealthy => MemberHealth::Bad,
+            TargetState::Unused
+                if include_stopped && self.reason.as_deref() == Some(TARGET_INVALID_STATE) =>
+            {
+                MemberHealth::Bad
+            }
+            _ => MemberHealth::Neither,
+        };
+        PoolMember {
+            id: self.id.clone(),
+            port: self.port,
+            health,
+            state: self.state.as_str().to_string(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+/// A target to deregister from a target group: its id and, when the group
+/// registered it with one, its port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub id: String,
+    pub port: Option<i32>,
+}
+
+/// How a pool member counts for the guards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberHealth {
+    /// InService (classic ELB) or `healthy` (target group).
+    Healthy,
+    /// A remediation candidate.
+    Bad,
+    /// Neither: starting, draining, unknown...
+    Neither,
+}
+
+/// One member of a pool (a classic ELB's instances or a target group's
+/// targets), as the pool guards see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolMember {
+    pub id: String,
+    pub port: Option<i32>,
+    pub health: MemberHealth,
+    /// The load balancer's own word for the state, for messages.
+    pub state: String,
+    /// The reason code the load balancer gave, if any.
+    pub reason: Option<String>,
+}
+
+impl PoolMember {
+    pub fn is_bad(&self) -> bool {
+        self.health == MemberHealth::Bad
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.health == MemberHealth::Healthy
+    }
+}
+
+impl InstanceHealth {
+    /// This instance as a pool member: OutOfService is bad.
+    pub fn member(&self) -> PoolMember {
+        PoolMember {
+            id: self.instance_id.clone(),
+            port: None,
+            health: match self.state {
+                HealthState::InService => MemberHealth::Healthy,
+                HealthState::OutOfService => MemberHealth::Bad,
+                HealthState::Unknown => MemberHealth::Neither,
+            },
+            state: self.state.as_str().to_string(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
 /// What EC2 says about one instance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstanceInfo {
@@ -215,5 +416,41 @@ mod tests {
         );
         assert_eq!(InstanceOp::Stop.acts_on(), [InstanceState::Running]);
         assert_eq!(InstanceOp::Reboot.to_string(), "RebootInstances");
+    }
+
+    #[test]
+    fn target_states_classify_as_the_issue_says() {
+        let t = |state: &str, reason: Option<&str>| TargetHealth {
+            id: "i-1".into(),
+            port: Some(80),
+            state: state.into(),
+            reason: reason.map(str::to_string),
+            description: None,
+        };
+        let bad = |h: &TargetHealth, stopped: bool| h.member(stopped).is_bad();
+        assert!(bad(
+            &t("unhealthy", Some("Target.FailedHealthChecks")),
+            false
+        ));
+        assert!(!bad(&t("unused", Some(TARGET_INVALID_STATE)), false));
+        assert!(bad(&t("unused", Some(TARGET_INVALID_STATE)), true));
+        assert!(!bad(&t("unused", Some("Target.NotRegistered")), true));
+        for never in [
+            "initial",
+            "draining",
+            "unavailable",
+            "unhealthy.draining",
+            "weird",
+        ] {
+            assert!(!bad(&t(never, None), true), "{never}");
+            assert!(!t(never, None).member(true).is_healthy(), "{never}");
+        }
+        assert!(t("healthy", None).member(false).is_healthy());
+        assert_eq!(
+            t("unhealthy.draining", None).state.as_str(),
+            "unhealthy.draining"
+        );
+        assert_eq!(TargetType::parse("ip"), TargetType::Ip);
+        assert_eq!(TargetType::parse("x").to_string(), "x");
     }
 }

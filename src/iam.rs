@@ -12,6 +12,8 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
+use crate::rules::action::PoolSource;
+use crate::rules::spec::Method;
 use crate::rules::{Action, ActionKind, RuleSet};
 
 /// Actions the daemon always needs, whatever the rules: consume the queue,
@@ -53,9 +55,50 @@ pub const fn actions_for(kind: ActionKind) -> &'static [&'static str] {
             "ec2:TerminateInstances",
             "sns:Publish",
         ],
+        ActionKind::RemediatePool => &[
+            "elasticloadbalancing:DescribeInstanceHealth",
+            "elasticloadbalancing:DescribeTargetGroups",
+            "elasticloadbalancing:DescribeTargetHealth",
+            "ec2:DescribeInstances",
+            "cloudwatch:DescribeAlarms",
+            "ec2:TerminateInstances",
+            "elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
+            "elasticloadbalancing:DeregisterTargets",
+            "sns:Publish",
+        ],
         ActionKind::Notify => &["sns:Publish"],
         ActionKind::PutMetric => &["cloudwatch:PutMetricData"],
     }
+}
+
+/// The AWS API actions one action calls: for a pool action, only those of
+/// its pool kind and method (a subset of [`actions_for`] its kind).
+pub fn actions_for_action<S>(action: &Action<S>) -> Vec<&'static str> {
+    let Action::RemediatePool(p) = action else {
+        return actions_for(action.kind()).to_vec();
+    };
+    let mut out = vec![
+        "ec2:DescribeInstances",
+        "cloudwatch:DescribeAlarms",
+        "sns:Publish",
+    ];
+    match &p.source {
+        PoolSource::ClassicElb { .. } => out.push("elasticloadbalancing:DescribeInstanceHealth"),
+        PoolSource::TargetGroup { .. } => out.extend([
+            "elasticloadbalancing:DescribeTargetGroups",
+            "elasticloadbalancing:DescribeTargetHealth",
+        ]),
+    }
+    out.push(match (p.method, &p.source) {
+        (Method::Terminate, _) => "ec2:TerminateInstances",
+        (Method::Deregister, PoolSource::ClassicElb { .. }) => {
+            "elasticloadbalancing:DeregisterInstancesFromLoadBalancer"
+        }
+        (Method::Deregister, PoolSource::TargetGroup { .. }) => {
+            "elasticloadbalancing:DeregisterTargets"
+        }
+    });
+    out
 }
 
 /// EC2 actions that change an instance: always conditioned on a tag.
@@ -93,6 +136,9 @@ pub struct Scope {
     /// Classic load balancers reflex may deregister from (besides those the
     /// rules name literally).
     pub load_balancer_names: Vec<String>,
+    /// Target groups reflex may deregister from (besides those the rules
+    /// name literally).
+    pub target_group_arns: Vec<String>,
     /// Topics reflex may publish to (besides those the rules name literally).
     pub notification_topic_arns: Vec<String>,
     /// Metric namespaces reflex may put to (besides `reflex` and those the
@@ -115,6 +161,7 @@ impl Default for Scope {
             tag_key: "reflex:managed".to_string(),
             tag_value: "true".to_string(),
             load_balancer_names: Vec::new(),
+            target_group_arns: Vec::new(),
             notification_topic_arns: Vec::new(),
             metric_namespaces: Vec::new(),
             state_table: None,
@@ -214,6 +261,8 @@ struct RuleTargets {
     any_namespace: bool,
     load_balancers: BTreeSet<String>,
     any_load_balancer: bool,
+    target_groups: BTreeSet<String>,
+    any_target_group: bool,
 }
 
 fn rule_targets(rules: Option<&RuleSet>) -> RuleTargets {
@@ -224,6 +273,8 @@ fn rule_targets(rules: Option<&RuleSet>) -> RuleTargets {
         any_namespace: rules.is_none(),
         load_balancers: BTreeSet::new(),
         any_load_balancer: rules.is_none(),
+        target_groups: BTreeSet::new(),
+        any_target_group: rules.is_none(),
     };
     let Some(rules) = rules else { return t };
     let literal = |tmpl: &crate::rules::Template| tmpl.literal().map(str::to_string);
@@ -259,6 +310,25 @@ fn rule_targets(rules: Option<&RuleSet>) -> RuleTargets {
             Action::RebootInstance(o) | Action::StopInstance(o) | Action::TerminateInstance(o) => {
                 o.escalate_topic_arn.as_ref()
             }
+            Action::RemediatePool(p) => {
+                match &p.source {
+                    PoolSource::ClassicElb { load_balancer } => match literal(load_balancer) {
+                        Some(lb) => {
+                            t.load_balancers.insert(lb);
+                        }
+                        None => t.any_load_balancer = true,
+                    },
+                    PoolSource::TargetGroup { target_group_arn } => {
+                        match literal(target_group_arn) {
+                            Some(arn) => {
+                                t.target_groups.insert(arn);
+                            }
+                            None => t.any_target_group = true,
+                        }
+                    }
+                }
+                p.escalate_topic_arn.as_ref()
+            }
         };
         if let Some(topic) = escalate {
             match literal(topic) {
@@ -280,13 +350,18 @@ fn allow(sid: &str, actions: &[&str], resources: Vec<String>) -> Value {
 /// `rules` is `None`), scoped by `scope`. Statement ids and shapes follow
 /// `data.aws_iam_policy_document.daemon` in `infra/terraform/iam.tf`.
 pub fn policy(rules: Option<&RuleSet>, scope: &Scope) -> Policy {
-    let kinds: BTreeSet<ActionKind> = match rules {
-        Some(r) => r.action_kinds(),
-        None => ActionKind::ALL.into_iter().collect(),
-    };
     let mut wanted: BTreeSet<&str> = BASE_ACTIONS.iter().copied().collect();
-    for k in &kinds {
-        wanted.extend(actions_for(*k));
+    match rules {
+        Some(r) => {
+            for action in r.rules().iter().flat_map(|r| r.actions.iter()) {
+                wanted.extend(actions_for_action(action));
+            }
+        }
+        None => {
+            for k in ActionKind::ALL {
+                wanted.extend(actions_for(k));
+            }
+        }
     }
     let targets = rule_targets(rules);
     let mut warnings = Vec::new();
@@ -387,6 +462,44 @@ pub fn policy(rules: Option<&RuleSet>, scope: &Scope) -> Policy {
         ));
     }
 
+    // DescribeTargetGroups and DescribeTargetHealth support no
+    // resource-level permissions either.
+    let target_reads: Vec<&str> = [
+        "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:DescribeTargetHealth",
+    ]
+    .into_iter()
+    .filter(|a| wanted.contains(a))
+    .collect();
+    if !target_reads.is_empty() {
+        statements.push(allow(
+            "ReadTargetHealth",
+            &target_reads,
+            vec!["*".to_string()],
+        ));
+    }
+    // DeregisterTargets: on the rules' target groups (or every one), and
+    // only those carrying the managed tag.
+    if wanted.contains("elasticloadbalancing:DeregisterTargets") {
+        let mut arns: BTreeSet<String> = scope.target_group_arns.iter().cloned().collect();
+        arns.extend(targets.target_groups.iter().cloned());
+        let resources = if targets.any_target_group && scope.target_group_arns.is_empty() {
+            warnings.push(
+                "A target group ARN is not a literal (or --all-actions): deregistration is allowed on every target group carrying the managed tag. Pass --target-group-arn to list them."
+                    .to_string(),
+            );
+            vec![format!(
+                "arn:{partition}:elasticloadbalancing:{region}:{account}:targetgroup/*"
+            )]
+        } else {
+            arns.into_iter().collect()
+        };
+        statements.push(json!({"Sid": "DeregisterFromTaggedTargetGroups", "Effect": "Allow",
+            "Action": ["elasticloadbalancing:DeregisterTargets"],
+            "Resource": resources,
+            "Condition": {"StringEquals": {format!("aws:ResourceTag/{}", scope.tag_key): [scope.tag_value.clone()]}}}));
+    }
+
     // DescribeInstances has no resource type; pin it to the region.
     if wanted.contains("ec2:DescribeInstances") {
         let mut statement = allow(
@@ -482,6 +595,10 @@ mod tests {
             queue_arn: Some("arn:aws:sqs:eu-west-1:123456789012:reflex".into()),
             dead_letter_queue_arn: Some("arn:aws:sqs:eu-west-1:123456789012:reflex-dlq".into()),
             load_balancer_names: vec!["web".into()],
+            target_group_arns: vec![
+                "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web/0123abcd"
+                    .into(),
+            ],
             notification_topic_arns: vec!["arn:aws:sns:eu-west-1:123456789012:oncall".into()],
             metric_namespaces: vec!["reflex".into()],
             ..Scope::default()
@@ -646,5 +763,41 @@ mod tests {
             .filter(|a| a.starts_with("dynamodb:"))
             .collect();
         assert_eq!(dynamo, DYNAMODB_STATE_ACTIONS.iter().copied().collect());
+    }
+
+    #[test]
+    fn a_pool_rule_gets_only_its_method_and_tagged_target_groups() {
+        let rules = r#"
+[[rule]]
+name = "tg"
+[rule.match]
+alarm_name = "web"
+dimensions.TargetGroup = { exists = true }
+[[rule.actions]]
+type = "remediate_pool"
+method = "deregister"
+"#;
+        let set = crate::rules::load_sources(vec![(
+            std::path::PathBuf::from("t.toml"),
+            rules.to_string(),
+        )])
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let p = policy(Some(&set), &pinned());
+        let granted = granted_actions(&p.document);
+        assert!(granted.contains("elasticloadbalancing:DeregisterTargets"));
+        assert!(granted.contains("elasticloadbalancing:DescribeTargetHealth"));
+        assert!(
+            !granted.contains("ec2:TerminateInstances")
+                && !granted.contains("elasticloadbalancing:DescribeInstanceHealth"),
+            "{granted:?}"
+        );
+        assert_eq!(
+            statement(&p, "DeregisterFromTaggedTargetGroups")["Condition"],
+            json!({"StringEquals": {"aws:ResourceTag/reflex:managed": ["true"]}})
+        );
+        assert_eq!(
+            statement(&p, "DeregisterFromTaggedTargetGroups")["Resource"],
+            json!(["arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web/0123abcd"])
+        );
     }
 }

@@ -86,6 +86,10 @@ pub struct ActionReport {
     /// Instances left out, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub excluded: Vec<Excluded>,
+    /// The load balancer's reason code for each bad member of a pool, e.g.
+    /// `Target.FailedHealthChecks`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub health_reasons: BTreeMap<String, String>,
     pub request_ids: Vec<String>,
     pub duration_ms: u64,
     /// Of which waiting for AWS calls, in microseconds.

@@ -10,9 +10,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use reflex::aws::sdk::{ClassicElb, CloudWatch, Ec2, Sns, SqsQueue};
+use reflex::aws::sdk::{ClassicElb, CloudWatch, Ec2, Elbv2, Sns, SqsQueue};
 use reflex::aws::{
-    Alarms, Datum, InstanceOp, Instances, LoadBalancers, MetricPublisher, Notifier, Queue,
+    Alarms, Datum, InstanceOp, Instances, LoadBalancers, MetricPublisher, Notifier, Queue, Target,
+    TargetGroups,
 };
 
 const SDK_SOURCE: &str = include_str!("../src/aws/sdk.rs");
@@ -97,6 +98,7 @@ async fn every_operation_reflex_calls_is_counted() {
         format!("{endpoint}/123456789012/alarms"),
     );
     let elb = ClassicElb(aws_sdk_elasticloadbalancing::Client::new(&config));
+    let elbv2 = Elbv2(aws_sdk_elasticloadbalancingv2::Client::new(&config));
     let ec2 = Ec2(aws_sdk_ec2::Client::new(&config));
     let cloudwatch = CloudWatch(aws_sdk_cloudwatch::Client::new(&config));
     let sns = Sns(aws_sdk_sns::Client::new(&config));
@@ -125,6 +127,20 @@ async fn every_operation_reflex_calls_is_counted() {
     expect_err("ping", queue.ping().await.is_err());
     expect_err("instance_health", elb.instance_health("web").await.is_err());
     expect_err("deregister", elb.deregister("web", &ids).await.is_err());
+    let tg = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123abcd";
+    expect_err(
+        "describe_target_group",
+        elbv2.describe_target_group(tg).await.is_err(),
+    );
+    expect_err("target_health", elbv2.target_health(tg).await.is_err());
+    let target = Target {
+        id: ids[0].clone(),
+        port: Some(80),
+    };
+    expect_err(
+        "deregister_targets",
+        elbv2.deregister_targets(tg, &[target]).await.is_err(),
+    );
     expect_err("describe", ec2.describe(&ids).await.is_err());
     for op in [InstanceOp::Terminate, InstanceOp::Reboot, InstanceOp::Stop] {
         expect_err("change", ec2.change(op, &ids, false).await.is_err());
@@ -149,14 +165,14 @@ async fn every_operation_reflex_calls_is_counted() {
             .await
             .is_err(),
     );
-    assert_eq!(failed.len(), 14, "{failed:?}");
+    assert_eq!(failed.len(), 17, "{failed:?}");
 
     let after = reflex::telemetry::metrics().encode();
     let wrapped = wrapped_operations();
     let distinct: BTreeSet<&(String, String)> = wrapped.iter().collect();
     assert_eq!(
         distinct.len(),
-        14,
+        17,
         "src/aws/sdk.rs calls operations this test does not run; add them above: {distinct:?}"
     );
     for (service, operation) in distinct {

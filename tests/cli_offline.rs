@@ -236,6 +236,7 @@ fn explain_json_has_the_documented_shape() {
             "max_instances": 1,
             "max_percent": 25,
             "min_in_service": 2,
+            "max_unhealthy": "50%",
             "min_instance_age": "10m",
             "require_tag": {"key": "reflex:managed", "value": "true"},
             "confirm_after": "30s",

@@ -149,6 +149,7 @@ fn destructive_example_rules_are_guarded() {
                 Action::RebootInstance(a)
                 | Action::StopInstance(a)
                 | Action::TerminateInstance(a) => &a.require_tag,
+                Action::RemediatePool(a) => &a.require_tag,
                 Action::Notify(_) | Action::PutMetric(_) => unreachable!("not destructive"),
             };
             assert!(

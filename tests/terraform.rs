@@ -1357,6 +1357,9 @@ fn assert_generator_matches_terraform(d: &Deployment) {
     for lb in strings(&var("load_balancer_names"), "load_balancer_names") {
         args.extend(["--load-balancer".to_string(), lb]);
     }
+    for tg in strings(&var("target_group_arns"), "target_group_arns") {
+        args.extend(["--target-group-arn".to_string(), tg]);
+    }
     let mut topics = vec![var("operator_topic_arn")
         .as_str()
         .expect("operator topic")
@@ -1403,6 +1406,12 @@ fn daemon_policy_tuples_equal_reflex_iam_policy() {
     d.vars = vec![
         ("operator_topic_arn", operator_topic(&d)),
         ("load_balancer_names", serde_json::json!(["web", "api"])),
+        (
+            "target_group_arns",
+            serde_json::json!([
+                "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web/0123abcd"
+            ]),
+        ),
     ];
     assert_generator_matches_terraform(&d);
 }
@@ -1424,6 +1433,13 @@ fn daemon_policy_tuples_equal_reflex_iam_policy_in_aws_cn_with_dynamodb_state() 
             serde_json::json!(["arn:aws-cn:sns:cn-north-1:210987654321:team"]),
         ),
         ("load_balancer_names", serde_json::json!(["edge"])),
+        (
+            "target_group_arns",
+            serde_json::json!([
+                "arn:aws-cn:elasticloadbalancing:cn-north-1:210987654321:targetgroup/edge/0123abcd",
+                "arn:aws-cn:elasticloadbalancing:cn-north-1:210987654321:targetgroup/api/4567ef01"
+            ]),
+        ),
         ("managed_tag_key", serde_json::json!("team:remediate")),
         ("managed_tag_value", serde_json::json!("yes")),
         (
@@ -2218,4 +2234,46 @@ fn egress_can_use_prefix_lists() {
         sg.body().blocks().all(|b| b.identifier() != "egress"),
         "every egress rule is conditional on its input"
     );
+}
+
+/// Deregistration from target groups is granted only on the listed groups
+/// and only while they carry the managed tag; without target groups there
+/// is no target-group permission at all.
+#[test]
+fn target_group_permissions_are_listed_and_tag_conditioned() {
+    let files = module();
+    let topic = serde_json::json!("arn:aws:sns:eu-west-1:123456789012:oncall");
+    let tg = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web/0123abcd";
+    let without = Deployment::new(vec![("operator_topic_arn", topic.clone())]);
+    let tuples = evaluated_policy(&files, "daemon", &module_context(&files, &without));
+    assert!(
+        tuples
+            .iter()
+            .all(|(_, action, _, _)| !action.contains("TargetGroups")
+                && !action.contains("TargetHealth")
+                && !action.contains("DeregisterTargets")),
+        "no target_group_arns, no target-group permissions: {tuples:?}"
+    );
+    let with = Deployment::new(vec![
+        ("operator_topic_arn", topic),
+        ("target_group_arns", serde_json::json!([tg])),
+    ]);
+    let tuples = evaluated_policy(&files, "daemon", &module_context(&files, &with));
+    let deregister: Vec<_> = tuples
+        .iter()
+        .filter(|(_, action, _, _)| action == "elasticloadbalancing:DeregisterTargets")
+        .collect();
+    assert!(!deregister.is_empty(), "{tuples:?}");
+    for (effect, _, resource, conditions) in deregister {
+        assert_eq!(effect, "Allow");
+        assert_eq!(resource, tg);
+        assert!(
+            conditions
+                .iter()
+                .any(|(test, key, values)| test == "StringEquals"
+                    && key == "aws:ResourceTag/reflex:managed"
+                    && values == &["true".to_string()]),
+            "DeregisterTargets must be conditioned on the managed tag: {conditions:?}"
+        );
+    }
 }

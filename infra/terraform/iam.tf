@@ -111,6 +111,41 @@ data "aws_iam_policy_document" "daemon" {
     }
   }
 
+  # Target-group permissions exist only when reflex manages target groups.
+  dynamic "statement" {
+    for_each = length(var.target_group_arns) > 0 ? [1] : []
+
+    content {
+      # Neither read has a resource type: "*" is the narrowest.
+      sid    = "ReadTargetHealth"
+      effect = "Allow"
+      actions = [
+        "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:DescribeTargetHealth",
+      ]
+      resources = ["*"]
+    }
+  }
+
+  # Deregistration on the listed target groups, and only while they carry
+  # the managed tag.
+  dynamic "statement" {
+    for_each = length(var.target_group_arns) > 0 ? [1] : []
+
+    content {
+      sid       = "DeregisterFromTaggedTargetGroups"
+      effect    = "Allow"
+      actions   = ["elasticloadbalancing:DeregisterTargets"]
+      resources = var.target_group_arns
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:ResourceTag/${var.managed_tag_key}"
+        values   = [var.managed_tag_value]
+      }
+    }
+  }
+
   # DescribeInstances has no resource type; pin it to this region.
   statement {
     sid       = "DescribeInstances"

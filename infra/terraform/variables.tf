@@ -144,6 +144,17 @@ variable "load_balancer_names" {
   }
 }
 
+variable "target_group_arns" {
+  description = "ARNs of the ELBv2 (ALB/NLB) target groups reflex manages (remediate_pool with pool = \"target_group\"). Reading target health is granted when this is non-empty, and elasticloadbalancing:DeregisterTargets on these only, while they carry the managed tag. Empty: no target-group permissions at all."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.target_group_arns : can(regex("^arn:[a-z-]+:elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]+$", a))])
+    error_message = "target_group_arns must contain target group ARNs (arn:PARTITION:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID)."
+  }
+}
+
 variable "managed_tag_key" {
   description = "Tag key that marks an EC2 instance as one reflex may terminate, reboot or stop. IAM denies those actions on any instance without this tag and value, whatever the rules say."
   type        = string

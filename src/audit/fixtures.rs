@@ -28,6 +28,7 @@ pub fn report(outcome: Outcome) -> ActionReport {
         outcome,
         capped: vec![],
         excluded: vec![],
+        health_reasons: Default::default(),
         request_ids: vec!["req-1".into()],
         duration_ms: 12,
         aws_us: 100,

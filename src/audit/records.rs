@@ -84,6 +84,9 @@ pub struct ActionRecord {
     /// Instances left out, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded: Vec<ExcludedRecord>,
+    /// The load balancer's reason code for each bad member of a pool.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub health_reasons: BTreeMap<String, String>,
     pub request_ids: Vec<String>,
     pub duration_ms: u64,
     /// Of which waiting for AWS calls, in microseconds.
@@ -359,6 +362,7 @@ impl AuditRecord {
             outcome: (&report.outcome).into(),
             capped: report.capped.iter().map(GuardRecord::from).collect(),
             excluded: report.excluded.iter().map(ExcludedRecord::from).collect(),
+            health_reasons: report.health_reasons.clone(),
             request_ids: report.request_ids.clone(),
             duration_ms: report.duration_ms,
             aws_us: report.aws_us,

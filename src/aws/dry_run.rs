@@ -9,7 +9,7 @@ use tracing::info;
 
 use super::{
     AwsError, Datum, InstanceHealth, InstanceInfo, InstanceOp, Instances, LoadBalancers,
-    MetricPublisher, Notifier,
+    MetricPublisher, Notifier, Target, TargetGroupInfo, TargetGroups, TargetHealth,
 };
 
 /// Classic ELB: health is read, deregistration is only logged.
@@ -30,6 +30,35 @@ impl LoadBalancers for DryRunLoadBalancers {
             load_balancer,
             ?instance_ids,
             "Dry run: would call DeregisterInstancesFromLoadBalancer."
+        );
+        Ok(None)
+    }
+}
+
+/// Target groups: read, and deregistration only logged (ELBv2 writes have
+/// no `DryRun` parameter).
+pub struct DryRunTargetGroups(pub Arc<dyn TargetGroups>);
+
+#[async_trait]
+impl TargetGroups for DryRunTargetGroups {
+    async fn describe_target_group(&self, arn: &str) -> Result<Option<TargetGroupInfo>, AwsError> {
+        self.0.describe_target_group(arn).await
+    }
+
+    async fn target_health(&self, arn: &str) -> Result<Vec<TargetHealth>, AwsError> {
+        self.0.target_health(arn).await
+    }
+
+    async fn deregister_targets(
+        &self,
+        arn: &str,
+        targets: &[Target],
+    ) -> Result<Option<String>, AwsError> {
+        let ids: Vec<&str> = targets.iter().map(|t| t.id.as_str()).collect();
+        info!(
+            target_group_arn = arn,
+            targets = ?ids,
+            "Dry run: would call elasticloadbalancing:DeregisterTargets."
         );
         Ok(None)
     }

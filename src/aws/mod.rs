@@ -24,7 +24,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::event::AlarmState;
-pub use crate::fleet::{HealthState, InstanceHealth, InstanceInfo, InstanceOp, InstanceState};
+pub use crate::fleet::{
+    HealthState, InstanceHealth, InstanceInfo, InstanceOp, InstanceState, Target, TargetGroupInfo,
+    TargetHealth, TargetState, TargetType,
+};
 
 /// An AWS call that failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -120,6 +123,21 @@ pub trait LoadBalancers: Send + Sync {
         &self,
         load_balancer: &str,
         instance_ids: &[String],
+    ) -> Result<Option<String>, AwsError>;
+}
+
+/// ELBv2 (ALB/NLB) target groups.
+#[async_trait]
+pub trait TargetGroups: Send + Sync {
+    /// `DescribeTargetGroups` for one ARN; `None` if there is no such group.
+    async fn describe_target_group(&self, arn: &str) -> Result<Option<TargetGroupInfo>, AwsError>;
+    /// `DescribeTargetHealth`: every registered target.
+    async fn target_health(&self, arn: &str) -> Result<Vec<TargetHealth>, AwsError>;
+    /// `DeregisterTargets`; returns the request id.
+    async fn deregister_targets(
+        &self,
+        arn: &str,
+        targets: &[Target],
     ) -> Result<Option<String>, AwsError>;
 }
 

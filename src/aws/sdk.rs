@@ -16,7 +16,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use super::observe::{self, AwsCallFinished, CallOutcome};
 use super::{
     Alarms, AwsError, Datum, HealthState, InstanceHealth, InstanceInfo, InstanceOp, InstanceState,
-    Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage,
+    Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage, Target,
+    TargetGroupInfo, TargetGroups, TargetHealth, TargetState, TargetType,
 };
 use crate::event::AlarmState;
 
@@ -125,6 +126,9 @@ pub struct Clients {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub ec2: aws_sdk_ec2::Client,
     pub elb: aws_sdk_elasticloadbalancing::Client,
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    pub ssm: aws_sdk_ssm::Client,
 }
 
 impl Clients {
@@ -144,6 +148,9 @@ impl Clients {
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
             ec2: aws_sdk_ec2::Client::new(&config),
             elb: aws_sdk_elasticloadbalancing::Client::new(&config),
+            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&config),
+            autoscaling: aws_sdk_autoscaling::Client::new(&config),
+            ssm: aws_sdk_ssm::Client::new(&config),
         }
     }
 }
@@ -356,6 +363,92 @@ impl LoadBalancers for ClassicElb {
                 .deregister_instances_from_load_balancer()
                 .load_balancer_name(load_balancer)
                 .set_instances(Some(instances.collect()))
+                .send(),
+        )
+        .await?;
+        Ok(out.request_id().map(str::to_string))
+    }
+}
+
+/// ELBv2 target groups.
+#[derive(Clone, Debug)]
+pub struct Elbv2(pub aws_sdk_elasticloadbalancingv2::Client);
+
+#[async_trait]
+impl TargetGroups for Elbv2 {
+    async fn describe_target_group(&self, arn: &str) -> Result<Option<TargetGroupInfo>, AwsError> {
+        let out = call(
+            "elasticloadbalancing",
+            "DescribeTargetGroups",
+            self.0
+                .describe_target_groups()
+                .target_group_arns(arn)
+                .send(),
+        )
+        .await;
+        let out = match out {
+            Ok(o) => o,
+            Err(e) if e.code.as_deref() == Some("TargetGroupNotFound") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(out
+            .target_groups()
+            .iter()
+            .find(|g| g.target_group_arn() == Some(arn))
+            .map(|g| TargetGroupInfo {
+                arn: arn.to_string(),
+                name: g.target_group_name().unwrap_or_default().to_string(),
+                // The API's default target type is `instance`.
+                target_type: TargetType::parse(g.target_type().map_or("instance", |t| t.as_str())),
+            }))
+    }
+
+    async fn target_health(&self, arn: &str) -> Result<Vec<TargetHealth>, AwsError> {
+        let out = call(
+            "elasticloadbalancing",
+            "DescribeTargetHealth",
+            self.0.describe_target_health().target_group_arn(arn).send(),
+        )
+        .await?;
+        Ok(out
+            .target_health_descriptions()
+            .iter()
+            .filter_map(|d| {
+                let target = d.target()?;
+                let health = d.target_health();
+                Some(TargetHealth {
+                    id: target.id()?.to_string(),
+                    port: target.port(),
+                    state: TargetState::parse(
+                        health.and_then(|h| h.state()).map_or("", |s| s.as_str()),
+                    ),
+                    reason: health
+                        .and_then(|h| h.reason())
+                        .map(|r| r.as_str().to_string()),
+                    description: health.and_then(|h| h.description()).map(str::to_string),
+                })
+            })
+            .collect())
+    }
+
+    async fn deregister_targets(
+        &self,
+        arn: &str,
+        targets: &[Target],
+    ) -> Result<Option<String>, AwsError> {
+        let targets = targets.iter().map(|t| {
+            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                .id(&t.id)
+                .set_port(t.port)
+                .build()
+        });
+        let out = call(
+            "elasticloadbalancing",
+            "DeregisterTargets",
+            self.0
+                .deregister_targets()
+                .target_group_arn(arn)
+                .set_targets(Some(targets.collect()))
                 .send(),
         )
         .await?;

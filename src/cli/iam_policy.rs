@@ -44,6 +44,11 @@ pub struct IamPolicyArgs {
     /// load balancer of the account and region.
     #[arg(long = "load-balancer", value_name = "NAME")]
     pub load_balancers: Vec<String>,
+    /// A target group reflex may deregister from (repeatable). Without it,
+    /// a rule whose target group is a template is granted every target
+    /// group of the account and region that carries the managed tag.
+    #[arg(long = "target-group-arn", value_name = "ARN")]
+    pub target_group_arns: Vec<String>,
     /// An SNS topic reflex may publish to (repeatable), e.g. the operators'.
     /// Without it, a templated topic is granted every topic.
     #[arg(long = "notification-topic-arn", value_name = "ARN")]
@@ -169,6 +174,7 @@ pub fn run(args: &IamPolicyArgs) -> u8 {
         tag_key: args.tag_key.clone(),
         tag_value: args.tag_value.clone(),
         load_balancer_names: args.load_balancers.clone(),
+        target_group_arns: args.target_group_arns.clone(),
         notification_topic_arns: args.notification_topic_arns.clone(),
         metric_namespaces: args.metric_namespaces.clone(),
         state_table,

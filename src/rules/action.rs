@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::limits::MaxUnhealthy;
 use super::limits::{serialize_duration, serialize_opt_duration};
-use super::spec::{ActionKind, TagSpec};
+use super::spec::{ActionKind, Method, TagSpec, TargetTypeSpec};
 use super::template::Template;
 use crate::event::AlarmEvent;
 
@@ -21,6 +22,7 @@ pub enum Action<S> {
     RebootInstance(OnInstance<S>),
     StopInstance(OnInstance<S>),
     TerminateInstance(OnInstance<S>),
+    RemediatePool(Pool<S>),
     Notify(Notify<S>),
     PutMetric(PutMetric<S>),
 }
@@ -35,6 +37,57 @@ pub struct OutOfService<S> {
     pub max_instances: u32,
     pub max_percent: u32,
     pub min_in_service: u32,
+    pub max_unhealthy: MaxUnhealthy,
+    #[serde(serialize_with = "serialize_duration")]
+    pub min_instance_age: Duration,
+    pub require_tag: Option<TagSpec>,
+    #[serde(serialize_with = "serialize_opt_duration")]
+    pub confirm_after: Option<Duration>,
+    pub escalate_topic_arn: Option<S>,
+}
+
+impl<S: Clone> OutOfService<S> {
+    /// The same action as a general pool action on a classic ELB.
+    pub fn to_pool(&self, method: Method) -> Pool<S> {
+        Pool {
+            source: PoolSource::ClassicElb {
+                load_balancer: self.load_balancer.clone(),
+            },
+            method,
+            target_type: None,
+            include_stopped: false,
+            max_instances: self.max_instances,
+            max_percent: self.max_percent,
+            min_in_service: self.min_in_service,
+            max_unhealthy: self.max_unhealthy,
+            min_instance_age: self.min_instance_age,
+            require_tag: self.require_tag.clone(),
+            confirm_after: self.confirm_after,
+            escalate_topic_arn: self.escalate_topic_arn.clone(),
+        }
+    }
+}
+
+/// Where a pool's members and their health come from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "pool", rename_all = "snake_case")]
+pub enum PoolSource<S> {
+    ClassicElb { load_balancer: S },
+    TargetGroup { target_group_arn: S },
+}
+
+/// The bad members of a pool, what to do with them, and the guards.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pool<S> {
+    #[serde(flatten)]
+    pub source: PoolSource<S>,
+    pub method: Method,
+    pub target_type: Option<TargetTypeSpec>,
+    pub include_stopped: bool,
+    pub max_instances: u32,
+    pub max_percent: u32,
+    pub min_in_service: u32,
+    pub max_unhealthy: MaxUnhealthy,
     #[serde(serialize_with = "serialize_duration")]
     pub min_instance_age: Duration,
     pub require_tag: Option<TagSpec>,
@@ -79,6 +132,7 @@ impl<S> Action<S> {
             Action::RebootInstance(_) => ActionKind::RebootInstance,
             Action::StopInstance(_) => ActionKind::StopInstance,
             Action::TerminateInstance(_) => ActionKind::TerminateInstance,
+            Action::RemediatePool(_) => ActionKind::RemediatePool,
             Action::Notify(_) => ActionKind::Notify,
             Action::PutMetric(_) => ActionKind::PutMetric,
         }
@@ -91,6 +145,7 @@ impl<S> Action<S> {
             max_instances: o.max_instances,
             max_percent: o.max_percent,
             min_in_service: o.min_in_service,
+            max_unhealthy: o.max_unhealthy,
             min_instance_age: o.min_instance_age,
             require_tag: o.require_tag.clone(),
             confirm_after: o.confirm_after,
@@ -108,6 +163,27 @@ impl<S> Action<S> {
             Action::RebootInstance(o) => Action::RebootInstance(inst(o, f)),
             Action::StopInstance(o) => Action::StopInstance(inst(o, f)),
             Action::TerminateInstance(o) => Action::TerminateInstance(inst(o, f)),
+            Action::RemediatePool(p) => Action::RemediatePool(Pool {
+                source: match &p.source {
+                    PoolSource::ClassicElb { load_balancer } => PoolSource::ClassicElb {
+                        load_balancer: f(load_balancer),
+                    },
+                    PoolSource::TargetGroup { target_group_arn } => PoolSource::TargetGroup {
+                        target_group_arn: f(target_group_arn),
+                    },
+                },
+                method: p.method,
+                target_type: p.target_type,
+                include_stopped: p.include_stopped,
+                max_instances: p.max_instances,
+                max_percent: p.max_percent,
+                min_in_service: p.min_in_service,
+                max_unhealthy: p.max_unhealthy,
+                min_instance_age: p.min_instance_age,
+                require_tag: p.require_tag.clone(),
+                confirm_after: p.confirm_after,
+                escalate_topic_arn: p.escalate_topic_arn.as_ref().map(&mut *f),
+            }),
             Action::Notify(n) => Action::Notify(Notify {
                 topic_arn: f(&n.topic_arn),
                 subject: f(&n.subject),
@@ -139,6 +215,10 @@ impl<S> Action<S> {
                 refs.push(&o.instance_id);
                 refs.extend(o.escalate_topic_arn.as_ref());
             }
+            Action::RemediatePool(p) => {
+                refs.push(p.source.name());
+                refs.extend(p.escalate_topic_arn.as_ref());
+            }
             Action::Notify(n) => refs.extend([&n.topic_arn, &n.subject, &n.message]),
             Action::PutMetric(p) => {
                 refs.extend([&p.namespace, &p.metric_name]);
@@ -167,8 +247,33 @@ impl PlannedAction {
             Action::RebootInstance(o) | Action::StopInstance(o) | Action::TerminateInstance(o) => {
                 format!("instance:{}", o.instance_id)
             }
+            Action::RemediatePool(p) => p.source.target(),
             Action::Notify(n) => format!("topic:{}", n.topic_arn),
             Action::PutMetric(p) => format!("metric:{}/{}", p.namespace, p.metric_name),
+        }
+    }
+}
+
+impl<S> PoolSource<S> {
+    /// The load balancer's name or the target group's ARN.
+    pub fn name(&self) -> &S {
+        match self {
+            PoolSource::ClassicElb { load_balancer } => load_balancer,
+            PoolSource::TargetGroup { target_group_arn } => target_group_arn,
+        }
+    }
+}
+
+impl PoolSource<String> {
+    /// The pool as an action target: `elb:NAME` (shared with the classic
+    /// kinds, so they serialize on the same load balancer) or
+    /// `target_group:ARN`.
+    pub fn target(&self) -> String {
+        match self {
+            PoolSource::ClassicElb { load_balancer } => format!("elb:{load_balancer}"),
+            PoolSource::TargetGroup { target_group_arn } => {
+                format!("target_group:{target_group_arn}")
+            }
         }
     }
 }

@@ -6,12 +6,15 @@ use std::time::Duration;
 
 use serde_spanned::Spanned;
 
-use super::action::{Action, Notify, OnInstance, OutOfService, PutMetric};
-use super::limits::{parse_duration, Rate};
+use super::action::{Action, Notify, OnInstance, OutOfService, Pool, PoolSource, PutMetric};
+use super::limits::{parse_duration, MaxUnhealthy, Rate};
 use super::matcher::{StringMatcher, StringMatcherSpec};
 use super::source::{SourceError, SourceFile};
-use super::spec::{ActionKind, ActionSpec, LimitsSpec, MatchSpec, RuleSpec};
-use super::template::{Field, Template};
+use super::spec::{
+    ActionKind, ActionSpec, LimitsSpec, MatchSpec, MaxUnhealthySpec, Method, PoolKind, RuleSpec,
+    TargetTypeSpec,
+};
+use super::template::Template;
 use super::{Limits, Rule, RuleMatcher};
 use crate::event::AlarmState;
 
@@ -183,7 +186,22 @@ fn compile_action(
     let before = cx.errors.len();
 
     // Parameters given that this kind does not take.
-    let given: [(&str, Option<Range<usize>>); 17] = [
+    let given: [(&str, Option<Range<usize>>); 23] = [
+        ("pool", spec.pool.as_ref().map(Spanned::span)),
+        (
+            "target_group_arn",
+            spec.target_group_arn.as_ref().map(Spanned::span),
+        ),
+        ("method", spec.method.as_ref().map(Spanned::span)),
+        ("target_type", spec.target_type.as_ref().map(Spanned::span)),
+        (
+            "include_stopped",
+            spec.include_stopped.as_ref().map(Spanned::span),
+        ),
+        (
+            "max_unhealthy",
+            spec.max_unhealthy.as_ref().map(Spanned::span),
+        ),
         (
             "load_balancer",
             spec.load_balancer.as_ref().map(Spanned::span),
@@ -264,7 +282,7 @@ fn compile_action(
             }
         };
         for field in t.fields() {
-            if let Field::Dimension(d) = field {
+            if let Some(d) = field.dimension() {
                 if !matcher.guarantees_dimension(d) {
                     cx.err(
                         span.clone(),
@@ -315,6 +333,25 @@ fn compile_action(
             }
         }
     };
+    let max_unhealthy = |cx: &mut Ctx| -> MaxUnhealthy {
+        let Some(v) = spec.max_unhealthy.as_ref() else {
+            return MaxUnhealthy::DEFAULT;
+        };
+        let parsed = match v.get_ref() {
+            MaxUnhealthySpec::Count(n) => {
+                u32::try_from(*n).map(MaxUnhealthy::Count).map_err(|_| {
+                    format!(
+                        "`max_unhealthy` must be a count of at least 0 or a percentage, not {n}"
+                    )
+                })
+            }
+            MaxUnhealthySpec::Text(t) => MaxUnhealthy::parse(t),
+        };
+        parsed.unwrap_or_else(|e| {
+            cx.err(v.span(), e);
+            MaxUnhealthy::DEFAULT
+        })
+    };
     let escalate = spec
         .escalate_topic_arn
         .as_ref()
@@ -332,6 +369,7 @@ fn compile_action(
                 max_instances: whole(spec.max_instances.as_ref(), DEFAULT_MAX_INSTANCES, 1, 10_000, "max_instances", cx),
                 max_percent: whole(spec.max_percent.as_ref(), DEFAULT_MAX_PERCENT, 1, 100, "max_percent", cx),
                 min_in_service: whole(spec.min_in_service.as_ref(), DEFAULT_MIN_IN_SERVICE, 0, 10_000, "min_in_service", cx),
+                max_unhealthy: max_unhealthy(cx),
                 min_instance_age: duration(spec.min_instance_age.as_ref(), cx).unwrap_or(DEFAULT_MIN_INSTANCE_AGE),
                 require_tag: spec.require_tag.clone(),
                 confirm_after: duration(spec.confirm_after.as_ref(), cx),
@@ -342,6 +380,80 @@ fn compile_action(
             } else {
                 Action::DeregisterOutOfService(o)
             }
+        }
+        ActionKind::RemediatePool => {
+            let pool = spec.pool.as_ref().map_or(PoolKind::TargetGroup, |p| *p.get_ref());
+            let method = spec.method.as_ref().map_or(Method::Terminate, |m| *m.get_ref());
+            // Parameters that belong to the other kind of pool.
+            let wrong_pool = match pool {
+                PoolKind::ClassicElb => [
+                    ("target_group_arn", spec.target_group_arn.as_ref().map(Spanned::span)),
+                    ("target_type", spec.target_type.as_ref().map(Spanned::span)),
+                    ("include_stopped", spec.include_stopped.as_ref().map(Spanned::span)),
+                ],
+                PoolKind::TargetGroup => [
+                    ("load_balancer", spec.load_balancer.as_ref().map(Spanned::span)),
+                    ("target_type", None),
+                    ("include_stopped", None),
+                ],
+            };
+            for (param, span) in wrong_pool {
+                if let Some(span) = span {
+                    let kind_name = match pool {
+                        PoolKind::ClassicElb => "classic_elb",
+                        PoolKind::TargetGroup => "target_group",
+                    };
+                    cx.err(span, format!("`{param}` does not apply to pool = \"{kind_name}\""));
+                }
+            }
+            if let Some(t) = &spec.target_type {
+                match (*t.get_ref(), method) {
+                    (TargetTypeSpec::Lambda | TargetTypeSpec::Alb, _) => cx.err(
+                        t.span(),
+                        format!(
+                            "target_type `{}` is out of scope: reflex acts only on instance and ip targets",
+                            t.get_ref().as_str()
+                        ),
+                    ),
+                    (TargetTypeSpec::Ip, m) if m != Method::Deregister => cx.err(
+                        t.span(),
+                        format!("ip targets can only be deregistered, not `{m}`; use method = \"deregister\""),
+                    ),
+                    _ => {}
+                }
+            }
+            let source = match pool {
+                PoolKind::ClassicElb => PoolSource::ClassicElb {
+                    load_balancer: template(
+                        spec.load_balancer.as_ref(),
+                        Some("{{ dimension.LoadBalancerName }}"),
+                        "load_balancer",
+                        cx,
+                    )?,
+                },
+                PoolKind::TargetGroup => PoolSource::TargetGroup {
+                    target_group_arn: template(
+                        spec.target_group_arn.as_ref(),
+                        Some("{{ target_group_arn }}"),
+                        "target_group_arn",
+                        cx,
+                    )?,
+                },
+            };
+            Action::RemediatePool(Pool {
+                source,
+                method,
+                target_type: spec.target_type.as_ref().map(|t| *t.get_ref()),
+                include_stopped: spec.include_stopped.as_ref().is_some_and(|b| *b.get_ref()),
+                max_instances: whole(spec.max_instances.as_ref(), DEFAULT_MAX_INSTANCES, 1, 10_000, "max_instances", cx),
+                max_percent: whole(spec.max_percent.as_ref(), DEFAULT_MAX_PERCENT, 1, 100, "max_percent", cx),
+                min_in_service: whole(spec.min_in_service.as_ref(), DEFAULT_MIN_IN_SERVICE, 0, 10_000, "min_in_service", cx),
+                max_unhealthy: max_unhealthy(cx),
+                min_instance_age: duration(spec.min_instance_age.as_ref(), cx).unwrap_or(DEFAULT_MIN_INSTANCE_AGE),
+                require_tag: spec.require_tag.clone(),
+                confirm_after: duration(spec.confirm_after.as_ref(), cx),
+                escalate_topic_arn: escalate,
+            })
         }
         ActionKind::RebootInstance | ActionKind::StopInstance | ActionKind::TerminateInstance => {
             let o = OnInstance {

@@ -34,6 +34,74 @@ pub fn serialize_opt_duration<S: Serializer>(
     }
 }
 
+/// A pool's short-circuit: when more of the pool is bad than this, the
+/// cause is shared (a bad deploy, a dependency outage) and replacing
+/// instances would only churn the fleet, so nothing is done. A count of
+/// members, or a percentage of the registered members (rounded down, as
+/// Cluster API's MachineHealthCheck `maxUnhealthy` does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MaxUnhealthy {
+    Count(u32),
+    Percent(u32),
+}
+
+impl MaxUnhealthy {
+    /// The default, `"50%"`: with more than half a pool bad, the cause is
+    /// almost certainly shared; with half or less, one-at-a-time
+    /// replacement (the default `max_instances = 1`) is still safe.
+    pub const DEFAULT: MaxUnhealthy = MaxUnhealthy::Percent(50);
+
+    /// Parses `"40%"` or `"3"` (a whole number of members).
+    pub fn parse(s: &str) -> Result<MaxUnhealthy, String> {
+        let help = "write a count (e.g. 3) or a percentage of the pool (e.g. \"40%\")";
+        let t = s.trim();
+        if let Some(p) = t.strip_suffix('%') {
+            let n: u32 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("invalid max_unhealthy {s:?}: {help}"))?;
+            if n > 100 {
+                return Err(format!(
+                    "invalid max_unhealthy {s:?}: a percentage is at most 100%"
+                ));
+            }
+            Ok(MaxUnhealthy::Percent(n))
+        } else {
+            t.parse()
+                .map(MaxUnhealthy::Count)
+                .map_err(|_| format!("invalid max_unhealthy {s:?}: {help}"))
+        }
+    }
+
+    /// How many bad members a pool of `registered` may have before the
+    /// short-circuit trips.
+    pub fn allowed(self, registered: usize) -> usize {
+        match self {
+            MaxUnhealthy::Count(n) => n as usize,
+            MaxUnhealthy::Percent(p) => (registered as u64 * u64::from(p) / 100) as usize,
+        }
+    }
+}
+
+impl fmt::Display for MaxUnhealthy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaxUnhealthy::Count(n) => write!(f, "{n}"),
+            MaxUnhealthy::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl Serialize for MaxUnhealthy {
+    /// A count as a number, a percentage as `"40%"`: as written.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MaxUnhealthy::Count(n) => s.serialize_u32(*n),
+            MaxUnhealthy::Percent(_) => s.serialize_str(&self.to_string()),
+        }
+    }
+}
+
 /// At most `count` executions per `per`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rate {
@@ -98,6 +166,23 @@ impl Serialize for Rate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_unhealthy_is_a_count_or_a_percentage() {
+        assert_eq!(MaxUnhealthy::parse("40%"), Ok(MaxUnhealthy::Percent(40)));
+        assert_eq!(MaxUnhealthy::parse(" 3 "), Ok(MaxUnhealthy::Count(3)));
+        assert!(MaxUnhealthy::parse("101%").is_err());
+        assert!(MaxUnhealthy::parse("-1").is_err());
+        assert!(MaxUnhealthy::parse("lots").is_err());
+        assert_eq!(MaxUnhealthy::Percent(50).allowed(3), 1);
+        assert_eq!(MaxUnhealthy::Percent(50).allowed(8), 4);
+        assert_eq!(MaxUnhealthy::Count(2).allowed(100), 2);
+        assert_eq!(MaxUnhealthy::DEFAULT.to_string(), "50%");
+        assert_eq!(
+            serde_json::to_value(MaxUnhealthy::Count(2)).ok(),
+            Some(serde_json::json!(2))
+        );
+    }
 
     #[test]
     fn rates() {

@@ -132,6 +132,11 @@ pub enum ActionKind {
     StopInstance,
     /// Terminate the instance named by the event.
     TerminateInstance,
+    /// Act on the bad members of a pool — a target group's unhealthy
+    /// targets or a classic ELB's OutOfService instances — by `method`.
+    /// (`terminate_out_of_service` and `deregister_out_of_service` are this
+    /// with `pool = "classic_elb"` and method `terminate` or `deregister`.)
+    RemediatePool,
     /// Publish a message to an SNS topic.
     Notify,
     /// Put one CloudWatch metric data point.
@@ -139,12 +144,13 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 7] = [
+    pub const ALL: [ActionKind; 8] = [
         ActionKind::TerminateOutOfService,
         ActionKind::DeregisterOutOfService,
         ActionKind::RebootInstance,
         ActionKind::StopInstance,
         ActionKind::TerminateInstance,
+        ActionKind::RemediatePool,
         ActionKind::Notify,
         ActionKind::PutMetric,
     ];
@@ -156,6 +162,7 @@ impl ActionKind {
             ActionKind::RebootInstance => "reboot_instance",
             ActionKind::StopInstance => "stop_instance",
             ActionKind::TerminateInstance => "terminate_instance",
+            ActionKind::RemediatePool => "remediate_pool",
             ActionKind::Notify => "notify",
             ActionKind::PutMetric => "put_metric",
         }
@@ -169,6 +176,23 @@ impl ActionKind {
                 "max_instances",
                 "max_percent",
                 "min_in_service",
+                "max_unhealthy",
+                "min_instance_age",
+                "require_tag",
+                "confirm_after",
+                "escalate_topic_arn",
+            ],
+            ActionKind::RemediatePool => &[
+                "pool",
+                "load_balancer",
+                "target_group_arn",
+                "method",
+                "target_type",
+                "include_stopped",
+                "max_instances",
+                "max_percent",
+                "min_in_service",
+                "max_unhealthy",
                 "min_instance_age",
                 "require_tag",
                 "confirm_after",
@@ -209,9 +233,29 @@ pub struct ActionSpec {
     #[serde(rename = "type")]
     #[schemars(with = "ActionKind")]
     pub kind: Spanned<ActionKind>,
+    /// Which kind of pool `remediate_pool` acts on. Default `target_group`.
+    #[schemars(with = "Option<PoolKind>")]
+    pub pool: Option<Spanned<PoolKind>>,
     /// Classic ELB name (template). Default `{{ dimension.LoadBalancerName }}`.
     #[schemars(with = "Option<String>")]
     pub load_balancer: Option<Spanned<String>>,
+    /// Target group ARN (template). Default `{{ target_group_arn }}`: the
+    /// alarm's `TargetGroup` dimension in the alarm ARN's partition, region
+    /// and account.
+    #[schemars(with = "Option<String>")]
+    pub target_group_arn: Option<Spanned<String>>,
+    /// What to do with each bad instance. Default `terminate`.
+    #[schemars(with = "Option<Method>")]
+    pub method: Option<Spanned<Method>>,
+    /// The target type the rule expects; a target group of another type is
+    /// left alone. `ip` targets can only be deregistered; `lambda` and
+    /// `alb` targets are out of scope.
+    #[schemars(with = "Option<TargetTypeSpec>")]
+    pub target_type: Option<Spanned<TargetTypeSpec>>,
+    /// Also count `unused` targets with reason `Target.InvalidState` (a
+    /// stopped instance) as bad. Default false.
+    #[schemars(with = "Option<bool>")]
+    pub include_stopped: Option<Spanned<bool>>,
     /// Instance id (template). Default `{{ dimension.InstanceId }}`.
     #[schemars(with = "Option<String>")]
     pub instance_id: Option<Spanned<String>>,
@@ -226,6 +270,10 @@ pub struct ActionSpec {
     /// Default 1.
     #[schemars(with = "Option<u32>")]
     pub min_in_service: Option<Spanned<i64>>,
+    /// Do nothing when more of the pool than this is bad: a count (`3`) or
+    /// a percentage of the registered members (`"40%"`). Default `"50%"`.
+    #[schemars(with = "Option<MaxUnhealthySpec>")]
+    pub max_unhealthy: Option<Spanned<MaxUnhealthySpec>>,
     /// Leave alone instances launched less than this long ago, e.g. `"10m"`.
     /// Default `"10m"`.
     #[schemars(with = "Option<String>")]
@@ -263,6 +311,73 @@ pub struct ActionSpec {
     /// Metric dimensions (values are templates).
     #[schemars(with = "Option<BTreeMap<String, String>>")]
     pub dimensions: Option<BTreeMap<String, Spanned<String>>>,
+}
+
+/// `max_unhealthy` as written: a count or a `"N%"` string.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum MaxUnhealthySpec {
+    Count(i64),
+    Text(String),
+}
+
+/// The kinds of pool `remediate_pool` acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolKind {
+    /// An ELBv2 (ALB/NLB) target group: health from `DescribeTargetHealth`.
+    TargetGroup,
+    /// A classic ELB: health from `DescribeInstanceHealth`.
+    ClassicElb,
+}
+
+/// What to do with a pool's bad instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// `TerminateInstances`: the Auto Scaling group, if any, replaces it.
+    Terminate,
+    /// Take it out of the pool (`DeregisterTargets`,
+    /// `DeregisterInstancesFromLoadBalancer`).
+    Deregister,
+}
+
+impl Method {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Method::Terminate => "terminate",
+            Method::Deregister => "deregister",
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Target types a rule may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetTypeSpec {
+    Instance,
+    Ip,
+    /// Out of scope: refused at rule load.
+    Lambda,
+    /// Out of scope: refused at rule load.
+    Alb,
+}
+
+impl TargetTypeSpec {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TargetTypeSpec::Instance => "instance",
+            TargetTypeSpec::Ip => "ip",
+            TargetTypeSpec::Lambda => "lambda",
+            TargetTypeSpec::Alb => "alb",
+        }
+    }
 }
 
 /// A tag an instance must carry: `{ key = "reflex:managed", value = "true" }`.

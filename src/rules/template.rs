@@ -27,6 +27,49 @@ pub enum Field {
     SnsMessageId,
     TopicArn,
     RuleName,
+    /// The target group the alarm's `TargetGroup` dimension names, as an
+    /// ARN in the alarm ARN's partition, region and account.
+    TargetGroupArn,
+}
+
+impl Field {
+    /// The dimension this field reads, which the rule's match must then
+    /// guarantee.
+    pub fn dimension(&self) -> Option<&str> {
+        match self {
+            Field::Dimension(d) => Some(d),
+            Field::TargetGroupArn => Some("TargetGroup"),
+            _ => None,
+        }
+    }
+}
+
+/// The ARN of the target group an `AWS/ApplicationELB` or `AWS/NetworkELB`
+/// alarm is about: its `TargetGroup` dimension (`targetgroup/NAME/ID`)
+/// with the partition, region and account of the alarm's ARN. `None` when
+/// either is missing or malformed.
+pub fn target_group_arn(event: &AlarmEvent) -> Option<String> {
+    let dim = event.dimension("TargetGroup")?;
+    if !dim.starts_with("targetgroup/") || dim.split('/').count() != 3 {
+        return None;
+    }
+    let arn = event.alarm_arn.as_deref()?;
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some(_service), Some(region), Some(account)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    if partition.is_empty() || region.is_empty() || account.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "arn:{partition}:elasticloadbalancing:{region}:{account}:{dim}"
+    ))
 }
 
 /// The names a template may use, for error messages and the README.
@@ -48,6 +91,7 @@ pub const FIELD_NAMES: &[&str] = &[
     "sns.message_id",
     "sns.topic_arn",
     "rule.name",
+    "target_group_arn",
 ];
 
 impl Field {
@@ -69,6 +113,7 @@ impl Field {
             "sns.message_id" => Field::SnsMessageId,
             "sns.topic_arn" => Field::TopicArn,
             "rule.name" => Field::RuleName,
+            "target_group_arn" => Field::TargetGroupArn,
             other => {
                 let dim = other.strip_prefix("dimension.")?;
                 if dim.is_empty() {
@@ -180,6 +225,10 @@ impl Template {
                         Field::SnsMessageId => opt(&event.sns_message_id),
                         Field::TopicArn => opt(&event.topic_arn),
                         Field::RuleName => rule_name,
+                        Field::TargetGroupArn => {
+                            out.push_str(&target_group_arn(event).unwrap_or_default());
+                            continue;
+                        }
                     }
                 }
             };
@@ -259,6 +308,49 @@ mod tests {
         assert_eq!(
             t.fields().next(),
             Some(&Field::Dimension("InstanceId".into()))
+        );
+    }
+
+    #[test]
+    fn target_group_arn_comes_from_the_dimension_and_the_alarm_arn() {
+        let event = |arn: &str, tg: &str| {
+            crate::event::decode(
+                format!(
+                    r#"{{"AlarmName":"web","NewStateValue":"ALARM","OldStateValue":"OK",
+                    "StateChangeTime":"2026-01-12T16:30:42.236+0000",
+                    "AlarmArn":"{arn}",
+                    "Trigger":{{"Namespace":"AWS/ApplicationELB","MetricName":"UnHealthyHostCount",
+                      "Dimensions":[{{"name":"TargetGroup","value":"{tg}"}}]}}}}"#
+                )
+                .as_bytes(),
+            )
+            .expect("decodes")
+        };
+        let t = Template::parse("{{ target_group_arn }}").unwrap();
+        assert_eq!(
+            t.fields().next().and_then(Field::dimension),
+            Some("TargetGroup")
+        );
+        assert_eq!(
+            t.render(
+                &event(
+                    "arn:aws-cn:cloudwatch:cn-north-1:123456789012:alarm:web",
+                    "targetgroup/web/73e2d6bc24d8a067"
+                ),
+                "r"
+            ),
+            "arn:aws-cn:elasticloadbalancing:cn-north-1:123456789012:targetgroup/web/73e2d6bc24d8a067"
+        );
+        // A dimension that is not a target group's renders nothing.
+        assert_eq!(
+            t.render(
+                &event(
+                    "arn:aws:cloudwatch:eu-south-1:123456789012:alarm:web",
+                    "web"
+                ),
+                "r"
+            ),
+            ""
         );
     }
 }

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Guard, GuardTrip};
-use crate::fleet::{InstanceHealth, InstanceInfo, InstanceOp};
+use crate::fleet::{InstanceHealth, InstanceInfo, InstanceOp, PoolMember};
+use crate::rules::limits::MaxUnhealthy;
 use crate::rules::spec::TagSpec;
 
 /// An action's blast-radius parameters: how much of a fleet it may touch,
@@ -17,6 +18,8 @@ pub struct BlastRadius {
     pub max_instances: u32,
     pub max_percent: u32,
     pub min_in_service: u32,
+    /// The pool's short-circuit: more bad members than this, nothing is done.
+    pub max_unhealthy: MaxUnhealthy,
     pub min_instance_age: std::time::Duration,
     pub require_tag: Option<TagSpec>,
 }
@@ -109,7 +112,7 @@ pub fn check_instance(
     Ok(())
 }
 
-/// Chooses which OutOfService instances an ELB action may touch.
+/// Chooses which OutOfService instances a classic ELB action may touch.
 ///
 /// `health` is every instance registered with the ELB; `oos` are the
 /// OutOfService ones (already confirmed, if the rule re-checks); `infos` is
@@ -122,26 +125,108 @@ pub fn select(
     limits: &BlastRadius,
     now: DateTime<Utc>,
 ) -> TargetSelection {
-    let registered = health.len();
-    let in_service = health.iter().filter(|h| h.in_service()).count();
-    let mut excluded = Vec::new();
-    if (in_service as u64) < u64::from(limits.min_in_service) {
-        return TargetSelection::Suppressed {
-            trip: GuardTrip::new(
+    let members: Vec<PoolMember> = health.iter().map(InstanceHealth::member).collect();
+    select_in_pool(
+        &members,
+        oos,
+        Candidates::Instances { infos, op },
+        limits,
+        now,
+    )
+}
+
+/// What the pool's bad members are, for the per-member checks.
+#[derive(Debug, Clone, Copy)]
+pub enum Candidates<'a> {
+    /// EC2 instances, checked for state, tag and age.
+    Instances {
+        infos: &'a [InstanceInfo],
+        op: InstanceOp,
+    },
+    /// IP targets: no instance, so no state or age to check, and no tags
+    /// (a rule with `require_tag` leaves them all alone).
+    IpAddresses,
+}
+
+/// The pool-wide guards, in order: fail-open (every registered member
+/// bad), `min_in_service` (healthy members), `max_unhealthy` (bad
+/// members). `None` if the pool may be acted on at all.
+pub fn pool_trip(members: &[PoolMember], limits: &BlastRadius) -> Option<GuardTrip> {
+    let registered = members.len();
+    let healthy = members.iter().filter(|m| m.is_healthy()).count();
+    let bad = members.iter().filter(|m| m.is_bad()).count();
+    if registered > 0 && bad == registered {
+        return Some(
+            GuardTrip::new(
+                Guard::FailOpen,
+                format!(
+                    "all {registered} registered members are bad: the load balancer fails open and \
+                     still routes to every one of them, so removing any would make things worse"
+                ),
+            )
+            .with("registered", registered)
+            .with("bad", bad)
+            .with("healthy", healthy),
+        );
+    }
+    if (healthy as u64) < u64::from(limits.min_in_service) {
+        return Some(
+            GuardTrip::new(
                 Guard::MinInService,
                 format!(
-                    "only {in_service} of {registered} instances are InService; min_in_service is {}: \
+                    "only {healthy} of {registered} instances are InService; min_in_service is {}: \
                      when this much of a fleet fails the cause is shared, and replacing nodes will not fix it",
                     limits.min_in_service
                 ),
             )
-            .with("in_service", in_service)
+            .with("in_service", healthy)
             .with("registered", registered)
-            .with("out_of_service", oos.len())
+            .with("out_of_service", bad)
             .with("min_in_service", limits.min_in_service),
-            excluded,
-        };
+        );
     }
+    let allowed = limits.max_unhealthy.allowed(registered);
+    if bad > allowed {
+        return Some(
+            GuardTrip::new(
+                Guard::MaxUnhealthy,
+                format!(
+                    "{bad} of {registered} registered members are bad, more than max_unhealthy {} ({allowed}): \
+                     the cause is shared (a deploy, a dependency), and replacing instances would only churn the fleet",
+                    limits.max_unhealthy
+                ),
+            )
+            .with("bad", bad)
+            .with("registered", registered)
+            .with("allowed", allowed)
+            .with("healthy", healthy),
+        );
+    }
+    None
+}
+
+/// Chooses which bad members of a pool an action may touch.
+///
+/// `members` is every registered member (classic ELB instances or target
+/// group targets); `bad` are the ids to act on (already confirmed, if the
+/// rule re-checks); `candidates` says how to check each one.
+pub fn select_in_pool(
+    members: &[PoolMember],
+    bad: &[String],
+    candidates: Candidates<'_>,
+    limits: &BlastRadius,
+    now: DateTime<Utc>,
+) -> TargetSelection {
+    let registered = members.len();
+    let mut excluded = Vec::new();
+    if let Some(trip) = pool_trip(members, limits) {
+        return TargetSelection::Suppressed { trip, excluded };
+    }
+    let oos = bad;
+    let (infos, op) = match candidates {
+        Candidates::Instances { infos, op } => (infos, op),
+        Candidates::IpAddresses => return select_ips(registered, bad, limits),
+    };
     let mut eligible: Vec<&InstanceInfo> = Vec::new();
     for id in oos {
         match infos.iter().find(|i| &i.instance_id == id) {
@@ -178,6 +263,52 @@ pub fn select(
             excluded,
         };
     }
+    let ids = eligible
+        .into_iter()
+        .map(|i| i.instance_id.clone())
+        .collect();
+    cap(ids, registered, excluded, limits)
+}
+
+/// IP targets: eligible unless the rule requires a tag (they carry none).
+fn select_ips(registered: usize, bad: &[String], limits: &BlastRadius) -> TargetSelection {
+    let mut ids: Vec<String> = bad.to_vec();
+    ids.sort();
+    if let Some(tag) = &limits.require_tag {
+        let excluded: Vec<Excluded> = ids
+            .iter()
+            .map(|id| Excluded {
+                instance_id: id.clone(),
+                guard: Guard::RequireTag,
+                reason: format!(
+                    "an ip target carries no tags, so it cannot have {}",
+                    tag.key
+                ),
+            })
+            .collect();
+        return TargetSelection::Suppressed {
+            trip: GuardTrip::new(
+                Guard::RequireTag,
+                format!(
+                    "none of the {} bad ip targets can carry tag {}",
+                    ids.len(),
+                    tag.key
+                ),
+            )
+            .with("bad", ids.len()),
+            excluded,
+        };
+    }
+    cap(ids, registered, Vec::new(), limits)
+}
+
+/// `max_percent` of the registered members, then `max_instances`.
+fn cap(
+    mut eligible: Vec<String>,
+    registered: usize,
+    excluded: Vec<Excluded>,
+    limits: &BlastRadius,
+) -> TargetSelection {
     let mut capped = Vec::new();
     let by_percent = (registered as u64 * u64::from(limits.max_percent) / 100) as usize;
     if by_percent == 0 {
@@ -224,10 +355,7 @@ pub fn select(
         eligible.truncate(max);
     }
     TargetSelection::Act {
-        targets: eligible
-            .into_iter()
-            .map(|i| i.instance_id.clone())
-            .collect(),
+        targets: eligible,
         excluded,
         capped,
     }
@@ -274,6 +402,7 @@ mod tests {
             max_instances: 10,
             max_percent: 100,
             min_in_service: 1,
+            max_unhealthy: MaxUnhealthy::Percent(100),
             min_instance_age: Duration::from_secs(600),
             require_tag: Some(TagSpec {
                 key: "reflex:managed".into(),

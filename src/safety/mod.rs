@@ -13,6 +13,13 @@ use serde::Serialize;
 #[serde(rename_all = "snake_case")]
 pub enum Guard {
     MinInService,
+    /// Every registered member of the pool is bad: the load balancer fails
+    /// open and routes to all of them, so removing any makes things worse.
+    FailOpen,
+    /// More of the pool is bad than `max_unhealthy`: the cause is shared.
+    MaxUnhealthy,
+    /// The target group's targets are of a type the method cannot act on.
+    TargetType,
     MaxPercent,
     MaxInstances,
     MinInstanceAge,
@@ -30,6 +37,9 @@ impl Guard {
     pub const fn as_str(self) -> &'static str {
         match self {
             Guard::MinInService => "min_in_service",
+            Guard::FailOpen => "fail_open",
+            Guard::MaxUnhealthy => "max_unhealthy",
+            Guard::TargetType => "target_type",
             Guard::MaxPercent => "max_percent",
             Guard::MaxInstances => "max_instances",
             Guard::MinInstanceAge => "min_instance_age",

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 
 use crate::aws::{
     Alarms, AwsError, Datum, HealthState, InstanceHealth, InstanceInfo, InstanceOp, InstanceState,
-    Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage,
+    Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage, Target,
+    TargetGroupInfo, TargetGroups, TargetHealth, TargetState, TargetType,
 };
 use crate::event::AlarmState;
 
@@ -25,6 +26,8 @@ pub struct FakeState {
     /// (receipt handle, visibility seconds) in call order.
     pub visibility_changes: Vec<(String, u64)>,
     pub elb_health: HashMap<String, Vec<InstanceHealth>>,
+    /// Target groups by ARN, with their targets' health.
+    pub target_groups: HashMap<String, (TargetGroupInfo, Vec<TargetHealth>)>,
     pub instances: HashMap<String, InstanceInfo>,
     pub alarms: HashMap<String, AlarmState>,
     pub published: Vec<(String, String, String)>,
@@ -110,6 +113,53 @@ impl FakeAws {
                 reason: None,
             });
         s.instances.insert(info.instance_id.clone(), info);
+    }
+}
+
+impl FakeAws {
+    /// Creates a target group of `target_type` (no targets yet).
+    pub fn add_target_group(&self, arn: &str, target_type: TargetType) {
+        let name = arn.rsplit('/').nth(1).unwrap_or(arn).to_string();
+        self.state().target_groups.insert(
+            arn.to_string(),
+            (
+                TargetGroupInfo {
+                    arn: arn.to_string(),
+                    name,
+                    target_type,
+                },
+                Vec::new(),
+            ),
+        );
+    }
+
+    /// Registers a target with a target group (created as an instance
+    /// group if needed), with its health and reason code; an instance
+    /// target's EC2 description is `info`.
+    pub fn add_target(
+        &self,
+        arn: &str,
+        id: &str,
+        state: impl Into<TargetState>,
+        reason: Option<&str>,
+        info: Option<InstanceInfo>,
+    ) {
+        if !self.state().target_groups.contains_key(arn) {
+            self.add_target_group(arn, TargetType::Instance);
+        }
+        let mut s = self.state();
+        if let Some((_, targets)) = s.target_groups.get_mut(arn) {
+            targets.push(TargetHealth {
+                id: id.to_string(),
+                port: Some(80),
+                state: state.into(),
+                reason: reason.map(str::to_string),
+                description: None,
+            });
+        }
+        if let Some(info) = info {
+            s.instances.insert(info.instance_id.clone(), info);
+        }
     }
 }
 
@@ -208,6 +258,43 @@ impl LoadBalancers for FakeAws {
             false,
         ));
         Ok(Some("req-deregister".into()))
+    }
+}
+
+#[async_trait]
+impl TargetGroups for FakeAws {
+    async fn describe_target_group(&self, arn: &str) -> Result<Option<TargetGroupInfo>, AwsError> {
+        let s = self.call("elasticloadbalancing:DescribeTargetGroups")?;
+        Ok(s.target_groups.get(arn).map(|(g, _)| g.clone()))
+    }
+
+    async fn target_health(&self, arn: &str) -> Result<Vec<TargetHealth>, AwsError> {
+        let s = self.call("elasticloadbalancing:DescribeTargetHealth")?;
+        s.target_groups
+            .get(arn)
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| AwsError {
+                code: Some("TargetGroupNotFound".into()),
+                ..AwsError::permanent(
+                    "elasticloadbalancing",
+                    "DescribeTargetHealth",
+                    format!("no target group {arn}"),
+                )
+            })
+    }
+
+    async fn deregister_targets(
+        &self,
+        arn: &str,
+        targets: &[Target],
+    ) -> Result<Option<String>, AwsError> {
+        let mut s = self.call("elasticloadbalancing:DeregisterTargets")?;
+        let ids: Vec<String> = targets.iter().map(|t| t.id.clone()).collect();
+        if let Some((_, registered)) = s.target_groups.get_mut(arn) {
+            registered.retain(|t| !ids.contains(&t.id));
+        }
+        s.changes.push(("DeregisterTargets".into(), ids, false));
+        Ok(Some("req-deregister-targets".into()))
     }
 }
 

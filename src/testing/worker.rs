@@ -109,6 +109,7 @@ impl WorkerBuilder {
         let a = Arc::new(self.aws.clone());
         let effects = Effects {
             elb: a.clone(),
+            target_groups: a.clone(),
             ec2: a.clone(),
             alarms: a.clone(),
             sns: a.clone(),

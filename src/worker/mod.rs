@@ -22,9 +22,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::audit::{AuditRecord, AuditSink, NoAudit};
-use crate::aws::dry_run::{DryRunInstances, DryRunLoadBalancers, DryRunMetrics, DryRunNotifier};
+use crate::aws::dry_run::{
+    DryRunInstances, DryRunLoadBalancers, DryRunMetrics, DryRunNotifier, DryRunTargetGroups,
+};
 use crate::aws::{
-    Alarms, Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage,
+    Alarms, Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage, TargetGroups,
 };
 use crate::disposition::{decide, decide_poison, Backoff, Disposition, MessageOutcome};
 use crate::event::{decode_str, AlarmEvent, Poison, PoisonCode};
@@ -43,6 +45,7 @@ use actions::ActionContext;
 #[derive(Clone)]
 pub struct Effects {
     pub elb: Arc<dyn LoadBalancers>,
+    pub target_groups: Arc<dyn TargetGroups>,
     pub ec2: Arc<dyn Instances>,
     pub alarms: Arc<dyn Alarms>,
     pub sns: Arc<dyn Notifier>,
@@ -54,6 +57,7 @@ impl Effects {
     pub fn dry_run(&self) -> Effects {
         Effects {
             elb: Arc::new(DryRunLoadBalancers(Arc::clone(&self.elb))),
+            target_groups: Arc::new(DryRunTargetGroups(Arc::clone(&self.target_groups))),
             ec2: Arc::new(DryRunInstances(Arc::clone(&self.ec2))),
             alarms: Arc::clone(&self.alarms),
             sns: Arc::new(DryRunNotifier),

@@ -36,6 +36,7 @@ pub struct Aws {
     pub sns: aws_sdk_sns::Client,
     pub ec2: aws_sdk_ec2::Client,
     pub elb: aws_sdk_elasticloadbalancing::Client,
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
@@ -107,6 +108,7 @@ impl Aws {
             sns: aws_sdk_sns::Client::new(&config),
             ec2: aws_sdk_ec2::Client::new(&config),
             elb: aws_sdk_elasticloadbalancing::Client::new(&config),
+            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
         }
     }
@@ -416,6 +418,112 @@ impl Aws {
             elb_name: elb_name.to_owned(),
             instance_ids,
         }
+    }
+
+    /// Runs `n` instances tagged `reflex:managed=true`, creates an instance
+    /// target group (HTTP 80, in the default VPC) and registers them while
+    /// they run (moto refuses to register a stopped instance). Returns the
+    /// target group's ARN and the instance ids.
+    pub async fn create_target_group_fleet(&self, name: &str, n: usize) -> (String, Vec<String>) {
+        let count = i32::try_from(n).expect("fleet size fits an i32");
+        let tags = TagSpecification::builder()
+            .resource_type(ResourceType::Instance)
+            .tags(Tag::builder().key("Name").value(name).build())
+            .tags(
+                Tag::builder()
+                    .key(MANAGED_TAG.0)
+                    .value(MANAGED_TAG.1)
+                    .build(),
+            )
+            .build();
+        let reservation = ok(
+            "ec2:RunInstances",
+            self.ec2
+                .run_instances()
+                .image_id(AMI_ID)
+                .instance_type(InstanceType::T3Micro)
+                .min_count(count)
+                .max_count(count)
+                .tag_specifications(tags)
+                .send()
+                .await,
+        );
+        let ids: Vec<String> = reservation
+            .instances()
+            .iter()
+            .filter_map(|i| i.instance_id().map(str::to_owned))
+            .collect();
+        let vpcs = ok(
+            "ec2:DescribeVpcs",
+            self.ec2
+                .describe_vpcs()
+                .filters(Filter::builder().name("is-default").values("true").build())
+                .send()
+                .await,
+        );
+        let vpc = vpcs
+            .vpcs()
+            .first()
+            .and_then(|v| v.vpc_id())
+            .expect("moto has a default VPC")
+            .to_owned();
+        let created = ok(
+            "elbv2:CreateTargetGroup",
+            self.elbv2
+                .create_target_group()
+                .name(name)
+                .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+                .port(80)
+                .vpc_id(vpc)
+                .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Instance)
+                .send()
+                .await,
+        );
+        let arn = created
+            .target_groups()
+            .first()
+            .and_then(|g| g.target_group_arn())
+            .expect("CreateTargetGroup returns the group")
+            .to_owned();
+        let mut register = self.elbv2.register_targets().target_group_arn(&arn);
+        for id in &ids {
+            register = register.targets(
+                aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                    .id(id)
+                    .port(80)
+                    .build(),
+            );
+        }
+        ok("elbv2:RegisterTargets", register.send().await);
+        (arn, ids)
+    }
+
+    /// Target id → (state, reason code) from DescribeTargetHealth.
+    pub async fn target_health(&self, arn: &str) -> HashMap<String, (String, String)> {
+        let out = ok(
+            "elbv2:DescribeTargetHealth",
+            self.elbv2
+                .describe_target_health()
+                .target_group_arn(arn)
+                .send()
+                .await,
+        );
+        out.target_health_descriptions()
+            .iter()
+            .filter_map(|d| {
+                let id = d.target()?.id()?.to_owned();
+                let h = d.target_health()?;
+                Some((
+                    id,
+                    (
+                        h.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                        h.reason()
+                            .map(|r| r.as_str().to_owned())
+                            .unwrap_or_default(),
+                    ),
+                ))
+            })
+            .collect()
     }
 
     /// Stops instances; moto switches them to `stopped` at once, and a

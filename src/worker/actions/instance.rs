@@ -56,6 +56,7 @@ pub(super) async fn on_instance(
         max_instances: 1,
         max_percent: 100,
         min_in_service: 0,
+        max_unhealthy: crate::rules::limits::MaxUnhealthy::Count(1),
         min_instance_age: o.min_instance_age,
         require_tag: o.require_tag.clone(),
     };

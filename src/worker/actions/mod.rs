@@ -6,8 +6,9 @@
 //! cooldown, rule rate, escalation, the report); each action family has a
 //! module of its own:
 //!
-//! - [`pool`]: the OutOfService instances of a classic ELB — terminate or
-//!   deregister them.
+//! - [`pool`]: the bad members of a pool — a classic ELB's OutOfService
+//!   instances or a target group's unhealthy targets — and the method
+//!   applied to them (terminate, deregister).
 //! - [`instance`]: one instance named by the event — reboot, stop,
 //!   terminate.
 //! - [`notify`]: publish to SNS; also the escalation sent when a guard
@@ -147,6 +148,7 @@ struct Findings {
     targets: Vec<String>,
     capped: Vec<GuardTrip>,
     excluded: Vec<Excluded>,
+    health_reasons: std::collections::BTreeMap<String, String>,
     request_ids: Vec<String>,
     /// Time spent waiting for AWS, and in `confirm_after` waits: what is
     /// not reflex's own processing.
@@ -289,6 +291,7 @@ impl Worker {
             outcome,
             capped: findings.capped,
             excluded: findings.excluded,
+            health_reasons: findings.health_reasons,
             request_ids: findings.request_ids,
             duration_ms: started.elapsed().as_millis() as u64,
             aws_us: findings.aws.as_micros() as u64,
@@ -481,6 +484,7 @@ async fn guarded(
     let outcome = match action {
         Action::TerminateOutOfService(o) => pool::out_of_service(run, o, false, findings).await,
         Action::DeregisterOutOfService(o) => pool::out_of_service(run, o, true, findings).await,
+        Action::RemediatePool(p) => pool::remediate(run, p, findings).await,
         Action::RebootInstance(o) => {
             instance::on_instance(run, o, InstanceOp::Reboot, findings).await
         }
@@ -504,6 +508,7 @@ fn escalation_topic(action: &PlannedAction) -> Option<&str> {
         Action::RebootInstance(o) | Action::StopInstance(o) | Action::TerminateInstance(o) => {
             o.escalate_topic_arn.as_deref()
         }
+        Action::RemediatePool(p) => p.escalate_topic_arn.as_deref(),
         Action::Notify(_) | Action::PutMetric(_) => None,
     }
 }
@@ -573,6 +578,7 @@ message = "then"
             | ActionKind::RebootInstance
             | ActionKind::StopInstance
             | ActionKind::TerminateInstance
+            | ActionKind::RemediatePool
             | ActionKind::Notify
             | ActionKind::PutMetric => k,
         };
@@ -582,6 +588,7 @@ message = "then"
             listed(ActionKind::RebootInstance),
             listed(ActionKind::StopInstance),
             listed(ActionKind::TerminateInstance),
+            listed(ActionKind::RemediatePool),
             listed(ActionKind::Notify),
             listed(ActionKind::PutMetric),
         ]
@@ -679,6 +686,12 @@ type = "terminate_instance"
 instance_id = "i-term"
 escalate_topic_arn = "arn:aws:sns:us-east-1:123456789012:held"
 [[rule.actions]]
+type = "remediate_pool"
+target_group_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/tg/0123abcd"
+method = "deregister"
+max_percent = 100
+min_in_service = 1
+[[rule.actions]]
 type = "notify"
 topic_arn = "arn:aws:sns:us-east-1:123456789012:ops"
 subject = "s"
@@ -701,6 +714,15 @@ value = 1.0
             aws.add_instance(lb, info(&format!("{lb}-ok"), "running"), "InService");
             aws.add_instance(lb, info(&format!("{lb}-bad"), "stopped"), "OutOfService");
         }
+        let tg = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/tg/0123abcd";
+        aws.add_target(tg, "tg-ok", "healthy", None, Some(info("tg-ok", "running")));
+        aws.add_target(
+            tg,
+            "tg-bad",
+            "unhealthy",
+            Some("Target.FailedHealthChecks"),
+            Some(info("tg-bad", "running")),
+        );
         for id in ["i-reboot", "i-stop", "i-term"] {
             aws.state()
                 .instances
@@ -752,6 +774,10 @@ value = 1.0
             (ActionKind::RebootInstance, "ec2:RebootInstances"),
             (ActionKind::StopInstance, "ec2:StopInstances"),
             (ActionKind::TerminateInstance, "ec2:TerminateInstances"),
+            (
+                ActionKind::RemediatePool,
+                "elasticloadbalancing:DeregisterTargets",
+            ),
             (ActionKind::Notify, "sns:Publish"),
             (ActionKind::PutMetric, "cloudwatch:PutMetricData"),
         ] {

@@ -1,70 +1,199 @@
-//! The OutOfService instances of a classic ELB: terminate them (so their
-//! Auto Scaling group replaces them) or deregister them. The reads come
-//! first — health, EC2, the alarm's current state, the optional second
-//! look — then the blast-radius guards, then the one change.
+//! The bad members of a pool — a classic ELB's OutOfService instances, or
+//! an ELBv2 target group's unhealthy targets — and what to do with them
+//! (the rule's method). The reads come first — the target group, health,
+//! EC2, the alarm's current state, the optional second look — then the
+//! pool guards (fail-open, `min_in_service`, `max_unhealthy`) and the
+//! blast-radius guards, then the one change.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use tracing::info;
 
 use super::{failed, Findings, Run};
+use crate::aws::AwsError;
 use crate::event::AlarmState;
-use crate::fleet::InstanceOp;
+use crate::fleet::{InstanceOp, PoolMember, Target, TargetType};
 use crate::outcome::Outcome;
-use crate::rules::action::OutOfService;
+use crate::rules::action::{OutOfService, Pool, PoolSource};
 use crate::rules::limits::format_duration;
-use crate::safety::blast_radius::{self, BlastRadius, TargetSelection};
+use crate::rules::spec::Method;
+use crate::safety::blast_radius::{self, BlastRadius, Candidates, Excluded, TargetSelection};
 use crate::safety::{Guard, GuardTrip};
 
 /// Terminates (or, with `deregister`, deregisters) the OutOfService
-/// instances of `o.load_balancer` that the guards allow.
+/// instances of `o.load_balancer` that the guards allow: the classic
+/// kinds, run as a pool action on a classic ELB.
 pub(super) async fn out_of_service(
     run: &Run<'_>,
     o: &OutOfService<String>,
     deregister: bool,
     findings: &mut Findings,
 ) -> Outcome {
+    let method = if deregister {
+        Method::Deregister
+    } else {
+        Method::Terminate
+    };
+    remediate(run, &o.to_pool(method), findings).await
+}
+
+/// Whether `arn` looks like a target group's ARN (the derived default
+/// renders empty when the alarm lacks what it needs).
+fn is_target_group_arn(arn: &str) -> bool {
+    arn.starts_with("arn:") && arn.split(':').nth(2) == Some("elasticloadbalancing") && {
+        arn.split(':')
+            .nth(5)
+            .is_some_and(|r| r.starts_with("targetgroup/"))
+    }
+}
+
+/// Reads every member of the pool and its health.
+async fn read_members(
+    run: &Run<'_>,
+    p: &Pool<String>,
+    findings: &mut Findings,
+) -> Result<Vec<PoolMember>, AwsError> {
+    let effects = run.effects;
+    match &p.source {
+        PoolSource::ClassicElb { load_balancer } => Ok(findings
+            .aws(effects.elb.instance_health(load_balancer))
+            .await?
+            .iter()
+            .map(|h| h.member())
+            .collect()),
+        PoolSource::TargetGroup { target_group_arn } => Ok(findings
+            .aws(effects.target_groups.target_health(target_group_arn))
+            .await?
+            .iter()
+            .map(|t| t.member(p.include_stopped))
+            .collect()),
+    }
+}
+
+fn bad_ids(members: &[PoolMember]) -> Vec<String> {
+    members
+        .iter()
+        .filter(|m| m.is_bad())
+        .map(|m| m.id.clone())
+        .collect()
+}
+
+/// Acts on the bad members of `p`'s pool that the guards allow.
+pub(super) async fn remediate(run: &Run<'_>, p: &Pool<String>, findings: &mut Findings) -> Outcome {
     let effects = run.effects;
     let event = run.ctx.event;
-    let lb = &o.load_balancer;
-    let health = match findings.aws(effects.elb.instance_health(lb)).await {
-        Ok(h) => h,
+    let name = p.source.name();
+    // A target group is confirmed first: a wrong ARN (a template, or an
+    // alarm without the dimension) must not read as "nothing to do".
+    let target_type = match &p.source {
+        PoolSource::ClassicElb { .. } => TargetType::Instance,
+        PoolSource::TargetGroup { target_group_arn } => {
+            if !is_target_group_arn(target_group_arn) {
+                return Outcome::Failed {
+                    transient: false,
+                    error: format!(
+                        "{target_group_arn:?} is not a target group ARN (the default needs an alarm ARN \
+                         and a TargetGroup dimension `targetgroup/NAME/ID`)"
+                    ),
+                };
+            }
+            match findings
+                .aws(
+                    effects
+                        .target_groups
+                        .describe_target_group(target_group_arn),
+                )
+                .await
+            {
+                Ok(Some(g)) => g.target_type,
+                Ok(None) => {
+                    return Outcome::Failed {
+                        transient: false,
+                        error: format!(
+                            "DescribeTargetGroups does not know target group {target_group_arn}"
+                        ),
+                    }
+                }
+                Err(e) => return failed(&e),
+            }
+        }
+    };
+    let mut members = match read_members(run, p, findings).await {
+        Ok(m) => m,
         Err(e) => return failed(&e),
     };
-    let mut oos: Vec<String> = health
-        .iter()
-        .filter(|h| h.out_of_service())
-        .map(|h| h.instance_id.clone())
-        .collect();
-    if oos.is_empty() && run.taken_over {
+    let mut bad = bad_ids(&members);
+    findings.health_reasons = reasons(&members, &bad);
+    if bad.is_empty() && run.taken_over {
         // The holder that died deregistered them, or they were replaced.
         return run.done();
     }
-    if oos.is_empty() {
+    if bad.is_empty() {
         return Outcome::NothingToDo {
-            reason: format!(
-                "no instance of {lb} is OutOfService ({} registered)",
-                health.len()
-            ),
+            reason: match &p.source {
+                PoolSource::ClassicElb { .. } => format!(
+                    "no instance of {name} is OutOfService ({} registered)",
+                    members.len()
+                ),
+                PoolSource::TargetGroup { .. } => {
+                    format!("no target of {name} is bad ({} registered)", members.len())
+                }
+            },
         };
     }
-    let infos = match findings.aws(effects.ec2.describe(&oos)).await {
-        Ok(i) => i,
-        Err(e) => return failed(&e),
+    // Only instance targets can be terminated or replaced; ip targets can
+    // only be deregistered; lambda and alb targets are out of scope.
+    let ip = match (&target_type, p.method) {
+        (TargetType::Instance, _) => false,
+        (TargetType::Ip, Method::Deregister) => true,
+        (other, method) => {
+            let reason = format!("{other} targets cannot be acted on by method {method}");
+            findings.excluded = bad
+                .iter()
+                .map(|id| Excluded {
+                    instance_id: id.clone(),
+                    guard: Guard::TargetType,
+                    reason: reason.clone(),
+                })
+                .collect();
+            return Outcome::suppressed(
+                GuardTrip::new(Guard::TargetType, format!("{name}: {reason}"))
+                    .with("bad", bad.len()),
+            );
+        }
     };
-    if run.taken_over
-        && !deregister
-        && oos.iter().all(|id| {
-            infos.iter().any(|i| {
-                &i.instance_id == id
-                    && super::instance::already_applied(&i.state, InstanceOp::Terminate)
+    if let Some(want) = p.target_type {
+        if want.as_str() != target_type.as_str() {
+            return Outcome::suppressed(GuardTrip::new(
+                Guard::TargetType,
+                format!(
+                    "the rule expects {} targets, but {name} has {target_type} targets",
+                    want.as_str()
+                ),
+            ));
+        }
+    }
+    let mut infos = Vec::new();
+    if !ip {
+        infos = match findings.aws(effects.ec2.describe(&bad)).await {
+            Ok(i) => i,
+            Err(e) => return failed(&e),
+        };
+        if run.taken_over
+            && p.method == Method::Terminate
+            && bad.iter().all(|id| {
+                infos.iter().any(|i| {
+                    &i.instance_id == id
+                        && super::instance::already_applied(&i.state, InstanceOp::Terminate)
+                })
             })
-        })
-    {
-        // The holder that died terminated them already: record it, do not
-        // act again.
-        findings.targets = oos;
-        return run.done();
+        {
+            // The holder that died terminated them already: record it, do
+            // not act again.
+            findings.targets = bad;
+            return run.done();
+        }
     }
     match findings
         .aws(effects.alarms.alarm_state(&event.alarm_name))
@@ -91,9 +220,8 @@ pub(super) async fn out_of_service(
         }
         Err(e) => return failed(&e),
     }
-    let mut health = health;
-    if let Some(wait) = o.confirm_after {
-        info!(load_balancer = %lb, wait_s = wait.as_secs(), out_of_service = ?oos, "Waiting to confirm instances are still OutOfService.");
+    if let Some(wait) = p.confirm_after {
+        info!(pool = %name, wait_s = wait.as_secs(), bad = ?bad, "Waiting to confirm instances are still OutOfService.");
         let started = Instant::now();
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -101,17 +229,14 @@ pub(super) async fn out_of_service(
             () = run.ctx.shutdown.cancelled() => return Outcome::Aborted,
         }
         findings.waited += started.elapsed();
-        health = match findings.aws(effects.elb.instance_health(lb)).await {
-            Ok(h) => h,
+        members = match read_members(run, p, findings).await {
+            Ok(m) => m,
             Err(e) => return failed(&e),
         };
-        let before = oos.len();
-        oos.retain(|id| {
-            health
-                .iter()
-                .any(|h| &h.instance_id == id && h.out_of_service())
-        });
-        if oos.is_empty() {
+        let before = bad.len();
+        bad.retain(|id| members.iter().any(|m| &m.id == id && m.is_bad()));
+        findings.health_reasons = reasons(&members, &bad);
+        if bad.is_empty() {
             return Outcome::suppressed(
                 GuardTrip::new(
                     Guard::NotConfirmed,
@@ -126,22 +251,25 @@ pub(super) async fn out_of_service(
         }
     }
     let radius = BlastRadius {
-        max_instances: o.max_instances,
-        max_percent: o.max_percent,
-        min_in_service: o.min_in_service,
-        min_instance_age: o.min_instance_age,
-        require_tag: o.require_tag.clone(),
+        max_instances: p.max_instances,
+        max_percent: p.max_percent,
+        min_in_service: p.min_in_service,
+        max_unhealthy: p.max_unhealthy,
+        min_instance_age: p.min_instance_age,
+        require_tag: p.require_tag.clone(),
     };
     // Eligibility follows TerminateInstances' rules (running or stopped)
-    // for deregistering too: neither acts on pending or dying instances.
-    let targets = match blast_radius::select(
-        &health,
-        &oos,
-        &infos,
-        InstanceOp::Terminate,
-        &radius,
-        run.now(),
-    ) {
+    // for every method: none acts on pending or dying instances.
+    let candidates = if ip {
+        Candidates::IpAddresses
+    } else {
+        Candidates::Instances {
+            infos: &infos,
+            op: InstanceOp::Terminate,
+        }
+    };
+    let targets = match blast_radius::select_in_pool(&members, &bad, candidates, &radius, run.now())
+    {
         TargetSelection::Suppressed { trip, excluded } => {
             findings.excluded = excluded;
             return Outcome::suppressed(trip);
@@ -160,16 +288,46 @@ pub(super) async fn out_of_service(
     if let Err(outcome) = run.take_global(targets.len()).await {
         return outcome;
     }
-    let result = if deregister {
-        findings.aws(effects.elb.deregister(lb, &targets)).await
-    } else {
-        findings
-            .aws(
-                effects
-                    .ec2
-                    .change(InstanceOp::Terminate, &targets, run.dry_run()),
-            )
-            .await
+    let result = match (p.method, &p.source) {
+        (Method::Terminate, _) => {
+            findings
+                .aws(
+                    effects
+                        .ec2
+                        .change(InstanceOp::Terminate, &targets, run.dry_run()),
+                )
+                .await
+        }
+        (Method::Deregister, PoolSource::ClassicElb { load_balancer }) => {
+            findings
+                .aws(effects.elb.deregister(load_balancer, &targets))
+                .await
+        }
+        (Method::Deregister, PoolSource::TargetGroup { target_group_arn }) => {
+            let targets: Vec<Target> = targets
+                .iter()
+                .map(|id| Target {
+                    id: id.clone(),
+                    port: members.iter().find(|m| &m.id == id).and_then(|m| m.port),
+                })
+                .collect();
+            findings
+                .aws(
+                    effects
+                        .target_groups
+                        .deregister_targets(target_group_arn, &targets),
+                )
+                .await
+        }
     };
     findings.changed(run, result)
+}
+
+/// The reason code of each of `ids`, where the load balancer gave one.
+fn reasons(members: &[PoolMember], ids: &[String]) -> BTreeMap<String, String> {
+    members
+        .iter()
+        .filter(|m| ids.contains(&m.id))
+        .filter_map(|m| Some((m.id.clone(), m.reason.clone()?)))
+        .collect()
 }
