@@ -12,6 +12,7 @@ use serde_spanned::Spanned;
 use crate::disposition::Backoff;
 use crate::rules::limits::{parse_duration, Rate};
 use crate::rules::source::{parse_toml, SourceError, SourceFile};
+use crate::trust::TrustPolicy;
 use crate::worker::{defaults, Settings};
 
 /// How long in-flight messages may take to finish on shutdown.
@@ -36,9 +37,12 @@ pub struct ConfigSpec {
     /// Directory (or file) of rule files. Default `rules`.
     pub rules_dir: Option<PathBuf>,
     /// SNS topics whose notifications are trusted. An SNS envelope from any
-    /// other topic is dead-lettered as `untrusted_topic`. Empty: trust all.
+    /// other topic is dead-lettered as `untrusted_topic`; while it is set,
+    /// unsigned formats are refused (`[trust]`). Empty: trust all.
     #[serde(default)]
     pub trusted_topic_arns: Vec<String>,
+    #[serde(default)]
+    pub trust: TrustSpec,
     /// Global dry run: every rule runs as if `dry_run = true`.
     #[serde(default)]
     pub dry_run: bool,
@@ -60,6 +64,23 @@ pub struct ConfigSpec {
     pub metrics: MetricsSpec,
     #[serde(default)]
     pub state: crate::state::config::StateSpec,
+}
+
+/// `[trust]`: the unsigned formats accepted while `trusted_topic_arns` is
+/// set. SNS signatures are always verified.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSpec {
+    /// Accept raw CloudWatch alarms (SNS raw message delivery), which carry
+    /// no signature. Default false.
+    #[serde(default)]
+    pub accept_raw: bool,
+    /// Accept EventBridge alarm events, which carry no signature; needs
+    /// `trusted_accounts`. Default false.
+    pub accept_eventbridge: Option<Spanned<bool>>,
+    /// Accounts an accepted unsigned alarm may come from (12 digits each).
+    #[serde(default)]
+    pub trusted_accounts: Vec<Spanned<String>>,
 }
 
 /// `[metrics]`: the HTTP listener and the CloudWatch summary.
@@ -131,7 +152,8 @@ pub struct Config {
     pub queue_url: String,
     pub dead_letter_queue_url: String,
     pub rules_dir: PathBuf,
-    pub trusted_topic_arns: Vec<String>,
+    /// `trusted_topic_arns` and `[trust]`.
+    pub trust: TrustPolicy,
     pub dry_run: bool,
     pub max_event_age: Duration,
     pub shutdown_grace: Duration,
@@ -427,11 +449,12 @@ impl Config {
             errors.push(file.error(None, "no dead-letter queue URL: set `dead_letter_queue_url`, --dlq-url or REFLEX_DLQ_URL"));
         }
         let state = spec.state.check(file, &o.state, &mut errors);
+        let mut trusted = spec.trusted_topic_arns;
+        trusted.extend(o.trusted_topic_arns);
+        let trust = trust_policy(trusted, &spec.trust, file, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
-        let mut trusted = spec.trusted_topic_arns;
-        trusted.extend(o.trusted_topic_arns);
         Ok(Config {
             queue_url: queue_url.unwrap_or_default(),
             dead_letter_queue_url: dead_letter_queue_url.unwrap_or_default(),
@@ -439,7 +462,7 @@ impl Config {
                 .rules_dir
                 .or(spec.rules_dir)
                 .unwrap_or_else(|| PathBuf::from("rules")),
-            trusted_topic_arns: trusted,
+            trust,
             dry_run: o.dry_run || spec.dry_run,
             max_event_age,
             shutdown_grace,
@@ -463,7 +486,7 @@ impl Config {
 impl From<&Config> for Settings {
     fn from(c: &Config) -> Self {
         Settings {
-            trusted_topic_arns: c.trusted_topic_arns.clone(),
+            trust: c.trust.clone(),
             dry_run: c.dry_run,
             max_event_age: c.max_event_age,
             pollers: c.pollers.get(),
@@ -479,6 +502,45 @@ impl From<&Config> for Settings {
             dedup_window: c.dedup_window,
             lease: c.state.lease,
         }
+    }
+}
+
+/// Checks `[trust]`: accounts of 12 digits, and EventBridge accepted only
+/// from named accounts.
+fn trust_policy(
+    trusted_topic_arns: Vec<String>,
+    spec: &TrustSpec,
+    file: &SourceFile,
+    errors: &mut Vec<SourceError>,
+) -> TrustPolicy {
+    for account in &spec.trusted_accounts {
+        let a = account.get_ref();
+        if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+            errors.push(file.error(
+                Some(account.span()),
+                format!("`trust.trusted_accounts`: {a:?} is not a 12-digit AWS account id"),
+            ));
+        }
+    }
+    let accept_eventbridge = spec
+        .accept_eventbridge
+        .as_ref()
+        .is_some_and(|b| *b.get_ref());
+    if accept_eventbridge && spec.trusted_accounts.is_empty() {
+        errors.push(file.error(
+            spec.accept_eventbridge.as_ref().map(Spanned::span),
+            "`trust.accept_eventbridge = true` needs `trust.trusted_accounts`: EventBridge events carry no signature, so only alarms of named accounts are accepted",
+        ));
+    }
+    TrustPolicy {
+        trusted_topic_arns,
+        accept_raw: spec.accept_raw,
+        accept_eventbridge,
+        trusted_accounts: spec
+            .trusted_accounts
+            .iter()
+            .map(|a| a.get_ref().clone())
+            .collect(),
     }
 }
 
@@ -680,6 +742,31 @@ mod tests {
     }
 
     #[test]
+    fn trust_is_checked_and_located() {
+        let base = "queue_url = \"q\"\ndead_letter_queue_url = \"d\"\ntrusted_topic_arns = [\"arn:aws:sns:us-east-1:123456789012:a\"]\n";
+        let c = load(&format!(
+            "{base}[trust]\naccept_raw = true\naccept_eventbridge = true\ntrusted_accounts = [\"123456789012\"]\n"
+        ))
+        .expect("loads");
+        assert!(c.trust.accept_raw && c.trust.accept_eventbridge);
+        assert_eq!(c.trust.trusted_accounts, ["123456789012"]);
+        assert_eq!(c.trust.warnings().len(), 2, "{:?}", c.trust.warnings());
+        let e = load(&format!("{base}[trust]\naccept_eventbridge = true\n")).unwrap_err();
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("reflex.toml:5:")
+                    && e.contains("needs `trust.trusted_accounts`")),
+            "{e:?}"
+        );
+        let e = load(&format!("{base}[trust]\ntrusted_accounts = [\"12345\"]\n")).unwrap_err();
+        assert!(e.iter().any(|e| e.contains("not a 12-digit")), "{e:?}");
+        let e = load(&format!("{base}[trust]\naccept_everything = true\n")).unwrap_err();
+        assert!(e.iter().any(|e| e.contains("accept_everything")), "{e:?}");
+        let open = load("queue_url = \"q\"\ndead_letter_queue_url = \"d\"\n").expect("loads");
+        assert!(open.trust.warnings()[0].contains("trusts whatever reaches the queue"));
+    }
+
+    #[test]
     fn queue_urls_are_required() {
         let e = load("").unwrap_err();
         assert_eq!(e.len(), 2, "{e:?}");
@@ -695,7 +782,7 @@ mod example_tests {
     fn the_example_config_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("reflex.example.toml");
         let c = Config::load(Some(&path), Overrides::default()).unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(c.trusted_topic_arns.len(), 1);
+        assert_eq!(c.trust.trusted_topic_arns.len(), 1);
         assert_eq!(c.dedup_window, Duration::from_secs(6 * 3600));
         assert_eq!(c.retry_max, Duration::from_secs(900));
     }

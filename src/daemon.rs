@@ -13,7 +13,8 @@ use tracing::{info, warn};
 
 use crate::audit::{AuditSink, FileSink, NoAudit, StdoutSink};
 use crate::aws::sdk::{ClassicElb, Clients, CloudWatch, Ec2, Elbv2, Sns, SqsQueue};
-use crate::aws::Queue;
+use crate::aws::signing_certs::HttpSigningCerts;
+use crate::aws::{Queue, SigningCerts};
 use crate::config::{AuditTarget, Config, Overrides};
 use crate::rules::source::SourceError;
 use crate::worker::{Effects, Settings, Worker};
@@ -50,6 +51,10 @@ pub enum StartupError {
     /// holds, an unreadable file).
     #[error("cannot open the state store: {0}")]
     State(#[source] crate::state::StoreError),
+    /// The TLS client for SNS signing certificates cannot be built (no
+    /// usable system root certificates).
+    #[error("cannot set up TLS for SNS signing certificates: {0}")]
+    Tls(#[source] std::io::Error),
     /// The async runtime cannot be built.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -99,8 +104,8 @@ pub async fn run(
                 errors,
             }
         })?;
-    if config.trusted_topic_arns.is_empty() {
-        warn!("trusted_topic_arns is empty: SNS notifications from any topic will be acted on.");
+    for warning in config.trust.warnings() {
+        warn!("{warning}");
     }
     let audit = open_audit(&config.audit)?;
     info!(
@@ -136,6 +141,19 @@ pub async fn run(
         sns: Arc::new(Sns(clients.sns.clone())),
         metrics: Arc::new(CloudWatch(clients.cloudwatch.clone())),
     };
+    let signing_certs = Arc::new(
+        HttpSigningCerts::new(
+            HttpSigningCerts::endpoint_from_env(),
+            clients.credentials.clone(),
+        )
+        .map_err(StartupError::Tls)?,
+    );
+    if let Some(endpoint) = signing_certs.endpoint() {
+        info!(
+            endpoint,
+            "SNS signing certificates come from the overridden SNS endpoint."
+        );
+    }
     let store = open_state_store(&config.state)
         .await
         .map_err(StartupError::State)?;
@@ -154,6 +172,7 @@ pub async fn run(
             store,
             Settings::from(&config),
         )
+        .with_signing_certs(signing_certs)
     });
     let tracker = TaskTracker::new();
     let pollers = tokio::spawn(Arc::clone(&worker).run(shutdown.clone(), tracker.clone()));

@@ -15,7 +15,7 @@
 //! that test enforces the whole table).
 //!
 //! ```text
-//! event, rules → plan → safety, outcome, disposition → aws → audit, telemetry → worker → config → daemon → cli → main
+//! event, rules, trust → plan → safety, outcome, disposition → aws → audit, telemetry → worker → config → daemon → cli → main
 //! ```
 //!
 //! The pure core — no I/O, no clock (callers pass `now`), no tokio:
@@ -23,6 +23,9 @@
 //! - [`event`]: SNS envelopes, raw CloudWatch alarm notifications and
 //!   EventBridge alarm events → one [`event::AlarmEvent`], or
 //!   [`event::Poison`] with a stable reason code.
+//! - [`trust`]: whether a message provably came from a trusted SNS topic —
+//!   the string SNS signs, accepted certificate URLs, the RSA signature
+//!   check, and which unsigned formats are refused.
 //! - [`rules`]: the TOML rule format, loading with file:line:col errors,
 //!   compiled matchers and the rule index.
 //! - [`plan`]: [`plan::evaluate`], rules × event × now → [`plan::Plan`].
@@ -103,4 +106,5 @@ pub mod state;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+pub mod trust;
 pub mod worker;

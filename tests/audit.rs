@@ -15,6 +15,7 @@ use reflex::disposition::{Disposition, MessageOutcome};
 use reflex::outcome::Outcome;
 use reflex::testing::worker::at;
 use reflex::testing::{AlarmBody, FakeAws, TestWorker};
+use reflex::trust::TrustPolicy;
 use reflex::worker::Settings;
 use serde_json::{json, Value};
 use support::{one_json, run_reflex, stderr, stdout};
@@ -24,7 +25,7 @@ const ALARM_ARN: &str = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:web-unh
 
 fn settings() -> Settings {
     Settings {
-        trusted_topic_arns: vec![TOPIC.to_string()],
+        trust: TrustPolicy::topics(&[TOPIC]),
         ..Settings::default()
     }
 }

@@ -229,7 +229,8 @@ async fn a_poisoned_alarm_is_inspected_fixed_and_redriven() {
 
 // `--code` moves only what it names, bodies byte for byte; a dry run changes
 // nothing; messages SQS dead-lettered itself (maxReceiveCount) are the
-// `max_receive_count` group and can be redriven too.
+// `max_receive_count` group, and are refused: they carry no SourceQueueUrl,
+// and nothing without one is laundered into the alarm queue.
 #[tokio::test]
 async fn redrive_by_code_moves_only_that_code_with_the_body_intact() {
     let options = PipelineOptions {
@@ -313,7 +314,8 @@ async fn redrive_by_code_moves_only_that_code_with_the_body_intact() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = write_config(dir.path(), pipeline);
 
-    // Dry run of everything: reports three, moves none, hides none.
+    // Dry run of everything: reports the two reflex dead-lettered (the
+    // third has no SourceQueueUrl: refused), moves none, hides none.
     let dry = dlq(
         moto,
         &["redrive", "--config", &config, "--dry-run", "--json"],
@@ -321,7 +323,8 @@ async fn redrive_by_code_moves_only_that_code_with_the_body_intact() {
     .await
     .expect_code(0)
     .json();
-    assert_eq!(dry["selected"], 3, "{dry:#}");
+    assert_eq!(dry["selected"], 2, "{dry:#}");
+    assert_eq!(dry["refused"], 1, "{dry:#}");
     assert_eq!(dry["moved"], 0, "{dry:#}");
     assert_eq!(visible(aws, dlq_url).await, 3);
     assert_eq!(aws.queue_depth(queue_url).await, 0);
@@ -352,7 +355,8 @@ async fn redrive_by_code_moves_only_that_code_with_the_body_intact() {
     );
     assert_eq!(attribute(&arrived[0], "ReasonCode"), None);
 
-    // The SQS-dead-lettered alarm, by its group name, with flags only.
+    // The SQS-dead-lettered alarm, by its group name, with flags only:
+    // refused, and left where it is.
     let moved = dlq(
         moto,
         &[
@@ -369,14 +373,19 @@ async fn redrive_by_code_moves_only_that_code_with_the_body_intact() {
     .await
     .expect_code(0)
     .json();
-    assert_eq!(moved["moved"], 1, "{moved:#}");
-    let arrived = aws.receive_all(queue_url).await;
-    assert_eq!(arrived.len(), 1, "{arrived:#?}");
-    assert_eq!(arrived[0].body(), Some(envelope.as_str()));
+    assert_eq!(
+        (&moved["moved"], &moved["refused"]),
+        (&0.into(), &1.into()),
+        "{moved:#}"
+    );
+    assert!(aws.receive_all(queue_url).await.is_empty());
 
     let left = aws.receive_all(dlq_url).await;
-    let codes: Vec<Option<String>> = left.iter().map(|m| attribute(m, "ReasonCode")).collect();
-    assert_eq!(codes, [Some("unrecognised_shape".to_owned())]);
+    let mut codes: Vec<Option<String>> = left.iter().map(|m| attribute(m, "ReasonCode")).collect();
+    codes.sort();
+    assert_eq!(codes, [None, Some("unrecognised_shape".to_owned())]);
+    let sqs_moved = left.iter().find(|m| attribute(m, "ReasonCode").is_none());
+    assert_eq!(sqs_moved.and_then(|m| m.body()), Some(envelope.as_str()));
 }
 
 // Without --to, a message reflex took from another queue is refused: left in

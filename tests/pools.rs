@@ -14,6 +14,7 @@ use reflex::outcome::Outcome;
 use reflex::safety::Guard;
 use reflex::testing::worker::{at, START};
 use reflex::testing::{AlarmBody, TestWorker};
+use reflex::trust::TrustPolicy;
 use reflex::worker::Settings;
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:alarms";
@@ -56,7 +57,7 @@ escalate_topic_arn = "arn:aws:sns:us-east-1:123456789012:oncall"
 fn harness(rules: &str) -> TestWorker {
     TestWorker::builder(rules)
         .settings(Settings {
-            trusted_topic_arns: vec![TOPIC.to_string()],
+            trust: TrustPolicy::topics(&[TOPIC]),
             ..Settings::default()
         })
         .build()

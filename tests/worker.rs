@@ -14,6 +14,7 @@ use reflex::rules::Rate;
 use reflex::safety::Guard;
 use reflex::testing::worker::{at, START};
 use reflex::testing::{AlarmBody, FakeAws, TestWorker};
+use reflex::trust::TrustPolicy;
 use reflex::worker::Settings;
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +26,7 @@ fn now() -> DateTime<Utc> {
 
 fn settings() -> Settings {
     Settings {
-        trusted_topic_arns: vec![TOPIC.to_string()],
+        trust: TrustPolicy::topics(&[TOPIC]),
         ..Settings::default()
     }
 }
@@ -62,6 +63,13 @@ fn harness(rules: &str, settings: Settings) -> TestWorker {
 
 fn web_alarm(id: &str) -> String {
     AlarmBody::new("web-unhealthy").sns(TOPIC, id)
+}
+
+/// A later transition of the same alarm (8 s after [`web_alarm`]'s), signed.
+fn web_alarm_later(id: &str) -> String {
+    AlarmBody::new("web-unhealthy")
+        .changed_at("2026-01-12T16:30:50.000+0000")
+        .sns(TOPIC, id)
 }
 
 fn suppressed_by(h: &MessageOutcome) -> Option<Guard> {
@@ -205,12 +213,7 @@ async fn a_recovered_or_unknown_alarm_stops_the_action() {
     assert!(h.terminated().is_empty());
     h.aws.state().alarms.clear();
     // A new transition (a redelivery of the first would be a duplicate).
-    let handled = h
-        .deliver(
-            &web_alarm("m2").replace("16:30:42.236", "16:30:50.000"),
-            "sqs-2",
-        )
-        .await;
+    let handled = h.deliver(&web_alarm_later("m2"), "sqs-2").await;
     assert_eq!(suppressed_by(&handled), Some(Guard::AlarmNotFound));
     assert!(h.terminated().is_empty());
 }
@@ -223,7 +226,7 @@ async fn cooldown_stops_a_second_transition() {
     );
     h.fleet(6, 2);
     h.deliver(&web_alarm("m1"), "sqs-1").await;
-    let second = web_alarm("m2").replace("16:30:42.236", "16:30:50.000");
+    let second = web_alarm_later("m2");
     let handled = h.deliver(&second, "sqs-2").await;
     assert_eq!(suppressed_by(&handled), Some(Guard::Cooldown));
     assert_eq!(h.terminated().len(), 1);
@@ -235,7 +238,7 @@ async fn rule_rate_and_global_rate_stop_actions() {
     let h = harness(&rules, settings());
     h.fleet(8, 3);
     h.deliver(&web_alarm("m1"), "sqs-1").await;
-    let second = web_alarm("m2").replace("16:30:42.236", "16:30:50.000");
+    let second = web_alarm_later("m2");
     let handled = h.deliver(&second, "sqs-2").await;
     assert_eq!(suppressed_by(&handled), Some(Guard::RuleRate));
     assert_eq!(h.terminated().len(), 1);
@@ -245,12 +248,7 @@ async fn rule_rate_and_global_rate_stop_actions() {
     let h = harness(&oos_rule(1, 50, 1, ""), s);
     h.fleet(8, 3);
     h.deliver(&web_alarm("m1"), "sqs-1").await;
-    let handled = h
-        .deliver(
-            &web_alarm("m2").replace("16:30:42.236", "16:30:50.000"),
-            "sqs-2",
-        )
-        .await;
+    let handled = h.deliver(&web_alarm_later("m2"), "sqs-2").await;
     assert_eq!(suppressed_by(&handled), Some(Guard::GlobalRate));
     assert_eq!(h.terminated().len(), 1);
 }
@@ -429,6 +427,9 @@ require_tag = { key = "reflex:managed" }
 "#;
     let h = harness(rules, settings());
     let ids = h.fleet(2, 1);
+    for alarm in ["sys-check", "sys-check-2"] {
+        h.aws.state().alarms.insert(alarm.into(), AlarmState::Alarm);
+    }
     let body = AlarmBody::new("sys-check")
         .dimensions(&[("InstanceId", &ids[1])])
         .metric("AWS/ELB", "StatusCheckFailed_System")
@@ -447,6 +448,23 @@ require_tag = { key = "reflex:managed" }
     let handled = h.deliver(&body, "sqs-2").await;
     assert_eq!(suppressed_by(&handled), Some(Guard::InstanceState));
     assert_eq!(h.aws.state().changes.len(), 1);
+    // The instance comes from the message, so CloudWatch must agree: an
+    // alarm that is OK again, or that does not exist, moves nothing.
+    for (alarm, state, guard) in [
+        ("sys-check-3", Some(AlarmState::Ok), Guard::AlarmRecovered),
+        ("sys-check-4", None, Guard::AlarmNotFound),
+    ] {
+        if let Some(state) = state {
+            h.aws.state().alarms.insert(alarm.into(), state);
+        }
+        let body = AlarmBody::new(alarm)
+            .dimensions(&[("InstanceId", &ids[1])])
+            .metric("AWS/ELB", "StatusCheckFailed_System")
+            .sns(TOPIC, alarm);
+        let handled = h.deliver(&body, alarm).await;
+        assert_eq!(suppressed_by(&handled), Some(guard), "{alarm}");
+        assert_eq!(h.aws.state().changes.len(), 1, "{alarm}: nothing rebooted");
+    }
 }
 
 /// The CloudWatch heartbeat says "reflex is receiving": while every

@@ -8,6 +8,8 @@
 //!   permissions and changes nothing).
 //! - [`observe`]: what every finished AWS call reports, and the observer
 //!   it reports to (installed by the daemon; telemetry counts the calls).
+//! - [`signing_certs`]: fetching SNS signing certificates over HTTPS (or
+//!   from an overridden SNS endpoint, SigV4-signed, as moto wants).
 //!
 //! The traits take and return the domain types of [`crate::fleet`], which
 //! are re-exported here for convenience.
@@ -16,6 +18,7 @@ pub mod dry_run;
 pub mod dynamodb_state;
 pub mod observe;
 pub mod sdk;
+pub mod signing_certs;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -86,6 +89,18 @@ pub struct QueueMessage {
 }
 
 /// An SQS queue (the alarm queue or the dead-letter queue).
+/// Where SNS signing certificates come from.
+#[async_trait]
+pub trait SigningCerts: Send + Sync {
+    /// The overridden SNS endpoint (`scheme://host[:port]`) certificates
+    /// are fetched from instead of SNS's own host, if any.
+    fn endpoint(&self) -> Option<&str>;
+
+    /// The certificate's PEM bytes. A network error, a timeout or a 5xx is
+    /// transient; any other answer but 200 is permanent.
+    async fn fetch(&self, location: &crate::trust::CertLocation) -> Result<Vec<u8>, AwsError>;
+}
+
 #[async_trait]
 pub trait Queue: Send + Sync {
     /// Long-polls for up to `max` messages (1-10).

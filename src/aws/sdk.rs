@@ -129,6 +129,9 @@ pub struct Clients {
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub ssm: aws_sdk_ssm::Client,
+    /// The chain's credentials, for the few requests that are not SDK
+    /// calls (a signing certificate from an overridden SNS endpoint).
+    pub credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
 }
 
 impl Clients {
@@ -151,6 +154,7 @@ impl Clients {
             elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&config),
             autoscaling: aws_sdk_autoscaling::Client::new(&config),
             ssm: aws_sdk_ssm::Client::new(&config),
+            credentials: config.credentials_provider(),
         }
     }
 }

@@ -84,7 +84,8 @@ pub struct RedriveArgs {
     pub max: Option<usize>,
     /// Send to this queue instead of the alarm queue, whatever each message's
     /// `SourceQueueUrl` says. Without it, messages from another queue than
-    /// the alarm queue are refused (left in the DLQ).
+    /// the alarm queue are refused (left in the DLQ). A message with no
+    /// `SourceQueueUrl` (reflex did not dead-letter it) is always refused.
     #[arg(long, value_name = "URL")]
     pub to: Option<String>,
     /// Report what would move; move nothing.
@@ -312,7 +313,7 @@ pub fn render_redrive(r: &RedriveReport) -> String {
     }
     let _ = writeln!(
         out,
-        "received {}, {} {}, skipped {} (other codes), refused {} (other source queue; use --to), failed {}{}",
+        "received {}, {} {}, skipped {} (other codes), refused {} (other or no source queue), failed {}{}",
         r.received,
         if r.dry_run { "would move" } else { "moved" },
         if r.dry_run { r.selected } else { r.moved },
@@ -410,7 +411,7 @@ mod tests {
             "Redrive from https://q/dlq to https://q/alarms\n  \
              moved d1 (not_json) -> n1\n  \
              send failed for d2: throttled\n\
-             received 3, moved 1, skipped 1 (other codes), refused 0 (other source queue; use --to), failed 1\n"
+             received 3, moved 1, skipped 1 (other codes), refused 0 (other or no source queue), failed 1\n"
         );
     }
 

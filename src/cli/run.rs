@@ -92,6 +92,7 @@ pub fn exit_code(error: &StartupError) -> u8 {
         | StartupError::AuditFile { .. }
         | StartupError::MetricsListener { .. }
         | StartupError::Runtime(_)
+        | StartupError::Tls(_)
         | StartupError::State(_) => exit::USAGE,
     }
 }

@@ -36,23 +36,28 @@ pub enum Verdict {
     OtherCode,
     /// It came from this other queue (and `any_source` is off).
     OtherSource(String),
+    /// It carries no `SourceQueueUrl`: reflex did not dead-letter it, so
+    /// where it came from is unknown. Never moved, `--to` or not: the DLQ
+    /// must not launder a message into the alarm queue.
+    NoSource,
 }
 
 impl RedriveScope {
-    /// Decides one message. A message without `SourceQueueUrl` (moved by
-    /// SQS's redrive policy) is taken to come from the target.
+    /// Decides one message. A message without `SourceQueueUrl` (put there
+    /// by SQS's own redrive policy, or by someone else) is refused.
     pub fn verdict(&self, l: &DeadLetter) -> Verdict {
         if !self.codes.is_empty() && !self.codes.iter().any(|c| c == l.code.as_str()) {
             return Verdict::OtherCode;
         }
         match &l.source_queue_url {
+            None => Verdict::NoSource,
             Some(source)
                 if !self.any_source
                     && source.trim_end_matches('/') != self.target_url.trim_end_matches('/') =>
             {
                 Verdict::OtherSource(source.clone())
             }
-            _ => Verdict::Move,
+            Some(_) => Verdict::Move,
         }
     }
 }
@@ -84,7 +89,8 @@ pub struct RedriveReport {
     pub moved: usize,
     /// Left in the DLQ: another reason code.
     pub skipped: usize,
-    /// Left in the DLQ: another source queue (use `--to` to move them).
+    /// Left in the DLQ: another source queue (use `--to` to move them), or
+    /// no `SourceQueueUrl` at all (never moved).
     pub refused: usize,
     /// Left in the DLQ: the send to the target failed.
     pub failed: usize,
@@ -186,7 +192,7 @@ pub async fn redrive(
                     walker.hold(&l.receipt_handle);
                     continue;
                 }
-                Verdict::OtherSource(_) => {
+                Verdict::OtherSource(_) | Verdict::NoSource => {
                     report.refused += 1;
                     walker.hold(&l.receipt_handle);
                     continue;
@@ -274,14 +280,19 @@ mod tests {
             anywhere.verdict(&letter("c", Some("untrusted_topic"), Some(other), 0)),
             Verdict::Move
         );
-        // Every code; no SourceQueueUrl (SQS redrive) counts as the target.
+        // No SourceQueueUrl (SQS's own redrive, or a message someone sent
+        // to the DLQ): refused, even with --to.
         assert_eq!(
             scope(&[]).verdict(&letter("d", None, None, 0)),
-            Verdict::Move
+            Verdict::NoSource
         );
         assert_eq!(
             scope(&["max_receive_count"]).verdict(&letter("d", None, None, 0)),
-            Verdict::Move
+            Verdict::NoSource
+        );
+        assert_eq!(
+            anywhere.verdict(&letter("e", Some("untrusted_topic"), None, 0)),
+            Verdict::NoSource
         );
     }
 

@@ -35,11 +35,21 @@ pub enum PoisonCode {
     InvalidField,
     /// An SNS notification from a topic that is not in `trusted_topic_arns`.
     UntrustedTopic,
+    /// An SNS notification whose signature does not verify: a forged or
+    /// altered envelope, or a signing certificate from anywhere but SNS.
+    BadSignature,
+    /// A message in a format that carries no signature (an unsigned SNS
+    /// envelope, raw delivery, EventBridge) while trusted topics are set and
+    /// the format is not explicitly accepted.
+    UnsignedRefused,
+    /// An accepted unsigned format from an account or source that is not
+    /// trusted (`trust.trusted_accounts`).
+    UntrustedSource,
 }
 
 impl PoisonCode {
     /// Every code, for documentation and metrics pre-registration.
-    pub const ALL: [PoisonCode; 10] = [
+    pub const ALL: [PoisonCode; 13] = [
         PoisonCode::TooLarge,
         PoisonCode::InvalidUtf8,
         PoisonCode::EmptyBody,
@@ -50,6 +60,18 @@ impl PoisonCode {
         PoisonCode::MissingField,
         PoisonCode::InvalidField,
         PoisonCode::UntrustedTopic,
+        PoisonCode::BadSignature,
+        PoisonCode::UnsignedRefused,
+        PoisonCode::UntrustedSource,
+    ];
+
+    /// The codes of the trust checks (the worker's, after decoding): no
+    /// body is poison by these codes on its own.
+    pub const TRUST: [PoisonCode; 4] = [
+        PoisonCode::UntrustedTopic,
+        PoisonCode::BadSignature,
+        PoisonCode::UnsignedRefused,
+        PoisonCode::UntrustedSource,
     ];
 
     /// The code as written in DLQ attributes, logs, metrics and `explain`.
@@ -65,6 +87,9 @@ impl PoisonCode {
             PoisonCode::MissingField => "missing_field",
             PoisonCode::InvalidField => "invalid_field",
             PoisonCode::UntrustedTopic => "untrusted_topic",
+            PoisonCode::BadSignature => "bad_signature",
+            PoisonCode::UnsignedRefused => "unsigned_refused",
+            PoisonCode::UntrustedSource => "untrusted_source",
         }
     }
 

@@ -17,12 +17,22 @@ pub(super) fn decode(body: Body<'_>, parser: Parser) -> Result<AlarmEvent, Poiso
         timestamp: body.timestamp,
     };
     let message = body.message;
-    let kind = body.sns_type.as_deref().unwrap_or("Notification");
-    if kind != "Notification" {
-        return Err(Poison::new(
-            PoisonCode::SnsNotNotification,
-            format!("SNS envelope of Type {kind:?} is not an alarm notification"),
-        ));
+    // Only a Notification is ever acted on: another Type, a null or a
+    // missing one is not an alarm (and is not what SNS signs as one).
+    match body.sns_type.as_deref() {
+        Some("Notification") => {}
+        Some(kind) => {
+            return Err(Poison::new(
+                PoisonCode::SnsNotNotification,
+                format!("SNS envelope of Type {kind:?} is not an alarm notification"),
+            ))
+        }
+        None => {
+            return Err(Poison::new(
+                PoisonCode::SnsNotNotification,
+                "SNS envelope has no Type (or a null one); only a Notification is acted on",
+            ))
+        }
     }
     let inner = match body.inner {
         // Read in place by the fast path: a JSON object.

@@ -107,8 +107,19 @@ impl AlarmBody {
     }
 
     /// The body SNS delivers to SQS: the notification in an envelope from
-    /// `topic_arn` with SNS message id `sns_message_id`.
+    /// `topic_arn` with SNS message id `sns_message_id`, signed (version 1,
+    /// SNS's default) by the tests' signer, whose certificate the fakes
+    /// serve.
     pub fn sns(&self, topic_arn: &str, sns_message_id: &str) -> String {
+        super::signing::test_signer().sign_envelope(
+            &self.sns_unsigned(topic_arn, sns_message_id),
+            crate::trust::SignatureVersion::V1,
+        )
+    }
+
+    /// [`sns`](Self::sns) without the signature fields: what no SNS topic
+    /// delivers, but anyone who can send to the queue can.
+    pub fn sns_unsigned(&self, topic_arn: &str, sns_message_id: &str) -> String {
         json!({
             "Type": "Notification",
             "MessageId": sns_message_id,

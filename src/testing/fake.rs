@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use crate::aws::{
     Alarms, AwsError, Datum, HealthState, InstanceHealth, InstanceInfo, InstanceOp, InstanceState,
-    Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage, Target,
+    Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage, SigningCerts, Target,
     TargetGroupInfo, TargetGroups, TargetHealth, TargetState, TargetType,
 };
 use crate::event::AlarmState;
@@ -38,6 +38,9 @@ pub struct FakeState {
     pub calls: Vec<String>,
     /// Errors to return from the next calls of an operation, in order.
     pub failures: HashMap<&'static str, VecDeque<AwsError>>,
+    /// SNS signing certificates (PEM) by URL, besides the tests' own
+    /// signer's, which is always served.
+    pub signing_certs: HashMap<String, String>,
 }
 
 /// A fake AWS account. Clone it freely: clones share state.
@@ -335,6 +338,34 @@ impl Instances for FakeAws {
             }
         }
         Ok(Some(format!("req-{}", s.changes.len())))
+    }
+}
+
+/// Serves [`test_signer`](super::signing::test_signer)'s certificate at its
+/// URL, and any added to [`FakeState::signing_certs`]; fails the
+/// `sns:GetSigningCertificate` calls a test asks it to.
+#[async_trait]
+impl SigningCerts for FakeAws {
+    fn endpoint(&self) -> Option<&str> {
+        None
+    }
+
+    async fn fetch(&self, location: &crate::trust::CertLocation) -> Result<Vec<u8>, AwsError> {
+        let s = self.call("sns:GetSigningCertificate")?;
+        let own = super::signing::test_signer();
+        if location.fetch_url == own.cert_url {
+            return Ok(own.cert_pem.clone().into_bytes());
+        }
+        s.signing_certs
+            .get(&location.fetch_url)
+            .map(|pem| pem.clone().into_bytes())
+            .ok_or_else(|| {
+                AwsError::permanent(
+                    "sns",
+                    "GetSigningCertificate",
+                    format!("{} answered 404 Not Found", location.fetch_url),
+                )
+            })
     }
 }
 

@@ -11,11 +11,14 @@
 //!   optional audit sink; and a fleet behind a fake classic ELB.
 //! - [`alarm`]: [`AlarmBody`], the one builder of CloudWatch alarm
 //!   notifications (raw or in an SNS envelope) for tests that need a body.
+//! - [`signing`]: an RSA key and certificate made at test time, and SNS
+//!   envelopes signed with them; [`AlarmBody::sns`] signs with it.
 //!
 //! End-to-end helpers (moto, the `reflex` binary) are in `tests/support/`.
 
 pub mod alarm;
 pub mod fake;
+pub mod signing;
 pub mod worker;
 
 pub use alarm::AlarmBody;

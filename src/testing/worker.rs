@@ -107,6 +107,7 @@ impl WorkerBuilder {
             .unwrap_or_else(|e| panic!("rules: {e:?}"));
         let (_tx, rx) = watch::channel(Arc::new(set));
         let a = Arc::new(self.aws.clone());
+        let a_certs: Arc<dyn crate::aws::SigningCerts> = a.clone();
         let effects = Effects {
             elb: a.clone(),
             target_groups: a.clone(),
@@ -124,7 +125,8 @@ impl WorkerBuilder {
             rx,
             self.state.clone(),
             self.settings,
-        );
+        )
+        .with_signing_certs(a_certs);
         worker.clock = Arc::new(move || ticking.now());
         if let Some(sink) = self.audit {
             worker.audit = sink;

@@ -6,10 +6,13 @@
 //!
 //! - [`actions`]: running one planned action through its guards, one
 //!   module per action family.
+//! - [`trust`]: the gate every decoded message passes: the trust policy,
+//!   and SNS signatures checked against cached certificates.
 //! - This module: the receive loop, heartbeats, per-message handling and
 //!   shutdown.
 
 pub mod actions;
+pub mod trust;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,10 +29,11 @@ use crate::aws::dry_run::{
     DryRunInstances, DryRunLoadBalancers, DryRunMetrics, DryRunNotifier, DryRunTargetGroups,
 };
 use crate::aws::{
-    Alarms, Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage, TargetGroups,
+    Alarms, Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage, SigningCerts,
+    TargetGroups,
 };
 use crate::disposition::{decide, decide_poison, Backoff, Disposition, MessageOutcome};
-use crate::event::{decode_str, AlarmEvent, Poison, PoisonCode};
+use crate::event::{decode_str, Poison};
 use crate::outcome::ActionReport;
 use crate::plan::{evaluate_with, EvalOptions};
 use crate::rules::{Rate, RuleSet};
@@ -39,7 +43,9 @@ use crate::telemetry::events::{
     MessagesReceived, RuleMatched,
 };
 use crate::telemetry::metrics;
+use crate::trust::TrustPolicy;
 use actions::ActionContext;
+use trust::{Admission, NoSigningCerts, TrustGate};
 
 /// The effects actions can have.
 #[derive(Clone)]
@@ -69,7 +75,8 @@ impl Effects {
 /// The worker's settings (the `config` layer builds them from `reflex.toml`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    pub trusted_topic_arns: Vec<String>,
+    /// `trusted_topic_arns` and `[trust]`.
+    pub trust: TrustPolicy,
     pub dry_run: bool,
     pub max_event_age: Duration,
     pub pollers: u32,
@@ -125,7 +132,12 @@ pub mod defaults {
 impl Settings {
     /// Every setting at its default; no trusted topics, dry run off.
     pub const DEFAULT: Settings = Settings {
-        trusted_topic_arns: Vec::new(),
+        trust: TrustPolicy {
+            trusted_topic_arns: Vec::new(),
+            accept_raw: false,
+            accept_eventbridge: false,
+            trusted_accounts: Vec::new(),
+        },
         dry_run: false,
         max_event_age: defaults::MAX_EVENT_AGE,
         pollers: defaults::POLLERS,
@@ -196,6 +208,10 @@ pub struct Worker {
     pub process_started: Instant,
     /// Counts successful receives; the CloudWatch heartbeat follows it.
     pub receives: Arc<crate::telemetry::cloudwatch::ReceiveProgress>,
+    /// The trust gate, built from `settings.trust`. [`Worker::new`] gives
+    /// it no certificate source (every SNS signature is refused); the
+    /// daemon and the test worker set one with [`Worker::with_signing_certs`].
+    pub trust: Arc<TrustGate>,
 }
 
 impl Worker {
@@ -208,6 +224,10 @@ impl Worker {
         settings: Settings,
     ) -> Worker {
         let dry = live.dry_run();
+        let trust = Arc::new(TrustGate::new(
+            settings.trust.clone(),
+            Arc::new(NoSigningCerts),
+        ));
         Worker {
             queue,
             dead_letters,
@@ -221,7 +241,14 @@ impl Worker {
             audit: Arc::new(NoAudit),
             process_started: Instant::now(),
             receives: Arc::default(),
+            trust,
         }
+    }
+
+    /// This worker, fetching SNS signing certificates from `certs`.
+    pub fn with_signing_certs(mut self, certs: Arc<dyn SigningCerts>) -> Worker {
+        self.trust = Arc::new(TrustGate::new(self.settings.trust.clone(), certs));
+        self
     }
 
     /// Runs the pollers until `shutdown`, then waits for in-flight messages
@@ -383,17 +410,27 @@ impl Worker {
         if shutdown.is_cancelled() {
             return MessageOutcome::unevaluated(Disposition::Release);
         }
-        let event = match decode_str(&msg.body).and_then(|e| self.check_trusted(e)) {
-            Ok(e) => e,
-            Err(poison) => {
-                MessageRejected {
-                    code: poison.code.as_str(),
-                    reason: &poison.reason,
-                }
-                .emit();
-                return MessageOutcome::unevaluated(decide_poison(&poison));
+        let rejected = |poison: Poison| {
+            MessageRejected {
+                code: poison.code.as_str(),
+                reason: &poison.reason,
             }
+            .emit();
+            MessageOutcome::unevaluated(decide_poison(&poison))
         };
+        let event = match decode_str(&msg.body) {
+            Ok(e) => e,
+            Err(poison) => return rejected(poison),
+        };
+        match self.trust.admit(&msg.body, &event, (self.clock)()).await {
+            Admission::Admitted => {}
+            Admission::Refused(poison) => return rejected(poison),
+            Admission::Unavailable(error) => {
+                let after = self.settings.backoff.after(msg.receive_count);
+                warn!(%error, retry_in_s = after.as_secs(), "The SNS signing certificate could not be fetched; the message will be retried.");
+                return MessageOutcome::unevaluated(Disposition::Retry { after });
+            }
+        }
         let span = tracing::Span::current();
         span.record(
             "sns_message_id",
@@ -452,17 +489,6 @@ impl Worker {
             rules_version: Some(rules.version().to_string()),
             matched: plan.matches.iter().map(|m| m.rule.name.clone()).collect(),
             skipped: plan.skipped,
-        }
-    }
-
-    fn check_trusted(&self, event: AlarmEvent) -> Result<AlarmEvent, Poison> {
-        let trusted = &self.settings.trusted_topic_arns;
-        match &event.topic_arn {
-            Some(topic) if !trusted.is_empty() && !trusted.contains(topic) => Err(Poison::new(
-                PoisonCode::UntrustedTopic,
-                format!("notification from topic {topic}, which is not in trusted_topic_arns"),
-            )),
-            _ => Ok(event),
         }
     }
 

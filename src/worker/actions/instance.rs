@@ -60,6 +60,11 @@ pub(super) async fn on_instance(
         min_instance_age: o.min_instance_age,
         require_tag: o.require_tag.clone(),
     };
+    // The instance comes from the message: CloudWatch must agree the alarm
+    // is in the state the message says.
+    if let Err(outcome) = run.confirm_alarm(run.ctx.event.new_state, findings).await {
+        return outcome;
+    }
     if let Err(excluded) = check_instance(info, op, &radius, run.now()) {
         let trip = GuardTrip::new(excluded.guard, excluded.reason.clone());
         findings.excluded.push(excluded);

@@ -132,6 +132,39 @@ impl Run<'_> {
         }
     }
 
+    /// Asks CloudWatch whether the alarm is still in state `want`, so
+    /// that a message alone can never move an instance. `Err` is the
+    /// outcome to report: suppressed when the alarm has moved on or does
+    /// not exist, failed when DescribeAlarms did.
+    async fn confirm_alarm(
+        &self,
+        want: crate::event::AlarmState,
+        findings: &mut Findings,
+    ) -> Result<(), Outcome> {
+        let event = self.ctx.event;
+        match findings
+            .aws(self.effects.alarms.alarm_state(&event.alarm_name))
+            .await
+        {
+            Ok(Some(state)) if state == want => Ok(()),
+            Ok(Some(state)) => Err(Outcome::suppressed(GuardTrip::new(
+                Guard::AlarmRecovered,
+                format!(
+                    "alarm {} is {state} now, no longer {want}; acting on nothing",
+                    event.alarm_name
+                ),
+            ))),
+            Ok(None) => Err(Outcome::suppressed(GuardTrip::new(
+                Guard::AlarmNotFound,
+                format!(
+                    "DescribeAlarms does not know alarm {}; acting on nothing",
+                    event.alarm_name
+                ),
+            ))),
+            Err(e) => Err(failed(&e)),
+        }
+    }
+
     /// The outcome of a change that went through.
     fn done(&self) -> Outcome {
         if self.dry_run() {

@@ -82,7 +82,6 @@ fn bad_ids(members: &[PoolMember]) -> Vec<String> {
 /// Acts on the bad members of `p`'s pool that the guards allow.
 pub(super) async fn remediate(run: &Run<'_>, p: &Pool<String>, findings: &mut Findings) -> Outcome {
     let effects = run.effects;
-    let event = run.ctx.event;
     let name = p.source.name();
     // A target group is confirmed first: a wrong ARN (a template, or an
     // alarm without the dimension) must not read as "nothing to do".
@@ -195,30 +194,10 @@ pub(super) async fn remediate(run: &Run<'_>, p: &Pool<String>, findings: &mut Fi
             return run.done();
         }
     }
-    match findings
-        .aws(effects.alarms.alarm_state(&event.alarm_name))
-        .await
-    {
-        Ok(Some(AlarmState::Alarm)) => {}
-        Ok(Some(state)) => {
-            return Outcome::suppressed(GuardTrip::new(
-                Guard::AlarmRecovered,
-                format!(
-                    "alarm {} is {state} now, no longer ALARM; acting on nothing",
-                    event.alarm_name
-                ),
-            ))
-        }
-        Ok(None) => {
-            return Outcome::suppressed(GuardTrip::new(
-                Guard::AlarmNotFound,
-                format!(
-                    "DescribeAlarms does not know alarm {}; acting on nothing",
-                    event.alarm_name
-                ),
-            ))
-        }
-        Err(e) => return failed(&e),
+    // The pool is read only for an alarm in ALARM (the rule matched one);
+    // it must still be in ALARM now.
+    if let Err(outcome) = run.confirm_alarm(AlarmState::Alarm, findings).await {
+        return outcome;
     }
     if let Some(wait) = p.confirm_after {
         info!(pool = %name, wait_s = wait.as_secs(), bad = ?bad, "Waiting to confirm instances are still OutOfService.");
