@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
+use crate::aws::timeouts::{AwsTimeouts, CallLimits};
 use crate::disposition::Backoff;
 use crate::rules::limits::{parse_duration, Rate};
 use crate::rules::source::{parse_toml, SourceError, SourceFile};
@@ -64,6 +65,38 @@ pub struct ConfigSpec {
     pub metrics: MetricsSpec,
     #[serde(default)]
     pub state: crate::state::config::StateSpec,
+    #[serde(default)]
+    pub aws: AwsSpec,
+}
+
+/// `[aws]`: how long AWS calls may take. Each kind of call has a limit per
+/// attempt (a timed-out attempt is retried by the SDK's standard retry)
+/// and a deadline for the whole operation, retries included.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSpec {
+    /// Connecting to an endpoint. Default `"2s"`.
+    pub connect_timeout: Option<Spanned<String>>,
+    /// Added to `receive.wait` for one `ReceiveMessage` attempt (its
+    /// deadline is twice that). Default `"5s"`.
+    pub receive_margin: Option<Spanned<String>>,
+    /// One attempt of a queue call: `ChangeMessageVisibility` (the
+    /// heartbeat), `DeleteMessage`, the dead-letter `SendMessage`,
+    /// `GetQueueAttributes`. Default `"2s"`.
+    pub queue_attempt_timeout: Option<Spanned<String>>,
+    /// A whole queue call; shorter than `receive.visibility_timeout` less
+    /// `receive.heartbeat`. Default `"6s"`.
+    pub queue_timeout: Option<Spanned<String>>,
+    /// One attempt of a read (the EC2, ELB, CloudWatch and Auto Scaling
+    /// describes). Default `"3s"`.
+    pub read_attempt_timeout: Option<Spanned<String>>,
+    /// A whole read. Default `"10s"`.
+    pub read_timeout: Option<Spanned<String>>,
+    /// One attempt of a write (terminate, stop, reboot, deregister,
+    /// publish, put metric data). Default `"5s"`.
+    pub write_attempt_timeout: Option<Spanned<String>>,
+    /// A whole write. Default `"15s"`.
+    pub write_timeout: Option<Spanned<String>>,
 }
 
 /// `[trust]`: the unsigned formats accepted while `trusted_topic_arns` is
@@ -172,6 +205,8 @@ pub struct Config {
     pub cloudwatch_interval: Duration,
     /// `[state]`: where claims, cooldowns, rates and target leases live.
     pub state: crate::state::config::StateConfig,
+    /// `[aws]`: per-call timeouts.
+    pub aws_timeouts: AwsTimeouts,
 }
 
 /// `[audit]` in `reflex.toml`: where the trail goes. Plain data: the daemon
@@ -317,6 +352,24 @@ impl Config {
             Some(d) => d,
             None => duration(&spec.receive.heartbeat, visibility_timeout / 3),
         };
+        let aws = &spec.aws;
+        let aws_defaults = AwsTimeouts::default();
+        let aws_timeouts = AwsTimeouts {
+            connect: duration(&aws.connect_timeout, aws_defaults.connect),
+            receive_margin: duration(&aws.receive_margin, aws_defaults.receive_margin),
+            queue: CallLimits::new(
+                duration(&aws.queue_attempt_timeout, aws_defaults.queue.attempt),
+                duration(&aws.queue_timeout, aws_defaults.queue.operation),
+            ),
+            read: CallLimits::new(
+                duration(&aws.read_attempt_timeout, aws_defaults.read.attempt),
+                duration(&aws.read_timeout, aws_defaults.read.operation),
+            ),
+            write: CallLimits::new(
+                duration(&aws.write_attempt_timeout, aws_defaults.write.attempt),
+                duration(&aws.write_timeout, aws_defaults.write.operation),
+            ),
+        };
         let retry_base = duration(&spec.retry.base, defaults::RETRY_BASE);
         let retry_max = duration(&spec.retry.max, defaults::RETRY_MAX);
         let dedup_window = duration(&spec.limits.dedup_window, DEFAULT_DEDUP_WINDOW);
@@ -413,6 +466,14 @@ impl Config {
                 "`retry.base` must be more than zero and `retry.max` at least `retry.base`",
             );
         }
+        check_aws_timeouts(
+            &aws_timeouts,
+            aws,
+            visibility_timeout,
+            heartbeat,
+            file,
+            &mut errors,
+        );
         let audit = audit_target(&spec.audit, file, &mut errors);
         if cloudwatch_interval < Duration::from_secs(1) {
             bad(
@@ -479,6 +540,7 @@ impl Config {
             metrics_listen,
             cloudwatch_interval,
             state,
+            aws_timeouts,
         })
     }
 }
@@ -502,6 +564,71 @@ impl From<&Config> for Settings {
             dedup_window: c.dedup_window,
             lease: c.state.lease,
         }
+    }
+}
+
+/// Checks `[aws]`: every limit more than zero, an attempt no longer than
+/// its operation, and a queue call (the heartbeat) short enough to be
+/// retried before the visibility runs out.
+fn check_aws_timeouts(
+    t: &AwsTimeouts,
+    spec: &AwsSpec,
+    visibility_timeout: Duration,
+    heartbeat: Duration,
+    file: &SourceFile,
+    errors: &mut Vec<SourceError>,
+) {
+    let span = |v: &Option<Spanned<String>>| v.as_ref().map(Spanned::span);
+    for (value, spanned, name) in [
+        (t.connect, &spec.connect_timeout, "connect_timeout"),
+        (t.receive_margin, &spec.receive_margin, "receive_margin"),
+        (
+            t.queue.attempt,
+            &spec.queue_attempt_timeout,
+            "queue_attempt_timeout",
+        ),
+        (
+            t.read.attempt,
+            &spec.read_attempt_timeout,
+            "read_attempt_timeout",
+        ),
+        (
+            t.write.attempt,
+            &spec.write_attempt_timeout,
+            "write_attempt_timeout",
+        ),
+    ] {
+        if value.is_zero() {
+            errors.push(file.error(
+                span(spanned),
+                format!("`aws.{name}` must be more than zero"),
+            ));
+        }
+    }
+    for (limits, spanned, name) in [
+        (t.queue, &spec.queue_timeout, "queue"),
+        (t.read, &spec.read_timeout, "read"),
+        (t.write, &spec.write_timeout, "write"),
+    ] {
+        if limits.operation < limits.attempt {
+            errors.push(file.error(
+                span(spanned),
+                format!("`aws.{name}_timeout` must be at least `aws.{name}_attempt_timeout`"),
+            ));
+        }
+    }
+    // A heartbeat sent `heartbeat` after the last one has until the last
+    // extension runs out to get through, retries included.
+    let room = visibility_timeout.saturating_sub(heartbeat);
+    if t.queue.operation >= room {
+        errors.push(file.error(
+            span(&spec.queue_timeout),
+            format!(
+                "`aws.queue_timeout` ({}) must be shorter than the visibility timeout less the heartbeat interval ({}), so a stalled heartbeat is retried before the visibility runs out",
+                humantime::format_duration(t.queue.operation),
+                humantime::format_duration(room)
+            ),
+        ));
     }
 }
 
@@ -764,6 +891,51 @@ mod tests {
         assert!(e.iter().any(|e| e.contains("accept_everything")), "{e:?}");
         let open = load("queue_url = \"q\"\ndead_letter_queue_url = \"d\"\n").expect("loads");
         assert!(open.trust.warnings()[0].contains("trusts whatever reaches the queue"));
+    }
+
+    #[test]
+    fn aws_timeouts_default_and_are_checked() {
+        let base = "queue_url = \"q\"\ndead_letter_queue_url = \"d\"\n";
+        let c = load(base).expect("loads");
+        assert_eq!(c.aws_timeouts, AwsTimeouts::default());
+        let c = load(&format!(
+            "{base}[aws]\nconnect_timeout = \"1s\"\nreceive_margin = \"3s\"\nqueue_attempt_timeout = \"1s\"\nqueue_timeout = \"4s\"\nread_attempt_timeout = \"2s\"\nread_timeout = \"7s\"\nwrite_attempt_timeout = \"4s\"\nwrite_timeout = \"20s\"\n"
+        ))
+        .expect("loads");
+        let t = c.aws_timeouts;
+        assert_eq!(t.connect, Duration::from_secs(1));
+        assert_eq!(t.receive_margin, Duration::from_secs(3));
+        assert_eq!(
+            t.queue,
+            CallLimits::new(Duration::from_secs(1), Duration::from_secs(4))
+        );
+        assert_eq!(
+            t.read,
+            CallLimits::new(Duration::from_secs(2), Duration::from_secs(7))
+        );
+        assert_eq!(
+            t.write,
+            CallLimits::new(Duration::from_secs(4), Duration::from_secs(20))
+        );
+        let e = load(&format!("{base}[aws]\nread_timeout = \"1s\"\n")).unwrap_err();
+        assert!(
+            e.iter().any(|e| e.starts_with("reflex.toml:4:16:")
+                && e.contains("`aws.read_timeout` must be at least `aws.read_attempt_timeout`")),
+            "{e:?}"
+        );
+        let e = load(&format!("{base}[aws]\nqueue_timeout = \"40s\"\n")).unwrap_err();
+        assert!(
+            e.iter().any(|e| e.contains("`aws.queue_timeout` (40s) must be shorter than the visibility timeout less the heartbeat interval (40s)")),
+            "{e:?}"
+        );
+        let e = load(&format!("{base}[aws]\nwrite_attempt_timeout = \"0s\"\n")).unwrap_err();
+        assert!(
+            e.iter()
+                .any(|e| e.contains("`aws.write_attempt_timeout` must be more than zero")),
+            "{e:?}"
+        );
+        let e = load(&format!("{base}[aws]\nretries = 5\n")).unwrap_err();
+        assert!(e[0].contains("unknown field `retries`"), "{e:?}");
     }
 
     #[test]

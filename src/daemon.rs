@@ -116,13 +116,17 @@ pub async fn run(
         audit = %config.audit.describe(),
         "Starting reflex."
     );
-    let clients = Clients::from_env().await;
+    let clients = Clients::from_env(&config.aws_timeouts).await;
     // Every AWS call from here on is counted in reflex_aws_calls_total.
     crate::telemetry::events::install();
     crate::telemetry::metrics().rules_loaded(rules.version(), rules.rules().len());
     let (rules_tx, rules_rx) = watch::channel(Arc::new(rules));
     let shutdown = CancellationToken::new();
-    let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(clients.sqs.clone(), &config.queue_url));
+    let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(
+        clients.sqs.clone(),
+        &config.queue_url,
+        config.aws_timeouts,
+    ));
     let store = open_state_store(&config.state)
         .await
         .map_err(StartupError::State)?;
@@ -147,12 +151,18 @@ pub async fn run(
         shutdown.clone(),
     ));
     let live = Effects {
-        elb: Arc::new(ClassicElb(clients.elb.clone())),
-        target_groups: Arc::new(Elbv2(clients.elbv2.clone())),
-        ec2: Arc::new(Ec2(clients.ec2.clone())),
-        alarms: Arc::new(CloudWatch(clients.cloudwatch.clone())),
-        sns: Arc::new(Sns(clients.sns.clone())),
-        metrics: Arc::new(CloudWatch(clients.cloudwatch.clone())),
+        elb: Arc::new(ClassicElb::new(clients.elb.clone(), config.aws_timeouts)),
+        target_groups: Arc::new(Elbv2::new(clients.elbv2.clone(), config.aws_timeouts)),
+        ec2: Arc::new(Ec2::new(clients.ec2.clone(), config.aws_timeouts)),
+        alarms: Arc::new(CloudWatch::new(
+            clients.cloudwatch.clone(),
+            config.aws_timeouts,
+        )),
+        sns: Arc::new(Sns::new(clients.sns.clone(), config.aws_timeouts)),
+        metrics: Arc::new(CloudWatch::new(
+            clients.cloudwatch.clone(),
+            config.aws_timeouts,
+        )),
     };
     let signing_certs = Arc::new(
         HttpSigningCerts::new(
@@ -175,6 +185,7 @@ pub async fn run(
             Arc::new(SqsQueue::new(
                 clients.sqs.clone(),
                 &config.dead_letter_queue_url,
+                config.aws_timeouts,
             )),
             live,
             rules_rx,
@@ -186,7 +197,10 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let pollers = tokio::spawn(Arc::clone(&worker).run(shutdown.clone(), tracker.clone()));
     tokio::spawn(crate::telemetry::cloudwatch::publish(
-        Arc::new(CloudWatch(clients.cloudwatch.clone())),
+        Arc::new(CloudWatch::new(
+            clients.cloudwatch.clone(),
+            config.aws_timeouts,
+        )),
         queue_name(&config.queue_url),
         config.cloudwatch_interval,
         Arc::clone(&worker.receives),

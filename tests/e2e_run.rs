@@ -401,6 +401,10 @@ async fn unreachable_emulator_mid_message_is_retried_not_lost() {
     let reflex = Reflex::builder(&proxy.endpoint(), &world.pipeline)
         .set("receive.visibility_timeout", "6s")
         .set("receive.heartbeat", "2s")
+        // A heartbeat must get through within the 4 s left of the last
+        // extension, retries included.
+        .set("aws.queue_attempt_timeout", "1s")
+        .set("aws.queue_timeout", "3s")
         .rule(
             "elb.toml",
             &terminate_rule("", "max_instances = 1\nconfirm_after = \"3s\"", ""),

@@ -8,6 +8,8 @@
 //!   permissions and changes nothing).
 //! - [`observe`]: what every finished AWS call reports, and the observer
 //!   it reports to (installed by the daemon; telemetry counts the calls).
+//! - [`timeouts`]: how long each call may take (per attempt and in all),
+//!   by what it needs; `[aws]` in `reflex.toml`.
 //! - [`signing_certs`]: fetching SNS signing certificates over HTTPS (or
 //!   from an overridden SNS endpoint, SigV4-signed, as moto wants).
 //!
@@ -19,6 +21,7 @@ pub mod dynamodb_state;
 pub mod observe;
 pub mod sdk;
 pub mod signing_certs;
+pub mod timeouts;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -44,6 +47,10 @@ pub struct AwsError {
     pub code: Option<String>,
     pub message: String,
     pub request_id: Option<String>,
+    /// No reply came in time (an attempt or the whole operation timed
+    /// out). For a write this is an unknown outcome: the request may have
+    /// reached AWS and been carried out. Always transient.
+    pub timed_out: bool,
 }
 
 impl AwsError {
@@ -59,6 +66,19 @@ impl AwsError {
             code: None,
             message: message.into(),
             request_id: None,
+            timed_out: false,
+        }
+    }
+
+    /// No reply within `after`.
+    pub fn timeout(service: &'static str, operation: &'static str, after: Duration) -> Self {
+        AwsError {
+            timed_out: true,
+            ..AwsError::transient(
+                service,
+                operation,
+                format!("no reply within {}", humantime::format_duration(after)),
+            )
         }
     }
 

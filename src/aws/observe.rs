@@ -27,6 +27,8 @@ pub enum CallOutcome {
     TransientError,
     /// Failed; retrying will not help.
     PermanentError,
+    /// No reply in time (transient; for a write, an unknown outcome).
+    Timeout,
 }
 
 impl CallOutcome {
@@ -36,11 +38,14 @@ impl CallOutcome {
             CallOutcome::Ok => "ok",
             CallOutcome::TransientError => "transient_error",
             CallOutcome::PermanentError => "permanent_error",
+            CallOutcome::Timeout => "timeout",
         }
     }
 
-    pub const fn of_error(transient: bool) -> CallOutcome {
-        if transient {
+    pub const fn of_error(error: &super::AwsError) -> CallOutcome {
+        if error.timed_out {
+            CallOutcome::Timeout
+        } else if error.transient {
             CallOutcome::TransientError
         } else {
             CallOutcome::PermanentError

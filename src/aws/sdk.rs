@@ -4,16 +4,18 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::error::SdkError;
 use aws_sdk_sqs::operation::RequestId;
+use aws_smithy_types::timeout::TimeoutConfig;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::observe::{self, AwsCallFinished, CallOutcome};
+use super::timeouts::{AwsTimeouts, CallKind, CallLimits, DEADLINE_SLACK};
 use super::{
     Alarms, AwsError, Datum, HealthState, InstanceHealth, InstanceInfo, InstanceOp, InstanceState,
     Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage, Target,
@@ -64,6 +66,7 @@ where
                 .or_else(|| r.headers().get("x-amz-request-id"))
         })
         .map(str::to_string);
+    let timed_out = matches!(err, SdkError::TimeoutError(_));
     let transient = match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             true
@@ -87,26 +90,36 @@ where
         code,
         message,
         request_id,
+        timed_out,
     }
 }
 
-/// The one way reflex calls AWS: awaits `request` (an SDK `send()`), times
-/// it, classifies its error, and reports an [`AwsCallFinished`] to the
+/// The one way reflex calls AWS: sends the request `send` builds with this
+/// call's timeouts in force (the SDK retries a timed-out attempt as
+/// transient), bounds the whole call by the operation deadline, times it,
+/// classifies its error, and reports an [`AwsCallFinished`] to the
 /// installed observer — success or failure alike, so no operation can go
 /// uncounted.
-async fn call<T, E>(
+async fn call<T, E, F>(
     service: &'static str,
     operation: &'static str,
-    request: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    timeouts: &AwsTimeouts,
+    limits: CallLimits,
+    send: impl FnOnce(TimeoutConfig) -> F,
 ) -> Result<T, AwsError>
 where
+    F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let started = Instant::now();
-    let result = request.await.map_err(|e| classify(service, operation, e));
+    let started = tokio::time::Instant::now();
+    let deadline = limits.operation + DEADLINE_SLACK;
+    let result = match tokio::time::timeout(deadline, send(timeouts.sdk(limits))).await {
+        Ok(r) => r.map_err(|e| classify(service, operation, e)),
+        Err(_) => Err(AwsError::timeout(service, operation, deadline)),
+    };
     let (outcome, code) = match &result {
         Ok(_) => (CallOutcome::Ok, None),
-        Err(e) => (CallOutcome::of_error(e.transient), e.code.clone()),
+        Err(e) => (CallOutcome::of_error(e), e.code.clone()),
     };
     observe::report(&AwsCallFinished {
         service,
@@ -116,6 +129,17 @@ where
         elapsed: started.elapsed(),
     });
     result
+}
+
+/// `send()` with `timeouts` (an SDK `TimeoutConfig`) overriding the
+/// client's for this one call.
+macro_rules! send_with {
+    ($service:ident, $request:expr, $timeouts:expr) => {
+        $request
+            .customize()
+            .config_override($service::Config::builder().timeout_config($timeouts))
+            .send()
+    };
 }
 
 /// Every client reflex uses, built from one shared AWS configuration.
@@ -135,12 +159,11 @@ pub struct Clients {
 }
 
 impl Clients {
-    /// Loads the standard AWS configuration chain.
-    pub async fn from_env() -> Clients {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .operation_attempt_timeout(Duration::from_secs(30))
-            .build();
+    /// Loads the standard AWS configuration chain. Every call reflex makes
+    /// through [`call`] sets its own timeouts; the clients' own (the
+    /// writes') apply to anything else built on them.
+    pub async fn from_env(timeouts: &AwsTimeouts) -> Clients {
+        let timeouts = timeouts.sdk(timeouts.write);
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .timeout_config(timeouts)
             .load()
@@ -174,13 +197,15 @@ fn millis_time(ms: &str) -> Option<DateTime<Utc>> {
 pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
     url: String,
+    timeouts: AwsTimeouts,
 }
 
 impl SqsQueue {
-    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>, timeouts: AwsTimeouts) -> Self {
         SqsQueue {
             client,
             url: url.into(),
+            timeouts,
         }
     }
 }
@@ -201,17 +226,24 @@ impl Queue for SqsQueue {
         let out = call(
             "sqs",
             "ReceiveMessage",
-            self.client
-                .receive_message()
-                .queue_url(&self.url)
-                .max_number_of_messages(i32::from(max.clamp(1, 10)))
-                .wait_time_seconds(secs_i32(wait).min(20))
-                .visibility_timeout(secs_i32(visibility))
-                .message_system_attribute_names(A::ApproximateReceiveCount)
-                .message_system_attribute_names(A::SentTimestamp)
-                .message_system_attribute_names(A::ApproximateFirstReceiveTimestamp)
-                .message_attribute_names("All")
-                .send(),
+            &self.timeouts,
+            self.timeouts.limits(CallKind::Receive, wait),
+            |t| {
+                send_with!(
+                    aws_sdk_sqs,
+                    self.client
+                        .receive_message()
+                        .queue_url(&self.url)
+                        .max_number_of_messages(i32::from(max.clamp(1, 10)))
+                        .wait_time_seconds(secs_i32(wait).min(20))
+                        .visibility_timeout(secs_i32(visibility))
+                        .message_system_attribute_names(A::ApproximateReceiveCount)
+                        .message_system_attribute_names(A::SentTimestamp)
+                        .message_system_attribute_names(A::ApproximateFirstReceiveTimestamp)
+                        .message_attribute_names("All"),
+                    t
+                )
+            },
         )
         .await?;
         Ok(out
@@ -249,11 +281,18 @@ impl Queue for SqsQueue {
         call(
             "sqs",
             "DeleteMessage",
-            self.client
-                .delete_message()
-                .queue_url(&self.url)
-                .receipt_handle(receipt_handle)
-                .send(),
+            &self.timeouts,
+            self.timeouts.limits(CallKind::Queue, Duration::ZERO),
+            |t| {
+                send_with!(
+                    aws_sdk_sqs,
+                    self.client
+                        .delete_message()
+                        .queue_url(&self.url)
+                        .receipt_handle(receipt_handle),
+                    t
+                )
+            },
         )
         .await
         .map(|_| ())
@@ -267,12 +306,19 @@ impl Queue for SqsQueue {
         call(
             "sqs",
             "ChangeMessageVisibility",
-            self.client
-                .change_message_visibility()
-                .queue_url(&self.url)
-                .receipt_handle(receipt_handle)
-                .visibility_timeout(secs_i32(timeout).min(43_200))
-                .send(),
+            &self.timeouts,
+            self.timeouts.limits(CallKind::Queue, Duration::ZERO),
+            |t| {
+                send_with!(
+                    aws_sdk_sqs,
+                    self.client
+                        .change_message_visibility()
+                        .queue_url(&self.url)
+                        .receipt_handle(receipt_handle)
+                        .visibility_timeout(secs_i32(timeout).min(43_200)),
+                    t
+                )
+            },
         )
         .await
         .map(|_| ())
@@ -296,7 +342,14 @@ impl Queue for SqsQueue {
                 .map_err(|e| AwsError::permanent("sqs", "SendMessage", e.to_string()))?;
             req = req.message_attributes(k, value);
         }
-        let out = call("sqs", "SendMessage", req.send()).await?;
+        let out = call(
+            "sqs",
+            "SendMessage",
+            &self.timeouts,
+            self.timeouts.limits(CallKind::Queue, Duration::ZERO),
+            |t| send_with!(aws_sdk_sqs, req, t),
+        )
+        .await?;
         Ok(out.message_id().unwrap_or_default().to_string())
     }
 
@@ -304,13 +357,20 @@ impl Queue for SqsQueue {
         call(
             "sqs",
             "GetQueueAttributes",
-            self.client
-                .get_queue_attributes()
-                .queue_url(&self.url)
-                .attribute_names(
-                    aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
+            &self.timeouts,
+            self.timeouts.limits(CallKind::Queue, Duration::ZERO),
+            |t| {
+                send_with!(
+                    aws_sdk_sqs,
+                    self.client
+                        .get_queue_attributes()
+                        .queue_url(&self.url)
+                        .attribute_names(
+                            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
+                        ),
+                    t
                 )
-                .send(),
+            },
         )
         .await
         .map(|_| ())
@@ -323,7 +383,16 @@ impl Queue for SqsQueue {
 
 /// Classic ELB.
 #[derive(Clone, Debug)]
-pub struct ClassicElb(pub aws_sdk_elasticloadbalancing::Client);
+pub struct ClassicElb {
+    client: aws_sdk_elasticloadbalancing::Client,
+    timeouts: AwsTimeouts,
+}
+
+impl ClassicElb {
+    pub fn new(client: aws_sdk_elasticloadbalancing::Client, timeouts: AwsTimeouts) -> Self {
+        ClassicElb { client, timeouts }
+    }
+}
 
 #[async_trait]
 impl LoadBalancers for ClassicElb {
@@ -331,10 +400,17 @@ impl LoadBalancers for ClassicElb {
         let out = call(
             "elasticloadbalancing",
             "DescribeInstanceHealth",
-            self.0
-                .describe_instance_health()
-                .load_balancer_name(load_balancer)
-                .send(),
+            &self.timeouts,
+            self.timeouts.limits(CallKind::Read, Duration::ZERO),
+            |t| {
+                send_with!(
+                    aws_sdk_elasticloadbalancing,
+                    self.client
+                        .describe_instance_health()
+                        .load_balancer_name(load_balancer),
+                    t
+                )
+            },
         )
         .await?;
         Ok(out
@@ -363,11 +439,18 @@ impl LoadBalancers for ClassicElb {
         let out = call(
             "elasticloadbalancing",
             "DeregisterInstancesFromLoadBalancer",
-            self.0
-                .deregister_instances_from_load_balancer()
-                .load_balancer_name(load_balancer)
-                .set_instances(Some(instances.collect()))
-                .send(),
+            &self.timeouts,
+            self.timeouts.limits(CallKind::Write, Duration::ZERO),
+            |t| {
+                send_with!(
+                    aws_sdk_elasticloadbalancing,
+                    self.client
+                        .deregister_instances_from_load_balancer()
+                        .load_balancer_name(load_balancer)
+                        .set_instances(Some(instances.collect())),
+                    t
+                )
+            },
         )
         .await?;
         Ok(out.request_id().map(str::to_string))
@@ -376,7 +459,16 @@ impl LoadBalancers for ClassicElb {
 
 /// ELBv2 target groups.
 #[derive(Clone, Debug)]
-pub struct Elbv2(pub aws_sdk_elasticloadbalancingv2::Client);
+pub struct Elbv2 {
+    client: aws_sdk_elasticloadbalancingv2::Client,
+    timeouts: AwsTimeouts,
+}
+
+impl Elbv2 {
+    pub fn new(client: aws_sdk_elasticloadbalancingv2::Client, timeouts: AwsTimeouts) -> Self {
+        Elbv2 { client, timeouts }
+    }
+}
 
 #[async_trait]
 impl TargetGroups for Elbv2 {
@@ -384,10 +476,15 @@ impl TargetGroups for Elbv2 {
         let out = call(
             "elasticloadbalancing",
             "DescribeTargetGroups",
-            self.0
-                .describe_target_groups()
-                .target_group_arns(arn)
-                .send(),
+            &self.timeouts,
+            self.timeouts.limits(CallKind::Read, Duration::ZERO),
+            |t| {
+                send_with!(
+                    aws_sdk_elasticloadbalancingv2,
+                    self.client.describe_target_groups().target_group_arns(arn),
+                    t
+                )
+            },
         )
         .await;
         let out = match out {
@@ -411,7 +508,15 @@ impl TargetGroups for Elbv2 {
         let out = call(
             "elasticloadbalancing",
             "DescribeTargetHealth",
-            self.0.describe_target_health().target_group_arn(arn).send(),
+            &self.timeouts,
+            self.timeouts.limits(CallKind::Read, Duration::ZERO),
+            |t| {
+                send_with!(
+                    aws_sdk_elasticloadbalancingv2,
+                    self.client.describe_target_health().target_group_arn(arn),
+                    t
+                )
+            },
         )
         .await?;
         Ok(out
@@ -449,11 +554,18 @@ impl TargetGroups for Elbv2 {
         let out = call(
             "elasticloadbalancing",
             "DeregisterTargets",
-            self.0
-                .deregister_targets()
-                .target_group_arn(arn)
-                .set_targets(Some(targets.collect()))
-                .send(),
+            &self.timeouts,
+            self.timeouts.limits(CallKind::Write, Duration::ZERO),
+            |t| {
+                send_with!(
+                    aws_sdk_elasticloadbalancingv2,
+                    self.client
+                        .deregister_targets()
+                        .target_group_arn(arn)
+                        .set_targets(Some(targets.collect())),
+                    t
+                )
+            },
         )
         .await?;
         Ok(out.request_id().map(str::to_string))
@@ -462,7 +574,16 @@ impl TargetGroups for Elbv2 {
 
 /// EC2.
 #[derive(Clone, Debug)]
-pub struct Ec2(pub aws_sdk_ec2::Client);
+pub struct Ec2 {
+    client: aws_sdk_ec2::Client,
+    timeouts: AwsTimeouts,
+}
+
+impl Ec2 {
+    pub fn new(client: aws_sdk_ec2::Client, timeouts: AwsTimeouts) -> Self {
+        Ec2 { client, timeouts }
+    }
+}
 
 #[async_trait]
 impl Instances for Ec2 {
@@ -473,10 +594,17 @@ impl Instances for Ec2 {
         let out = call(
             "ec2",
             "DescribeInstances",
-            self.0
-                .describe_instances()
-                .set_instance_ids(Some(instance_ids.to_vec()))
-                .send(),
+            &self.timeouts,
+            self.timeouts.limits(CallKind::Read, Duration::ZERO),
+            |t| {
+                send_with!(
+                    aws_sdk_ec2,
+                    self.client
+                        .describe_instances()
+                        .set_instance_ids(Some(instance_ids.to_vec())),
+                    t
+                )
+            },
         )
         .await?;
         Ok(out
@@ -518,33 +646,54 @@ impl Instances for Ec2 {
             InstanceOp::Terminate => call(
                 "ec2",
                 "TerminateInstances",
-                self.0
-                    .terminate_instances()
-                    .set_instance_ids(ids)
-                    .dry_run(dry_run)
-                    .send(),
+                &self.timeouts,
+                self.timeouts.limits(CallKind::Write, Duration::ZERO),
+                |t| {
+                    send_with!(
+                        aws_sdk_ec2,
+                        self.client
+                            .terminate_instances()
+                            .set_instance_ids(ids)
+                            .dry_run(dry_run),
+                        t
+                    )
+                },
             )
             .await
             .map(|o| o.request_id().map(str::to_string)),
             InstanceOp::Reboot => call(
                 "ec2",
                 "RebootInstances",
-                self.0
-                    .reboot_instances()
-                    .set_instance_ids(ids)
-                    .dry_run(dry_run)
-                    .send(),
+                &self.timeouts,
+                self.timeouts.limits(CallKind::Write, Duration::ZERO),
+                |t| {
+                    send_with!(
+                        aws_sdk_ec2,
+                        self.client
+                            .reboot_instances()
+                            .set_instance_ids(ids)
+                            .dry_run(dry_run),
+                        t
+                    )
+                },
             )
             .await
             .map(|o| o.request_id().map(str::to_string)),
             InstanceOp::Stop => call(
                 "ec2",
                 "StopInstances",
-                self.0
-                    .stop_instances()
-                    .set_instance_ids(ids)
-                    .dry_run(dry_run)
-                    .send(),
+                &self.timeouts,
+                self.timeouts.limits(CallKind::Write, Duration::ZERO),
+                |t| {
+                    send_with!(
+                        aws_sdk_ec2,
+                        self.client
+                            .stop_instances()
+                            .set_instance_ids(ids)
+                            .dry_run(dry_run),
+                        t
+                    )
+                },
             )
             .await
             .map(|o| o.request_id().map(str::to_string)),
@@ -559,7 +708,16 @@ impl Instances for Ec2 {
 
 /// CloudWatch (alarms and metrics).
 #[derive(Clone, Debug)]
-pub struct CloudWatch(pub aws_sdk_cloudwatch::Client);
+pub struct CloudWatch {
+    client: aws_sdk_cloudwatch::Client,
+    timeouts: AwsTimeouts,
+}
+
+impl CloudWatch {
+    pub fn new(client: aws_sdk_cloudwatch::Client, timeouts: AwsTimeouts) -> Self {
+        CloudWatch { client, timeouts }
+    }
+}
 
 #[async_trait]
 impl Alarms for CloudWatch {
@@ -568,12 +726,19 @@ impl Alarms for CloudWatch {
         let out = call(
             "cloudwatch",
             "DescribeAlarms",
-            self.0
-                .describe_alarms()
-                .alarm_names(alarm_name)
-                .alarm_types(AlarmType::MetricAlarm)
-                .alarm_types(AlarmType::CompositeAlarm)
-                .send(),
+            &self.timeouts,
+            self.timeouts.limits(CallKind::Read, Duration::ZERO),
+            |t| {
+                send_with!(
+                    aws_sdk_cloudwatch,
+                    self.client
+                        .describe_alarms()
+                        .alarm_names(alarm_name)
+                        .alarm_types(AlarmType::MetricAlarm)
+                        .alarm_types(AlarmType::CompositeAlarm),
+                    t
+                )
+            },
         )
         .await?;
         let state = out
@@ -611,11 +776,18 @@ impl MetricPublisher for CloudWatch {
         let out = call(
             "cloudwatch",
             "PutMetricData",
-            self.0
-                .put_metric_data()
-                .namespace(namespace)
-                .set_metric_data(Some(data.collect()))
-                .send(),
+            &self.timeouts,
+            self.timeouts.limits(CallKind::Write, Duration::ZERO),
+            |t| {
+                send_with!(
+                    aws_sdk_cloudwatch,
+                    self.client
+                        .put_metric_data()
+                        .namespace(namespace)
+                        .set_metric_data(Some(data.collect())),
+                    t
+                )
+            },
         )
         .await?;
         Ok(out.request_id().map(str::to_string))
@@ -624,7 +796,16 @@ impl MetricPublisher for CloudWatch {
 
 /// SNS.
 #[derive(Clone, Debug)]
-pub struct Sns(pub aws_sdk_sns::Client);
+pub struct Sns {
+    client: aws_sdk_sns::Client,
+    timeouts: AwsTimeouts,
+}
+
+impl Sns {
+    pub fn new(client: aws_sdk_sns::Client, timeouts: AwsTimeouts) -> Self {
+        Sns { client, timeouts }
+    }
+}
 
 /// SNS subjects: at most 100 printable ASCII characters, no line breaks.
 pub fn sns_subject(subject: &str) -> String {
@@ -659,14 +840,180 @@ impl Notifier for Sns {
         let out = call(
             "sns",
             "Publish",
-            self.0
-                .publish()
-                .topic_arn(topic_arn)
-                .subject(sns_subject(subject))
-                .message(message)
-                .send(),
+            &self.timeouts,
+            self.timeouts.limits(CallKind::Write, Duration::ZERO),
+            |t| {
+                send_with!(
+                    aws_sdk_sns,
+                    self.client
+                        .publish()
+                        .topic_arn(topic_arn)
+                        .subject(sns_subject(subject))
+                        .message(message),
+                    t
+                )
+            },
         )
         .await?;
         Ok(out.message_id().map(str::to_string))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    type SqsDeleteError = aws_sdk_sqs::operation::delete_message::DeleteMessageError;
+
+    /// A hang outside the SDK's attempt loop still ends at the operation
+    /// deadline (plus the slack), as a transient timeout.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_never_answers_gives_up_at_its_deadline() {
+        let timeouts = AwsTimeouts::default();
+        for (kind, wait) in [
+            (CallKind::Queue, Duration::ZERO),
+            (CallKind::Read, Duration::ZERO),
+            (CallKind::Write, Duration::ZERO),
+            (CallKind::Receive, Duration::from_secs(20)),
+        ] {
+            let limits = timeouts.limits(kind, wait);
+            let started = tokio::time::Instant::now();
+            let result: Result<(), AwsError> =
+                call("sqs", "DeleteMessage", &timeouts, limits, |_| {
+                    std::future::pending::<Result<(), SdkError<SqsDeleteError, HttpResponse>>>()
+                })
+                .await;
+            let e = result.expect_err("a call that never answers fails");
+            assert!(e.timed_out && e.transient, "{kind:?}: {e:?}");
+            assert_eq!(
+                started.elapsed(),
+                limits.operation + DEADLINE_SLACK,
+                "{kind:?}"
+            );
+        }
+    }
+
+    /// Accepts connections and reads requests but never answers: the
+    /// network that black-holes replies.
+    async fn black_hole() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        (format!("http://{addr}"), accepted)
+    }
+
+    fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            ))
+            // What the daemon's clients carry: any call that did not set
+            // its own timeouts would wait this long.
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .build(),
+            )
+            .build();
+        aws_sdk_sqs::Client::from_conf(config)
+    }
+
+    /// Over the real SDK: each attempt gives up at its own timeout, the
+    /// SDK's standard retry tries again (a timed-out attempt is
+    /// transient), and the whole operation ends at its deadline: the
+    /// heartbeat's call costs seconds, not the client's 30 s per attempt.
+    #[tokio::test(start_paused = true)]
+    async fn each_queue_operation_gives_up_at_its_timeout_after_retrying() {
+        let (endpoint, accepted) = black_hole().await;
+        let timeouts = AwsTimeouts::default();
+        let queue = SqsQueue::new(
+            sqs_client(&endpoint),
+            format!("{endpoint}/123456789012/alarms"),
+            timeouts,
+        );
+        let started = tokio::time::Instant::now();
+        let e = queue
+            .change_visibility("receipt", Duration::from_secs(60))
+            .await
+            .expect_err("no reply");
+        let elapsed = started.elapsed();
+        assert!(e.timed_out && e.transient, "{e:?}");
+        assert_eq!(e.operation, "ChangeMessageVisibility");
+        assert!(
+            elapsed >= timeouts.queue.attempt * 2 && elapsed <= timeouts.queue.operation,
+            "gave up after {elapsed:?}"
+        );
+        assert!(
+            accepted.load(Ordering::SeqCst) >= 2,
+            "the timed-out attempt was retried: {} connections",
+            accepted.load(Ordering::SeqCst)
+        );
+
+        let e = queue.delete("receipt").await.expect_err("no reply");
+        assert!(e.timed_out && e.operation == "DeleteMessage", "{e:?}");
+        let started = tokio::time::Instant::now();
+        let e = queue
+            .receive(10, Duration::from_secs(1), Duration::from_secs(60))
+            .await
+            .expect_err("no reply");
+        let limits = timeouts.limits(CallKind::Receive, Duration::from_secs(1));
+        assert!(e.timed_out);
+        assert!(
+            started.elapsed() >= limits.attempt && started.elapsed() <= limits.operation,
+            "a receive waits its long poll plus the margin: {:?}",
+            started.elapsed()
+        );
+    }
+
+    /// Reads and writes have their own limits: a stalled terminate costs
+    /// its write deadline, a stalled describe its read deadline.
+    #[tokio::test(start_paused = true)]
+    async fn reads_and_writes_give_up_at_their_own_timeouts() {
+        let (endpoint, _) = black_hole().await;
+        let config = aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(aws_sdk_ec2::config::Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            ))
+            .build();
+        let timeouts = AwsTimeouts::default();
+        let ec2 = Ec2::new(aws_sdk_ec2::Client::from_conf(config), timeouts);
+        let ids = ["i-1".to_string()];
+        let started = tokio::time::Instant::now();
+        let e = ec2.describe(&ids).await.expect_err("no reply");
+        let read = started.elapsed();
+        assert!(e.timed_out, "{e:?}");
+        let started = tokio::time::Instant::now();
+        let e = ec2
+            .change(InstanceOp::Terminate, &ids, false)
+            .await
+            .expect_err("no reply");
+        let write = started.elapsed();
+        assert!(e.timed_out && e.transient, "{e:?}");
+        assert!(
+            read >= timeouts.read.attempt && read <= timeouts.read.operation,
+            "{read:?}"
+        );
+        assert!(
+            write > timeouts.read.operation && write <= timeouts.write.operation,
+            "{write:?}"
+        );
     }
 }

@@ -165,15 +165,14 @@ impl SigningCerts for HttpSigningCerts {
         let started = Instant::now();
         let result = match tokio::time::timeout(FETCH_TIMEOUT, self.get(location)).await {
             Ok(r) => r,
-            Err(_) => Err(AwsError::transient(
-                SERVICE,
-                OPERATION,
-                format!("{}: no answer within {FETCH_TIMEOUT:?}", location.fetch_url),
-            )),
+            Err(_) => Err(AwsError {
+                message: format!("{}: no answer within {FETCH_TIMEOUT:?}", location.fetch_url),
+                ..AwsError::timeout(SERVICE, OPERATION, FETCH_TIMEOUT)
+            }),
         };
         let (outcome, code) = match &result {
             Ok(_) => (CallOutcome::Ok, None),
-            Err(e) => (CallOutcome::of_error(e.transient), e.code.clone()),
+            Err(e) => (CallOutcome::of_error(e), e.code.clone()),
         };
         observe::report(&AwsCallFinished {
             service: SERVICE,

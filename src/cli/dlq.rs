@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 
 use super::exit;
 use crate::aws::sdk::{Clients, SqsQueue};
+use crate::aws::timeouts::AwsTimeouts;
 use crate::config::{Config, Overrides};
 use crate::dlq::{self, InspectOptions, Inspection, RedriveOptions, RedriveReport, RedriveScope};
 use crate::rules::limits::parse_duration;
@@ -151,8 +152,8 @@ async fn inspect(args: InspectArgs) -> u8 {
         Ok(u) => u,
         Err(code) => return code,
     };
-    let clients = Clients::from_env().await;
-    let dlq = SqsQueue::new(clients.sqs, urls.dlq);
+    let clients = Clients::from_env(&AwsTimeouts::default()).await;
+    let dlq = SqsQueue::new(clients.sqs, urls.dlq, AwsTimeouts::default());
     let options = InspectOptions {
         max: args.max,
         samples: args.samples,
@@ -190,9 +191,9 @@ async fn redrive(args: RedriveArgs) -> u8 {
         eprintln!("error: the target queue is the DLQ itself");
         return exit::USAGE;
     }
-    let clients = Clients::from_env().await;
-    let dlq = SqsQueue::new(clients.sqs.clone(), urls.dlq);
-    let queue = SqsQueue::new(clients.sqs, target.clone());
+    let clients = Clients::from_env(&AwsTimeouts::default()).await;
+    let dlq = SqsQueue::new(clients.sqs.clone(), urls.dlq, AwsTimeouts::default());
+    let queue = SqsQueue::new(clients.sqs, target.clone(), AwsTimeouts::default());
     let options = RedriveOptions {
         scope: RedriveScope {
             codes: args.codes,

@@ -1,0 +1,149 @@
+//! How long each AWS call may take: a limit per attempt and a deadline for
+//! the whole operation (retries included), by what the call needs.
+//!
+//! A lossy network is when reflex must stay fast: alarms fire *because* a
+//! NAT gateway or an endpoint drops packets. A reply that never comes back
+//! must cost a few seconds, not the SDK's half minute, or a stalled
+//! heartbeat lets a message reappear while it is still being worked on.
+//!
+//! The SDK enforces both limits (a timed-out attempt is a `TimeoutError`,
+//! which its standard retry treats as transient and retries through its
+//! token bucket); [`super::sdk`]'s single call wrapper also bounds the
+//! whole call with the operation deadline plus [`DEADLINE_SLACK`], so a
+//! hang outside the SDK's attempt loop (credentials, a stalled resolver)
+//! is bounded too.
+
+use std::time::Duration;
+
+/// Extra time the call wrapper allows past the SDK's own operation
+/// deadline before giving up itself.
+pub const DEADLINE_SLACK: Duration = Duration::from_secs(1);
+
+/// The limits of one kind of call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallLimits {
+    /// One HTTP attempt, from sending the request to the end of the reply.
+    pub attempt: Duration,
+    /// The whole operation, retries included.
+    pub operation: Duration,
+}
+
+impl CallLimits {
+    pub const fn new(attempt: Duration, operation: Duration) -> CallLimits {
+        CallLimits { attempt, operation }
+    }
+}
+
+/// What a call is, for its timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// `ReceiveMessage`: the long-poll wait plus a margin.
+    Receive,
+    /// `ChangeMessageVisibility` (the heartbeat), `DeleteMessage`,
+    /// `SendMessage` (the dead-letter queue), `GetQueueAttributes`.
+    Queue,
+    /// Describes: EC2, ELB, CloudWatch alarms, Auto Scaling, target groups.
+    Read,
+    /// Terminate, stop, reboot, deregister, publish, put metric data.
+    Write,
+}
+
+/// Every kind's limits: `[aws]` in `reflex.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AwsTimeouts {
+    /// Connecting (TCP and TLS) to an endpoint.
+    pub connect: Duration,
+    /// Added to the long-poll wait for one `ReceiveMessage` attempt.
+    pub receive_margin: Duration,
+    pub queue: CallLimits,
+    pub read: CallLimits,
+    pub write: CallLimits,
+}
+
+/// The defaults, from what each call needs.
+pub mod defaults {
+    use super::CallLimits;
+    use std::time::Duration;
+
+    pub const CONNECT: Duration = Duration::from_secs(2);
+    pub const RECEIVE_MARGIN: Duration = Duration::from_secs(5);
+    /// Well under the default heartbeat interval (20 s), so a stalled
+    /// heartbeat is retried long before the visibility runs out.
+    pub const QUEUE: CallLimits = CallLimits::new(Duration::from_secs(2), Duration::from_secs(6));
+    pub const READ: CallLimits = CallLimits::new(Duration::from_secs(3), Duration::from_secs(10));
+    pub const WRITE: CallLimits = CallLimits::new(Duration::from_secs(5), Duration::from_secs(15));
+}
+
+impl Default for AwsTimeouts {
+    fn default() -> Self {
+        AwsTimeouts {
+            connect: defaults::CONNECT,
+            receive_margin: defaults::RECEIVE_MARGIN,
+            queue: defaults::QUEUE,
+            read: defaults::READ,
+            write: defaults::WRITE,
+        }
+    }
+}
+
+impl AwsTimeouts {
+    /// The SDK timeout configuration of a call of this kind: its limits
+    /// and the connect timeout (a per-call override replaces the client's
+    /// whole timeout configuration, so it carries every field).
+    pub fn sdk(&self, limits: CallLimits) -> aws_smithy_types::timeout::TimeoutConfig {
+        aws_smithy_types::timeout::TimeoutConfig::builder()
+            .connect_timeout(self.connect)
+            .operation_attempt_timeout(limits.attempt)
+            .operation_timeout(limits.operation)
+            .build()
+    }
+
+    /// The limits of a call of this kind; `wait` is the long-poll wait of
+    /// a receive (ignored for the others).
+    pub fn limits(&self, kind: CallKind, wait: Duration) -> CallLimits {
+        match kind {
+            // One stalled long poll is retried once within the deadline.
+            CallKind::Receive => {
+                let attempt = wait + self.receive_margin;
+                CallLimits::new(attempt, attempt * 2)
+            }
+            CallKind::Queue => self.queue,
+            CallKind::Read => self.read,
+            CallKind::Write => self.write,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receive_waits_its_long_poll_plus_the_margin() {
+        let t = AwsTimeouts::default();
+        let l = t.limits(CallKind::Receive, Duration::from_secs(20));
+        assert_eq!(l.attempt, Duration::from_secs(25));
+        assert_eq!(l.operation, Duration::from_secs(50));
+        assert_eq!(
+            t.limits(CallKind::Queue, Duration::from_secs(20)),
+            defaults::QUEUE
+        );
+        let sdk = t.sdk(t.write);
+        assert_eq!(sdk.connect_timeout(), Some(Duration::from_secs(2)));
+        assert_eq!(
+            sdk.operation_attempt_timeout(),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(sdk.operation_timeout(), Some(Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn the_defaults_are_ordered_by_what_the_calls_need() {
+        let t = AwsTimeouts::default();
+        for l in [t.queue, t.read, t.write] {
+            assert!(l.attempt < l.operation, "{l:?}");
+        }
+        assert!(t.queue.operation < Duration::from_secs(20) / 2);
+        assert!(t.queue.attempt <= t.read.attempt && t.read.attempt < t.write.attempt);
+    }
+}
