@@ -125,8 +125,21 @@ pub async fn run(
     let (rules_tx, rules_rx) = watch::channel(Arc::new(rules));
     let shutdown = CancellationToken::new();
     let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(clients.sqs.clone(), &config.queue_url));
+    let store = open_state_store(&config.state)
+        .await
+        .map_err(StartupError::State)?;
+    info!(state = %store.describe(), "State store open.");
+    // Every store call from here on is timed and counted (conflicts and
+    // errors by operation).
+    let store: Arc<dyn crate::state::StateStore> =
+        Arc::new(crate::telemetry::store::CountedStore::new(store));
     if let Some(addr) = config.metrics_listen {
-        crate::telemetry::http::serve(addr, rules_rx.clone(), Arc::clone(&queue), shutdown.clone())
+        let ready = crate::telemetry::http::Ready {
+            rules: rules_rx.clone(),
+            queue: Arc::clone(&queue),
+            store: Arc::clone(&store),
+        };
+        crate::telemetry::http::serve(addr, ready, shutdown.clone())
             .await
             .map_err(|source| StartupError::MetricsListener { addr, source })?;
     }
@@ -157,10 +170,6 @@ pub async fn run(
             "SNS signing certificates come from the overridden SNS endpoint."
         );
     }
-    let store = open_state_store(&config.state)
-        .await
-        .map_err(StartupError::State)?;
-    info!(state = %store.describe(), "State store open.");
     let worker = Arc::new(Worker {
         audit,
         process_started: started,

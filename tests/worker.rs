@@ -539,3 +539,54 @@ async fn no_heartbeat_is_put_while_receive_message_fails() {
 fn web_rule_for_heartbeat() -> String {
     oos_rule(1, 100, 0, "")
 }
+
+/// A store outage fails closed: while the store cannot be reached nothing
+/// acts (no claim, no action) and the message is retried with backoff;
+/// once it answers again the retry acts, once. Every failed call is
+/// counted in `reflex_state_errors_total`.
+#[tokio::test]
+async fn a_store_outage_fails_closed_and_the_retry_acts_once() {
+    use reflex::telemetry::store::CountedStore;
+    use reflex::testing::OutageStore;
+    let outage = Arc::new(OutageStore::default());
+    let h = TestWorker::builder(&oos_rule(1, 50, 1, ""))
+        .settings(settings())
+        .store(Arc::new(CountedStore::new(outage.clone())))
+        .build();
+    let ids = h.fleet(4, 1);
+    let errors = || {
+        reflex::telemetry::metrics()
+            .state_errors
+            .get_or_create(&reflex::telemetry::StoreLabels {
+                operation: "claim".into(),
+                kind: "unavailable".into(),
+            })
+            .get()
+    };
+    let before = errors();
+
+    outage.down();
+    let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+    assert!(
+        matches!(handled.disposition, Disposition::Retry { .. }),
+        "{:?}",
+        handled.disposition
+    );
+    assert!(
+        matches!(&handled.reports[0].outcome, Outcome::Failed { transient: true, error } if error.contains("state store")),
+        "{:?}",
+        handled.reports
+    );
+    assert!(h.terminated().is_empty(), "nothing acts without a claim");
+    assert!(h.aws.state().deleted.is_empty(), "the message stays");
+    assert!(errors() > before, "the failed claim is counted");
+
+    outage.up();
+    let handled = h.deliver_with(&web_alarm("m1"), "sqs-1-retry", 2).await;
+    assert_eq!(handled.disposition, Disposition::Ack);
+    assert_eq!(h.terminated(), vec![ids[0].clone()]);
+    // And a redelivery after that finds the claim done.
+    let again = h.deliver_with(&web_alarm("m1"), "sqs-1-again", 3).await;
+    assert_eq!(again.reports[0].outcome, Outcome::Duplicate);
+    assert_eq!(h.terminated().len(), 1);
+}

@@ -241,6 +241,46 @@ impl<P: Display> RulesReloadRejected<'_, P> {
     }
 }
 
+/// A state store call finished: timed in `reflex_state_call_seconds`,
+/// and counted in `reflex_state_conflicts_total` or
+/// `reflex_state_errors_total` when it did not simply succeed. Failures are
+/// logged where they are handled (the worker fails closed and says so), so
+/// this logs at debug level only.
+pub struct StoreCallFinished {
+    pub operation: &'static str,
+    pub result: super::store::StoreCallResult,
+    pub elapsed: Duration,
+}
+
+impl StoreCallFinished {
+    pub fn emit(&self) {
+        use super::store::StoreCallResult;
+        let m = metrics();
+        m.state_call_seconds
+            .get_or_create(&super::OperationLabel {
+                operation: self.operation.to_string(),
+            })
+            .observe(self.elapsed.as_secs_f64());
+        let (family, kind) = match self.result {
+            StoreCallResult::Ok => return,
+            StoreCallResult::Conflict(kind) => (&m.state_conflicts, kind),
+            StoreCallResult::Error(kind) => (&m.state_errors, kind),
+        };
+        debug!(
+            operation = self.operation,
+            kind,
+            elapsed_ms = self.elapsed.as_millis() as u64,
+            "State store call did not succeed."
+        );
+        family
+            .get_or_create(&super::StoreLabels {
+                operation: self.operation.to_string(),
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+}
+
 /// Counts every finished AWS call in `reflex_aws_calls_total`. Failures
 /// are logged where they are handled, so this logs at debug level only.
 pub struct CountAwsCalls;

@@ -1,5 +1,5 @@
 //! The HTTP listener: `/metrics` (Prometheus text), `/healthz` (liveness),
-//! `/readyz` (rules loaded and the queue reachable).
+//! `/readyz` (rules loaded, the queue and the state store reachable).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,19 +16,24 @@ use tracing::{info, warn};
 
 use crate::aws::Queue;
 use crate::rules::RuleSet;
+use crate::state::StateStore;
 
+/// How long `/readyz` waits for the queue, and for the store.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What `/readyz` checks.
 #[derive(Clone)]
-struct Ready {
-    rules: watch::Receiver<Arc<RuleSet>>,
-    queue: Arc<dyn Queue>,
+pub struct Ready {
+    pub rules: watch::Receiver<Arc<RuleSet>>,
+    pub queue: Arc<dyn Queue>,
+    pub store: Arc<dyn StateStore>,
 }
 
 /// Binds the listener (so an address in use fails start-up) and serves it
 /// until `shutdown`.
 pub async fn serve(
     addr: SocketAddr,
-    rules: watch::Receiver<Arc<RuleSet>>,
-    queue: Arc<dyn Queue>,
+    ready: Ready,
     shutdown: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -37,8 +42,8 @@ pub async fn serve(
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .with_state(Ready { rules, queue });
+        .route("/readyz", get(readyz))
+        .with_state(ready);
     Ok(tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -59,30 +64,123 @@ async fn metrics() -> impl IntoResponse {
     )
 }
 
-async fn ready(State(ready): State<Ready>) -> impl IntoResponse {
+async fn readyz(State(ready): State<Ready>) -> impl IntoResponse {
+    readiness(&ready).await
+}
+
+/// `/readyz`'s answer: 200 when rules are loaded, the queue answers
+/// `GetQueueAttributes` and the state store answers; 503 with every reason
+/// it is not ready otherwise. Without the store nothing can act (no action
+/// runs without a claim), so a replica that cannot reach it is not ready.
+pub async fn readiness(ready: &Ready) -> (StatusCode, String) {
     let rules = ready.rules.borrow().clone();
+    let (queue, store) = tokio::join!(
+        tokio::time::timeout(PROBE_TIMEOUT, ready.queue.ping()),
+        tokio::time::timeout(PROBE_TIMEOUT, ready.store.ping()),
+    );
+    let mut problems = Vec::new();
     if rules.rules().is_empty() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no rules loaded\n".to_string(),
-        );
+        problems.push("no rules loaded".to_string());
     }
-    match tokio::time::timeout(Duration::from_secs(3), ready.queue.ping()).await {
-        Ok(Ok(())) => (
+    match queue {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => problems.push(format!("queue unreachable: {e}")),
+        Err(_) => problems.push("queue unreachable: GetQueueAttributes timed out".to_string()),
+    }
+    let described = ready.store.describe();
+    match store {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => problems.push(format!("state store ({described}) unreachable: {e}")),
+        Err(_) => problems.push(format!(
+            "state store ({described}) unreachable: no answer within {}s",
+            PROBE_TIMEOUT.as_secs()
+        )),
+    }
+    if problems.is_empty() {
+        (
             StatusCode::OK,
             format!(
-                "ready: {} rules, version {}\n",
+                "ready: {} rules, version {}; state {described}\n",
                 rules.rules().len(),
                 rules.version()
             ),
-        ),
-        Ok(Err(e)) => (
+        )
+    } else {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("queue unreachable: {e}\n"),
-        ),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "queue unreachable: GetQueueAttributes timed out\n".to_string(),
-        ),
+            format!("{}\n", problems.join("; ")),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::testing::{FakeAws, OutageStore};
+
+    fn ready(store: Arc<dyn StateStore>) -> (Ready, watch::Sender<Arc<RuleSet>>) {
+        let rules = crate::rules::load_sources(vec![(
+            PathBuf::from("t.toml"),
+            "[[rule]]\nname = \"r\"\n[rule.match]\nalarm_name = \"a\"\n[[rule.actions]]\ntype = \"put_metric\"\nmetric_name = \"m\"\n".to_string(),
+        )])
+        .unwrap_or_else(|e| panic!("rules: {e:?}"));
+        let (tx, rx) = watch::channel(Arc::new(rules));
+        (
+            Ready {
+                rules: rx,
+                queue: Arc::new(FakeAws::new()),
+                store,
+            },
+            tx,
+        )
+    }
+
+    #[tokio::test]
+    async fn readyz_reports_the_state_store() {
+        let store = Arc::new(OutageStore::default());
+        let (ready, _rules) = ready(store.clone());
+        let (code, body) = readiness(&ready).await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        assert!(body.starts_with("ready: 1 rules"), "{body}");
+        assert!(body.contains("state memory"), "{body}");
+
+        // The store goes away: not ready, and the answer says why.
+        store.down();
+        let (code, body) = readiness(&ready).await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(
+            body.contains("state store (memory (test outage switch)) unreachable")
+                && body.contains("connection refused"),
+            "{body}"
+        );
+
+        // It comes back: ready again.
+        store.up();
+        let (code, body) = readiness(&ready).await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+    }
+
+    #[tokio::test]
+    async fn readyz_lists_every_reason_at_once() {
+        let store = Arc::new(OutageStore::default());
+        let (ready, _rules) = ready(store.clone());
+        store.down();
+        let queue = FakeAws::new();
+        queue.fail_next(
+            "sqs:GetQueueAttributes",
+            crate::aws::AwsError::transient("sqs", "GetQueueAttributes", "connection reset"),
+        );
+        let ready = Ready {
+            queue: Arc::new(queue),
+            ..ready
+        };
+        let (code, body) = readiness(&ready).await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.contains("queue unreachable") && body.contains("state store"),
+            "{body}"
+        );
     }
 }

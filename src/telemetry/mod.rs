@@ -9,6 +9,7 @@
 pub mod cloudwatch;
 pub mod events;
 pub mod http;
+pub mod store;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -47,6 +48,31 @@ pub struct AwsCallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    /// The store operation: `claim`, `heartbeat`, `complete`, `release`,
+    /// `cooldown`, `start_cooldown`, `forget_cooldown`, `take`,
+    /// `lease_target`, `snapshot`, `ping`.
+    pub operation: String,
+    /// Conflicts: `busy`, `done`, `taken_over`, `held`, `lost`. Errors:
+    /// `unavailable`, `locked`, `permanent`.
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabel {
+    pub operation: String,
+}
+
+/// A histogram per label set, all with the same buckets.
+pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// 50 µs to ~1.6 s: a local commit is sub-millisecond, a DynamoDB call a
+/// few milliseconds, a timeout seconds.
+fn store_call_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabel {
     pub version: String,
 }
@@ -63,6 +89,9 @@ pub struct MetricRegistry {
     pub rule_matches: Family<RuleLabel, Counter>,
     pub actions: Family<ActionLabels, Counter>,
     pub aws_calls: Family<AwsCallLabels, Counter>,
+    pub state_errors: Family<StoreLabels, Counter>,
+    pub state_conflicts: Family<StoreLabels, Counter>,
+    pub state_call_seconds: HistogramFamily<OperationLabel>,
     pub in_flight: Gauge,
     pub alarm_to_action_seconds: Histogram,
     pub processing_seconds: Histogram,
@@ -96,6 +125,9 @@ impl MetricRegistry {
             rule_matches: Family::default(),
             actions: Family::default(),
             aws_calls: Family::default(),
+            state_errors: Family::default(),
+            state_conflicts: Family::default(),
+            state_call_seconds: Family::new_with_constructor(store_call_histogram),
             in_flight: Gauge::default(),
             // 1 s to ~9 h: alarms reach reflex after CloudWatch's evaluation
             // periods, so this is seconds to minutes.
@@ -155,6 +187,21 @@ impl MetricRegistry {
             "aws_calls",
             "AWS API calls by service, operation and outcome",
             m.aws_calls.clone(),
+        );
+        registry.register(
+            "state_errors",
+            "State store calls that failed (the store unreachable, locked, or a permanent error), by operation and kind",
+            m.state_errors.clone(),
+        );
+        registry.register(
+            "state_conflicts",
+            "State store calls that found another owner (a claim busy, done or taken over, a target lease held, a lease lost), by operation and kind",
+            m.state_conflicts.clone(),
+        );
+        registry.register(
+            "state_call_seconds",
+            "Time of each state store call, by operation",
+            m.state_call_seconds.clone(),
         );
         registry.register(
             "messages_in_flight",

@@ -11,6 +11,8 @@
 //!   optional audit sink; and a fleet behind a fake classic ELB.
 //! - [`alarm`]: [`AlarmBody`], the one builder of CloudWatch alarm
 //!   notifications (raw or in an SNS envelope) for tests that need a body.
+//! - [`store`]: [`OutageStore`], a state store that can be taken down
+//!   and brought back, for the fail-closed tests.
 //! - [`signing`]: an RSA key and certificate made at test time, and SNS
 //!   envelopes signed with them; [`AlarmBody::sns`] signs with it.
 //!
@@ -19,8 +21,10 @@
 pub mod alarm;
 pub mod fake;
 pub mod signing;
+pub mod store;
 pub mod worker;
 
 pub use alarm::AlarmBody;
 pub use fake::{FakeAws, FakeState};
+pub use store::OutageStore;
 pub use worker::{TestClock, TestWorker, WorkerBuilder};

@@ -22,6 +22,7 @@ use crate::disposition::MessageOutcome;
 use crate::event::AlarmState;
 use crate::fleet::InstanceInfo;
 use crate::state::memory::MemoryStore;
+use crate::state::StateStore;
 use crate::worker::{Effects, Settings, Worker};
 
 /// The DLQ's URL in the fake account.
@@ -64,10 +65,19 @@ pub struct WorkerBuilder {
     aws: FakeAws,
     dlq: FakeAws,
     state: Arc<MemoryStore>,
+    /// A store to use instead of `state` (e.g. an [`OutageStore`](super::OutageStore) over it).
+    store: Option<Arc<dyn StateStore>>,
     audit: Option<Arc<dyn AuditSink>>,
 }
 
 impl WorkerBuilder {
+    /// Runs the worker on `store` instead of the plain in-memory one
+    /// (which [`state`](Self::state) still returns, for wrapping).
+    pub fn store(mut self, store: Arc<dyn StateStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
     pub fn settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
         self
@@ -124,7 +134,8 @@ impl WorkerBuilder {
             Arc::new(self.dlq.clone()),
             effects,
             rx,
-            self.state.clone(),
+            self.store
+                .unwrap_or_else(|| self.state.clone() as Arc<dyn StateStore>),
             self.settings,
         )
         .with_signing_certs(a_certs);
@@ -165,6 +176,7 @@ impl TestWorker {
             aws,
             dlq,
             state: Arc::new(MemoryStore::new()),
+            store: None,
             audit: None,
         }
     }
