@@ -12,7 +12,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::audit::{AuditSink, FileSink, NoAudit, StdoutSink};
-use crate::aws::sdk::{ClassicElb, Clients, CloudWatch, Ec2, Elbv2, Sns, SqsQueue};
+use crate::aws::sdk::{
+    AutoScalingGroups, ClassicElb, Clients, CloudWatch, Ec2, Elbv2, Sns, SqsQueue,
+};
 use crate::aws::signing_certs::HttpSigningCerts;
 use crate::aws::{Queue, SigningCerts};
 use crate::config::{AuditTarget, Config, Overrides};
@@ -153,6 +155,10 @@ pub async fn run(
     let live = Effects {
         elb: Arc::new(ClassicElb::new(clients.elb.clone(), config.aws_timeouts)),
         target_groups: Arc::new(Elbv2::new(clients.elbv2.clone(), config.aws_timeouts)),
+        auto_scaling: Arc::new(AutoScalingGroups::new(
+            clients.autoscaling.clone(),
+            config.aws_timeouts,
+        )),
         ec2: Arc::new(Ec2::new(clients.ec2.clone(), config.aws_timeouts)),
         alarms: Arc::new(CloudWatch::new(
             clients.cloudwatch.clone(),
