@@ -3,7 +3,7 @@
 //! killed and reaped on drop, its log printed when the test fails.
 
 use std::fs::{File, OpenOptions};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
@@ -379,4 +379,60 @@ fn read(path: &Path) -> String {
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A plain HTTP/1.1 GET on loopback: (status, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("set a read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+impl Reflex {
+    /// The address `/metrics` is served on, once the daemon says so.
+    pub async fn metrics_address(&self) -> String {
+        let served = self
+            .wait_for_event(super::WAIT, "the metrics listener is up", |e| {
+                e["message"] == "Serving /metrics, /healthz and /readyz."
+            })
+            .await;
+        served["address"]
+            .as_str()
+            .expect("the bound address is logged")
+            .to_string()
+    }
+
+    /// The value of one metric line (`name{labels}`) on `/metrics`, if any.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let (status, body) = http_get(&self.metrics_address().await, "/metrics");
+        assert_eq!(status, 200, "{body}");
+        body.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
 }
