@@ -62,7 +62,7 @@ max_event_age = "15m"
 
 
 def step(n, text):
-    print(f"[{n}/7] {text}", flush=True)
+    print(f"[{n}/8] {text}", flush=True)
 
 
 def free_port():
@@ -168,6 +168,7 @@ def main():
             f.write(
                 f'queue_url = "{queue}"\ndead_letter_queue_url = "{dlq}"\nrules_dir = "{rules_dir}"\n'
                 f'trusted_topic_arns = ["{topic}"]\n[receive]\nwait = "2s"\n'
+                f'[state]\npath = "{work}/reflex-state.redb"\n'
                 f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
             )
         step(4, f"created topic, queue + DLQ (redrive after 5 receives), ELB '{ELB}' with 4 tagged instances, alarm '{ALARM}'")
@@ -223,6 +224,32 @@ def main():
         deadline = time.time() + 15
         while depth(queue) and time.time() < deadline:
             time.sleep(0.25)
+
+        # Trust: what did not come from SNS moves nothing. Both go straight
+        # to the queue with SendMessage, as anyone with sqs:SendMessage could.
+        forged = {
+            "Type": "Notification", "MessageId": "00000000-0000-4000-8000-000000000000", "TopicArn": topic,
+            "Subject": f'ALARM: "{ALARM}" in US East (N. Virginia)', "Message": json.dumps(notification),
+            "Timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "SignatureVersion": "1", "Signature": "bm90IGEgc2lnbmF0dXJl",
+            "SigningCertURL": f"https://sns.{REGION}.amazonaws.com.evil.example/SimpleNotificationService-0.pem",
+        }
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(forged))
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(notification))
+        deadline = time.time() + 30
+        while depth(dlq) < 2 and time.time() < deadline:
+            time.sleep(0.25)
+        refused = []
+        for m in sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
+                                     VisibilityTimeout=0, WaitTimeSeconds=1).get("Messages", []):
+            a = m.get("MessageAttributes", {})
+            refused.append(f'{a.get("ReasonCode", {}).get("StringValue")}: {a.get("ReasonText", {}).get("StringValue")}')
+        if len(refused) != 2:
+            print(open(reflex_log.name).read())
+            sys.exit(f"FAILED: expected the forged envelope and the raw alarm in the DLQ, found {refused}")
+        step(8, "a forged SNS envelope and a raw alarm sent straight to the queue were dead-lettered, not acted on:")
+        for r in sorted(refused):
+            print(f"     {r}")
 
         print("\nThe fleet now:")
         states = {i["InstanceId"]: i["State"]["Name"] for r in ec2.describe_instances(InstanceIds=ids)["Reservations"] for i in r["Instances"]}

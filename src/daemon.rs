@@ -12,7 +12,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::audit::{AuditSink, FileSink, NoAudit, StdoutSink};
-use crate::aws::sdk::{ClassicElb, Clients, CloudWatch, Ec2, Elbv2, Sns, SqsQueue};
+use crate::aws::sdk::{
+    AutoScalingGroups, ClassicElb, Clients, CloudWatch, Ec2, Elbv2, Sns, SqsQueue,
+};
 use crate::aws::signing_certs::HttpSigningCerts;
 use crate::aws::{Queue, SigningCerts};
 use crate::config::{AuditTarget, Config, Overrides};
@@ -149,6 +151,7 @@ pub async fn run(
     let live = Effects {
         elb: Arc::new(ClassicElb(clients.elb.clone())),
         target_groups: Arc::new(Elbv2(clients.elbv2.clone())),
+        auto_scaling: Arc::new(AutoScalingGroups(clients.autoscaling.clone())),
         ec2: Arc::new(Ec2(clients.ec2.clone())),
         alarms: Arc::new(CloudWatch(clients.cloudwatch.clone())),
         sns: Arc::new(Sns(clients.sns.clone())),

@@ -368,6 +368,38 @@ impl fmt::Display for InstanceOp {
     }
 }
 
+/// What Auto Scaling says about one instance
+/// (`DescribeAutoScalingInstances`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInstance {
+    pub instance_id: String,
+    /// The Auto Scaling group the instance belongs to.
+    pub group: String,
+    /// `InService`, `Pending`, `Terminating`, `Standby`, `Detaching`...
+    pub lifecycle_state: String,
+    /// `Healthy` or `Unhealthy`.
+    pub health_status: String,
+}
+
+/// The lifecycle state in which an Auto Scaling group replaces an instance
+/// it is told about.
+pub const IN_SERVICE: &str = "InService";
+
+/// An Auto Scaling group, as `DescribeAutoScalingGroups` reports it: what
+/// the Auto Scaling methods need to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoScalingGroup {
+    pub name: String,
+    /// The names of the suspended processes (`ReplaceUnhealthy`,
+    /// `Terminate`, `Launch`...).
+    pub suspended_processes: Vec<String>,
+}
+
+/// Processes whose suspension turns an Auto Scaling method into a no-op
+/// that looks like success: the group neither replaces an Unhealthy
+/// instance nor terminates it.
+pub const REPLACEMENT_PROCESSES: &[&str] = &["ReplaceUnhealthy", "Terminate"];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,6 +64,10 @@ pub const fn actions_for(kind: ActionKind) -> &'static [&'static str] {
             "ec2:TerminateInstances",
             "elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
             "elasticloadbalancing:DeregisterTargets",
+            "autoscaling:DescribeAutoScalingInstances",
+            "autoscaling:DescribeAutoScalingGroups",
+            "autoscaling:SetInstanceHealth",
+            "autoscaling:TerminateInstanceInAutoScalingGroup",
             "sns:Publish",
         ],
         ActionKind::Notify => &["sns:Publish"],
@@ -89,8 +93,13 @@ pub fn actions_for_action<S>(action: &Action<S>) -> Vec<&'static str> {
             "elasticloadbalancing:DescribeTargetHealth",
         ]),
     }
+    if p.method.through_auto_scaling() {
+        out.extend(AUTO_SCALING_READS);
+    }
     out.push(match (p.method, &p.source) {
         (Method::Terminate, _) => "ec2:TerminateInstances",
+        (Method::AsgSetUnhealthy, _) => "autoscaling:SetInstanceHealth",
+        (Method::AsgTerminate, _) => "autoscaling:TerminateInstanceInAutoScalingGroup",
         (Method::Deregister, PoolSource::ClassicElb { .. }) => {
             "elasticloadbalancing:DeregisterInstancesFromLoadBalancer"
         }
@@ -100,6 +109,19 @@ pub fn actions_for_action<S>(action: &Action<S>) -> Vec<&'static str> {
     });
     out
 }
+
+/// What the Auto Scaling methods read first: the instance's group, and the
+/// group's suspended processes. Neither has a resource type.
+pub const AUTO_SCALING_READS: &[&str] = &[
+    "autoscaling:DescribeAutoScalingInstances",
+    "autoscaling:DescribeAutoScalingGroups",
+];
+
+/// The Auto Scaling writes: on groups carrying the managed tag only.
+pub const AUTO_SCALING_WRITES: &[&str] = &[
+    "autoscaling:SetInstanceHealth",
+    "autoscaling:TerminateInstanceInAutoScalingGroup",
+];
 
 /// EC2 actions that change an instance: always conditioned on a tag.
 pub const DESTRUCTIVE_EC2_ACTIONS: &[&str] = &[
@@ -139,6 +161,9 @@ pub struct Scope {
     /// Target groups reflex may deregister from (besides those the rules
     /// name literally).
     pub target_group_arns: Vec<String>,
+    /// Auto Scaling groups the Auto Scaling methods may act through. Empty:
+    /// every group of the account and region that carries the managed tag.
+    pub auto_scaling_group_names: Vec<String>,
     /// Topics reflex may publish to (besides those the rules name literally).
     pub notification_topic_arns: Vec<String>,
     /// Metric namespaces reflex may put to (besides `reflex` and those the
@@ -162,6 +187,7 @@ impl Default for Scope {
             tag_value: "true".to_string(),
             load_balancer_names: Vec::new(),
             target_group_arns: Vec::new(),
+            auto_scaling_group_names: Vec::new(),
             notification_topic_arns: Vec::new(),
             metric_namespaces: Vec::new(),
             state_table: None,
@@ -498,6 +524,45 @@ pub fn policy(rules: Option<&RuleSet>, scope: &Scope) -> Policy {
             "Action": ["elasticloadbalancing:DeregisterTargets"],
             "Resource": resources,
             "Condition": {"StringEquals": {format!("aws:ResourceTag/{}", scope.tag_key): [scope.tag_value.clone()]}}}));
+    }
+
+    // The Auto Scaling methods: reads on "*" (no resource type), writes on
+    // the listed groups (or every group) and only while the group carries
+    // the managed tag. EC2's tag condition does not reach these: the group's
+    // service-linked role terminates the instance, not reflex.
+    let asg_reads: Vec<&str> = AUTO_SCALING_READS
+        .iter()
+        .copied()
+        .filter(|a| wanted.contains(a))
+        .collect();
+    if !asg_reads.is_empty() {
+        statements.push(allow(
+            "ReadAutoScalingGroups",
+            &asg_reads,
+            vec!["*".to_string()],
+        ));
+    }
+    let asg_writes: Vec<&str> = AUTO_SCALING_WRITES
+        .iter()
+        .copied()
+        .filter(|a| wanted.contains(a))
+        .collect();
+    if !asg_writes.is_empty() {
+        let group_arn = |name: &str| {
+            format!(
+                "arn:{partition}:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/{name}"
+            )
+        };
+        let resources: Vec<String> = if scope.auto_scaling_group_names.is_empty() {
+            vec![group_arn("*")]
+        } else {
+            let names: BTreeSet<&String> = scope.auto_scaling_group_names.iter().collect();
+            names.into_iter().map(|n| group_arn(n)).collect()
+        };
+        statements.push(json!({"Sid": "ReplaceThroughTaggedAutoScalingGroups", "Effect": "Allow",
+            "Action": asg_writes,
+            "Resource": resources,
+            "Condition": {"StringEquals": {format!("autoscaling:ResourceTag/{}", scope.tag_key): [scope.tag_value.clone()]}}}));
     }
 
     // DescribeInstances has no resource type; pin it to the region.

@@ -10,10 +10,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use reflex::aws::sdk::{ClassicElb, CloudWatch, Ec2, Elbv2, Sns, SqsQueue};
+use reflex::aws::sdk::{AutoScalingGroups, ClassicElb, CloudWatch, Ec2, Elbv2, Sns, SqsQueue};
 use reflex::aws::{
-    Alarms, Datum, InstanceOp, Instances, LoadBalancers, MetricPublisher, Notifier, Queue, Target,
-    TargetGroups,
+    Alarms, AutoScaling, Datum, InstanceOp, Instances, LoadBalancers, MetricPublisher, Notifier,
+    Queue, Target, TargetGroups,
 };
 
 const SDK_SOURCE: &str = include_str!("../src/aws/sdk.rs");
@@ -100,6 +100,7 @@ async fn every_operation_reflex_calls_is_counted() {
     let elb = ClassicElb(aws_sdk_elasticloadbalancing::Client::new(&config));
     let elbv2 = Elbv2(aws_sdk_elasticloadbalancingv2::Client::new(&config));
     let ec2 = Ec2(aws_sdk_ec2::Client::new(&config));
+    let asg = AutoScalingGroups(aws_sdk_autoscaling::Client::new(&config));
     let cloudwatch = CloudWatch(aws_sdk_cloudwatch::Client::new(&config));
     let sns = Sns(aws_sdk_sns::Client::new(&config));
     let ids = vec!["i-0123456789abcdef0".to_string()];
@@ -141,6 +142,19 @@ async fn every_operation_reflex_calls_is_counted() {
         "deregister_targets",
         elbv2.deregister_targets(tg, &[target]).await.is_err(),
     );
+    expect_err("group_instances", asg.group_instances(&ids).await.is_err());
+    expect_err(
+        "groups",
+        asg.groups(&["web-asg".to_string()]).await.is_err(),
+    );
+    expect_err(
+        "set_unhealthy",
+        asg.set_unhealthy(&ids[0], true).await.is_err(),
+    );
+    expect_err(
+        "terminate_in_group",
+        asg.terminate_in_group(&ids[0]).await.is_err(),
+    );
     expect_err("describe", ec2.describe(&ids).await.is_err());
     for op in [InstanceOp::Terminate, InstanceOp::Reboot, InstanceOp::Stop] {
         expect_err("change", ec2.change(op, &ids, false).await.is_err());
@@ -165,14 +179,14 @@ async fn every_operation_reflex_calls_is_counted() {
             .await
             .is_err(),
     );
-    assert_eq!(failed.len(), 17, "{failed:?}");
+    assert_eq!(failed.len(), 21, "{failed:?}");
 
     let after = reflex::telemetry::metrics().encode();
     let wrapped = wrapped_operations();
     let distinct: BTreeSet<&(String, String)> = wrapped.iter().collect();
     assert_eq!(
         distinct.len(),
-        17,
+        21,
         "src/aws/sdk.rs calls operations this test does not run; add them above: {distinct:?}"
     );
     for (service, operation) in distinct {

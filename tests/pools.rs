@@ -509,3 +509,291 @@ method = "deregister"
         )]
     );
 }
+
+// ---------------------------------------------------------------------------
+// The Auto Scaling methods: asg_set_unhealthy and asg_terminate.
+
+/// The changes the fake recorded: (operation, ids).
+fn changes(h: &TestWorker) -> Vec<(String, Vec<String>)> {
+    h.aws
+        .state()
+        .changes
+        .iter()
+        .map(|(op, ids, _)| (op.clone(), ids.clone()))
+        .collect()
+}
+
+fn called(h: &TestWorker, op: &str) -> bool {
+    h.aws.state().calls.iter().any(|c| c == op)
+}
+
+/// One unhealthy target `i-00` and three healthy ones, all InService in
+/// group `web-asg`.
+fn asg_pool(h: &TestWorker) -> Vec<String> {
+    let ids = targets(h, &[UNHEALTHY, HEALTHY, HEALTHY, HEALTHY]);
+    for id in &ids {
+        h.aws.add_to_group("web-asg", id, "InService");
+    }
+    ids
+}
+
+#[tokio::test]
+async fn asg_set_unhealthy_marks_the_bad_target_unhealthy_in_its_group() {
+    let h = harness(&tg_rule("method = \"asg_set_unhealthy\""));
+    let ids = asg_pool(&h);
+    let handled = h.deliver(&tg_alarm("m1"), "sqs-1").await;
+    let r = &handled.reports[0];
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    assert_eq!(r.targets, vec![ids[0].clone()]);
+    assert_eq!(
+        changes(&h),
+        vec![("SetInstanceHealth".to_string(), vec![ids[0].clone()])],
+        "ShouldRespectGracePeriod defaults to true"
+    );
+    assert_eq!(
+        h.aws.state().group_instances[&ids[0]].health_status,
+        "Unhealthy"
+    );
+    assert!(h.terminated().is_empty(), "never TerminateInstances");
+    assert!(called(&h, "autoscaling:DescribeAutoScalingInstances"));
+    assert!(called(&h, "autoscaling:DescribeAutoScalingGroups"));
+    assert_eq!(r.request_ids.len(), 1, "{r:?}");
+}
+
+#[tokio::test]
+async fn asg_set_unhealthy_can_ignore_the_grace_period() {
+    let h = harness(&tg_rule(
+        "method = \"asg_set_unhealthy\"\nrespect_grace_period = false",
+    ));
+    let ids = asg_pool(&h);
+    let handled = h.deliver(&tg_alarm("m1"), "sqs-1").await;
+    assert_eq!(handled.reports[0].outcome, Outcome::Done);
+    assert_eq!(
+        changes(&h),
+        vec![(
+            "SetInstanceHealth(ignoring grace period)".to_string(),
+            vec![ids[0].clone()]
+        )]
+    );
+}
+
+#[tokio::test]
+async fn respect_grace_period_belongs_to_asg_set_unhealthy_only() {
+    let rules = tg_rule("method = \"asg_terminate\"\nrespect_grace_period = false");
+    let errors = reflex::rules::load_sources(vec![("t.toml".into(), rules)])
+        .expect_err("respect_grace_period with asg_terminate must not load");
+    let text = format!("{errors:?}");
+    assert!(
+        text.contains("respect_grace_period") && text.contains("asg_set_unhealthy"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn asg_terminate_terminates_through_the_group_keeping_capacity() {
+    let h = harness(&tg_rule("method = \"asg_terminate\""));
+    let ids = asg_pool(&h);
+    let handled = h.deliver(&tg_alarm("m1"), "sqs-1").await;
+    assert_eq!(handled.reports[0].outcome, Outcome::Done);
+    assert_eq!(
+        changes(&h),
+        vec![(
+            "TerminateInstanceInAutoScalingGroup".to_string(),
+            vec![ids[0].clone()]
+        )]
+    );
+    assert!(h.terminated().is_empty(), "not TerminateInstances");
+    assert!(!called(&h, "ec2:TerminateInstances"));
+}
+
+#[tokio::test]
+async fn asg_methods_refuse_an_instance_in_no_group_and_escalate() {
+    for method in ["asg_set_unhealthy", "asg_terminate"] {
+        let h = harness(&tg_rule(&format!("method = \"{method}\"")));
+        let ids = targets(&h, &[UNHEALTHY, HEALTHY, HEALTHY, HEALTHY]);
+        let handled = h.deliver(&tg_alarm("m1"), "sqs-1").await;
+        assert_eq!(suppressed_by(&handled), Some(Guard::NotInGroup), "{method}");
+        let r = &handled.reports[0];
+        assert_eq!(r.excluded.len(), 1, "{r:?}");
+        assert_eq!(r.excluded[0].instance_id, ids[0]);
+        assert_eq!(r.excluded[0].guard, Guard::NotInGroup);
+        assert!(changes(&h).is_empty(), "{method}: {:?}", changes(&h));
+        assert_eq!(handled.disposition, Disposition::Ack);
+        let published = h.aws.state().published.clone();
+        assert_eq!(published.len(), 1, "{method}: the escalation");
+        assert!(
+            published[0].2.contains("not_in_group"),
+            "{}",
+            published[0].2
+        );
+    }
+}
+
+#[tokio::test]
+async fn asg_methods_refuse_an_instance_that_is_not_in_service() {
+    for lifecycle in ["Standby", "Pending", "Terminating:Wait"] {
+        let h = harness(&tg_rule("method = \"asg_set_unhealthy\""));
+        let ids = asg_pool(&h);
+        h.aws.add_to_group("web-asg", &ids[0], lifecycle);
+        let handled = h.deliver(&tg_alarm("m1"), "sqs-1").await;
+        assert_eq!(
+            suppressed_by(&handled),
+            Some(Guard::NotInService),
+            "{lifecycle}"
+        );
+        let r = &handled.reports[0];
+        assert!(r.excluded[0].reason.contains(lifecycle), "{r:?}");
+        assert!(changes(&h).is_empty());
+    }
+}
+
+#[tokio::test]
+async fn asg_methods_refuse_a_group_with_replacement_suspended() {
+    for (method, process) in [
+        ("asg_set_unhealthy", "ReplaceUnhealthy"),
+        ("asg_set_unhealthy", "Terminate"),
+        ("asg_terminate", "ReplaceUnhealthy"),
+        ("asg_terminate", "Terminate"),
+    ] {
+        let h = harness(&tg_rule(&format!("method = \"{method}\"")));
+        asg_pool(&h);
+        h.aws.suspend("web-asg", process);
+        let handled = h.deliver(&tg_alarm("m1"), "sqs-1").await;
+        assert_eq!(
+            suppressed_by(&handled),
+            Some(Guard::ProcessSuspended),
+            "{method} with {process} suspended"
+        );
+        let r = &handled.reports[0];
+        assert!(r.excluded[0].reason.contains(process), "{r:?}");
+        assert!(changes(&h).is_empty(), "{method}/{process}");
+    }
+    // Another suspended process (AZRebalance) does not stop it.
+    let h = harness(&tg_rule("method = \"asg_set_unhealthy\""));
+    asg_pool(&h);
+    h.aws.suspend("web-asg", "AZRebalance");
+    let handled = h.deliver(&tg_alarm("m1"), "sqs-1").await;
+    assert_eq!(handled.reports[0].outcome, Outcome::Done);
+}
+
+#[tokio::test]
+async fn a_refused_instance_leaves_the_others_to_act_on() {
+    let h = harness(&tg_rule("method = \"asg_terminate\"\nmax_unhealthy = 2"));
+    let ids = targets(&h, &[UNHEALTHY, UNHEALTHY, HEALTHY, HEALTHY]);
+    h.aws.add_to_group("web-asg", &ids[1], "InService");
+    for id in &ids[2..] {
+        h.aws.add_to_group("web-asg", id, "InService");
+    }
+    let handled = h.deliver(&tg_alarm("m1"), "sqs-1").await;
+    let r = &handled.reports[0];
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    assert_eq!(r.targets, vec![ids[1].clone()]);
+    assert_eq!(r.excluded.len(), 1);
+    assert_eq!(r.excluded[0].instance_id, ids[0]);
+    assert_eq!(r.excluded[0].guard, Guard::NotInGroup);
+}
+
+#[tokio::test]
+async fn pool_guards_stop_asg_methods_before_auto_scaling_is_asked() {
+    let h = harness(&tg_rule(
+        "method = \"asg_set_unhealthy\"\nmin_in_service = 0\nmax_unhealthy = \"100%\"",
+    ));
+    let ids = targets(&h, &[UNHEALTHY, UNHEALTHY]);
+    for id in &ids {
+        h.aws.add_to_group("web-asg", id, "InService");
+    }
+    let handled = h.deliver(&tg_alarm("m1"), "sqs-1").await;
+    assert_eq!(suppressed_by(&handled), Some(Guard::FailOpen));
+    assert!(changes(&h).is_empty());
+    assert!(!called(&h, "autoscaling:DescribeAutoScalingInstances"));
+}
+
+#[tokio::test]
+async fn require_tag_still_guards_asg_methods() {
+    let h = harness(&tg_rule("method = \"asg_terminate\""));
+    let ids = asg_pool(&h);
+    h.aws
+        .state()
+        .instances
+        .get_mut(&ids[0])
+        .expect("instance")
+        .tags
+        .clear();
+    let handled = h.deliver(&tg_alarm("m1"), "sqs-1").await;
+    assert_eq!(suppressed_by(&handled), Some(Guard::RequireTag));
+    assert!(changes(&h).is_empty());
+}
+
+#[tokio::test]
+async fn dry_run_asg_methods_are_log_only() {
+    for method in ["asg_set_unhealthy", "asg_terminate"] {
+        let h = harness(&tg_rule(&format!("method = \"{method}\"")).replace(
+            "name = \"tg-replace\"",
+            "name = \"tg-replace\"\ndry_run = true",
+        ));
+        let ids = asg_pool(&h);
+        let handled = h.deliver(&tg_alarm("m1"), "sqs-1").await;
+        assert_eq!(handled.reports[0].outcome, Outcome::DryRun, "{method}");
+        assert_eq!(handled.reports[0].targets, vec![ids[0].clone()]);
+        assert!(changes(&h).is_empty(), "{method}: {:?}", changes(&h));
+        assert!(!called(&h, "autoscaling:SetInstanceHealth"));
+        assert!(!called(
+            &h,
+            "autoscaling:TerminateInstanceInAutoScalingGroup"
+        ));
+        assert!(
+            called(&h, "autoscaling:DescribeAutoScalingInstances"),
+            "reads still run in a dry run"
+        );
+    }
+}
+
+#[tokio::test]
+async fn global_rate_stops_an_asg_method() {
+    let h = TestWorker::builder(&tg_rule("method = \"asg_terminate\"\nmax_unhealthy = 2"))
+        .settings(Settings {
+            trust: TrustPolicy::topics(&[TOPIC]),
+            instance_changes: reflex::rules::Rate::parse("1/hour").expect("rate"),
+            ..Settings::default()
+        })
+        .build();
+    let ids = targets(&h, &[UNHEALTHY, UNHEALTHY, HEALTHY, HEALTHY]);
+    for id in &ids {
+        h.aws.add_to_group("web-asg", id, "InService");
+    }
+    // Two instances (max_instances = 2) against a global limit of one.
+    let handled = h.deliver(&tg_alarm("m1"), "sqs-1").await;
+    assert_eq!(suppressed_by(&handled), Some(Guard::GlobalRate));
+    assert!(changes(&h).is_empty(), "{:?}", changes(&h));
+}
+
+#[tokio::test]
+async fn asg_methods_work_on_a_classic_elb_pool() {
+    let rules = r#"
+[[rule]]
+name = "elb-asg"
+[rule.match]
+alarm_name = "web-unhealthy"
+dimensions.LoadBalancerName = { exists = true }
+[[rule.actions]]
+type = "remediate_pool"
+pool = "classic_elb"
+method = "asg_terminate"
+max_percent = 100
+min_in_service = 0
+"#;
+    let h = harness(rules);
+    let ids = h.fleet(4, 1);
+    for id in &ids {
+        h.aws.add_to_group("web-asg", id, "InService");
+    }
+    let handled = h.deliver(&elb_alarm("m1"), "sqs-1").await;
+    assert_eq!(handled.reports[0].outcome, Outcome::Done);
+    assert_eq!(
+        changes(&h),
+        vec![(
+            "TerminateInstanceInAutoScalingGroup".to_string(),
+            vec![ids[0].clone()]
+        )]
+    );
+}

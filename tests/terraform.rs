@@ -1360,6 +1360,9 @@ fn assert_generator_matches_terraform(d: &Deployment) {
     for tg in strings(&var("target_group_arns"), "target_group_arns") {
         args.extend(["--target-group-arn".to_string(), tg]);
     }
+    for g in strings(&var("auto_scaling_group_names"), "auto_scaling_group_names") {
+        args.extend(["--auto-scaling-group".to_string(), g]);
+    }
     let mut topics = vec![var("operator_topic_arn")
         .as_str()
         .expect("operator topic")
@@ -1412,6 +1415,7 @@ fn daemon_policy_tuples_equal_reflex_iam_policy() {
                 "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web/0123abcd"
             ]),
         ),
+        ("auto_scaling_group_names", serde_json::json!(["web-asg"])),
     ];
     assert_generator_matches_terraform(&d);
 }
@@ -1439,6 +1443,10 @@ fn daemon_policy_tuples_equal_reflex_iam_policy_in_aws_cn_with_dynamodb_state() 
                 "arn:aws-cn:elasticloadbalancing:cn-north-1:210987654321:targetgroup/edge/0123abcd",
                 "arn:aws-cn:elasticloadbalancing:cn-north-1:210987654321:targetgroup/api/4567ef01"
             ]),
+        ),
+        (
+            "auto_scaling_group_names",
+            serde_json::json!(["edge-asg", "api-asg"]),
         ),
         ("managed_tag_key", serde_json::json!("team:remediate")),
         ("managed_tag_value", serde_json::json!("yes")),
@@ -2274,6 +2282,66 @@ fn target_group_permissions_are_listed_and_tag_conditioned() {
                     && key == "aws:ResourceTag/reflex:managed"
                     && values == &["true".to_string()]),
             "DeregisterTargets must be conditioned on the managed tag: {conditions:?}"
+        );
+    }
+}
+
+/// The Auto Scaling writes are granted on the listed groups only, and only
+/// while the group carries the managed tag (`autoscaling:ResourceTag`);
+/// without groups there is no Auto Scaling permission at all.
+#[test]
+fn auto_scaling_permissions_are_listed_and_tag_conditioned() {
+    let files = module();
+    let topic = serde_json::json!("arn:aws:sns:eu-west-1:123456789012:oncall");
+    let without = Deployment::new(vec![("operator_topic_arn", topic.clone())]);
+    let tuples = evaluated_policy(&files, "daemon", &module_context(&files, &without));
+    assert!(
+        tuples
+            .iter()
+            .all(|(_, action, _, _)| !action.starts_with("autoscaling:")),
+        "no auto_scaling_group_names, no Auto Scaling permissions: {tuples:?}"
+    );
+    let with = Deployment::new(vec![
+        ("operator_topic_arn", topic),
+        ("auto_scaling_group_names", serde_json::json!(["web-asg"])),
+    ]);
+    let tuples = evaluated_policy(&files, "daemon", &module_context(&files, &with));
+    for write in [
+        "autoscaling:SetInstanceHealth",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+    ] {
+        let granted: Vec<_> = tuples
+            .iter()
+            .filter(|(_, action, _, _)| action == write)
+            .collect();
+        assert!(!granted.is_empty(), "{write} is not granted: {tuples:?}");
+        for (effect, _, resource, conditions) in granted {
+            assert_eq!(effect, "Allow");
+            assert_eq!(
+                resource,
+                "arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:*:autoScalingGroupName/web-asg"
+            );
+            assert!(
+                conditions
+                    .iter()
+                    .any(|(test, key, values)| test == "StringEquals"
+                        && key == "autoscaling:ResourceTag/reflex:managed"
+                        && values == &["true".to_string()]),
+                "{write} must be conditioned on the group's managed tag: {conditions:?}"
+            );
+        }
+    }
+    for read in [
+        "autoscaling:DescribeAutoScalingInstances",
+        "autoscaling:DescribeAutoScalingGroups",
+    ] {
+        assert!(
+            tuples
+                .iter()
+                .any(|(effect, action, resource, _)| effect == "Allow"
+                    && action == read
+                    && resource == "*"),
+            "{read} is not granted on *: {tuples:?}"
         );
     }
 }

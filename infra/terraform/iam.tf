@@ -146,6 +146,46 @@ data "aws_iam_policy_document" "daemon" {
     }
   }
 
+  # Auto Scaling permissions exist only when reflex acts through groups.
+  dynamic "statement" {
+    for_each = length(var.auto_scaling_group_names) > 0 ? [1] : []
+
+    content {
+      # Neither read has a resource type: "*" is the narrowest.
+      sid    = "ReadAutoScalingGroups"
+      effect = "Allow"
+      actions = [
+        "autoscaling:DescribeAutoScalingInstances",
+        "autoscaling:DescribeAutoScalingGroups",
+      ]
+      resources = ["*"]
+    }
+  }
+
+  # Marking an instance Unhealthy or terminating it through its group, on
+  # the listed groups and only while they carry the managed tag. (The
+  # group's service-linked role terminates the instance, so the EC2 tag
+  # condition below does not reach this path; the group's tag does.)
+  dynamic "statement" {
+    for_each = length(var.auto_scaling_group_names) > 0 ? [1] : []
+
+    content {
+      sid    = "ReplaceThroughTaggedAutoScalingGroups"
+      effect = "Allow"
+      actions = [
+        "autoscaling:SetInstanceHealth",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+      ]
+      resources = local.auto_scaling_group_arns
+
+      condition {
+        test     = "StringEquals"
+        variable = "autoscaling:ResourceTag/${var.managed_tag_key}"
+        values   = [var.managed_tag_value]
+      }
+    }
+  }
+
   # DescribeInstances has no resource type; pin it to this region.
   statement {
     sid       = "DescribeInstances"

@@ -100,6 +100,11 @@ locals {
     var.notification_topic_kms_key_arns,
   ))
 
+  auto_scaling_group_arns = [
+    for name in var.auto_scaling_group_names :
+    "arn:${local.partition}:autoscaling:${local.region}:${local.account_id}:autoScalingGroup:*:autoScalingGroupName/${name}"
+  ]
+
   load_balancer_arns = [
     for name in var.load_balancer_names :
     "arn:${local.partition}:elasticloadbalancing:${local.region}:${local.account_id}:loadbalancer/${name}"

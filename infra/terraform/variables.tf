@@ -155,6 +155,17 @@ variable "target_group_arns" {
   }
 }
 
+variable "auto_scaling_group_names" {
+  description = "Names of the Auto Scaling groups the remediate_pool methods asg_set_unhealthy and asg_terminate may act through. Reading group membership is granted when this is non-empty, and autoscaling:SetInstanceHealth and autoscaling:TerminateInstanceInAutoScalingGroup on these only, while they carry the managed tag. Empty: no Auto Scaling permissions at all."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for n in var.auto_scaling_group_names : length(n) > 0 && length(n) <= 255 && !strcontains(n, ":")])
+    error_message = "auto_scaling_group_names must contain Auto Scaling group names (1-255 characters, no colon)."
+  }
+}
+
 variable "managed_tag_key" {
   description = "Tag key that marks an EC2 instance as one reflex may terminate, reboot or stop. IAM denies those actions on any instance without this tag and value, whatever the rules say."
   type        = string

@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use tracing::info;
 
 use super::{
-    AwsError, Datum, InstanceHealth, InstanceInfo, InstanceOp, Instances, LoadBalancers,
-    MetricPublisher, Notifier, Target, TargetGroupInfo, TargetGroups, TargetHealth,
+    AutoScaling, AutoScalingGroup, AwsError, Datum, GroupInstance, InstanceHealth, InstanceInfo,
+    InstanceOp, Instances, LoadBalancers, MetricPublisher, Notifier, Target, TargetGroupInfo,
+    TargetGroups, TargetHealth,
 };
 
 /// Classic ELB: health is read, deregistration is only logged.
@@ -59,6 +60,45 @@ impl TargetGroups for DryRunTargetGroups {
             target_group_arn = arn,
             targets = ?ids,
             "Dry run: would call elasticloadbalancing:DeregisterTargets."
+        );
+        Ok(None)
+    }
+}
+
+/// Auto Scaling: reads go through; `SetInstanceHealth` and
+/// `TerminateInstanceInAutoScalingGroup` have no `DryRun` parameter, so
+/// they are only logged.
+pub struct DryRunAutoScaling(pub Arc<dyn AutoScaling>);
+
+#[async_trait]
+impl AutoScaling for DryRunAutoScaling {
+    async fn group_instances(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<Vec<GroupInstance>, AwsError> {
+        self.0.group_instances(instance_ids).await
+    }
+
+    async fn groups(&self, names: &[String]) -> Result<Vec<AutoScalingGroup>, AwsError> {
+        self.0.groups(names).await
+    }
+
+    async fn set_unhealthy(
+        &self,
+        instance_id: &str,
+        respect_grace_period: bool,
+    ) -> Result<Option<String>, AwsError> {
+        info!(
+            instance_id,
+            respect_grace_period, "Dry run: would call autoscaling:SetInstanceHealth (Unhealthy)."
+        );
+        Ok(None)
+    }
+
+    async fn terminate_in_group(&self, instance_id: &str) -> Result<Option<String>, AwsError> {
+        info!(
+            instance_id,
+            "Dry run: would call autoscaling:TerminateInstanceInAutoScalingGroup (desired capacity kept)."
         );
         Ok(None)
     }

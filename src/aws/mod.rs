@@ -28,8 +28,8 @@ use chrono::{DateTime, Utc};
 
 use crate::event::AlarmState;
 pub use crate::fleet::{
-    HealthState, InstanceHealth, InstanceInfo, InstanceOp, InstanceState, Target, TargetGroupInfo,
-    TargetHealth, TargetState, TargetType,
+    AutoScalingGroup, GroupInstance, HealthState, InstanceHealth, InstanceInfo, InstanceOp,
+    InstanceState, Target, TargetGroupInfo, TargetHealth, TargetState, TargetType,
 };
 
 /// An AWS call that failed.
@@ -154,6 +154,30 @@ pub trait TargetGroups: Send + Sync {
         arn: &str,
         targets: &[Target],
     ) -> Result<Option<String>, AwsError>;
+}
+
+/// Auto Scaling: which group an instance is in, what the group has
+/// suspended, and the two ways of having the group replace an instance.
+#[async_trait]
+pub trait AutoScaling: Send + Sync {
+    /// `DescribeAutoScalingInstances`: the instances of `instance_ids`
+    /// that are in a group (the others are simply absent).
+    async fn group_instances(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<Vec<GroupInstance>, AwsError>;
+    /// `DescribeAutoScalingGroups` for these names (unknown ones absent).
+    async fn groups(&self, names: &[String]) -> Result<Vec<AutoScalingGroup>, AwsError>;
+    /// `SetInstanceHealth` with `Unhealthy`; returns the request id.
+    async fn set_unhealthy(
+        &self,
+        instance_id: &str,
+        respect_grace_period: bool,
+    ) -> Result<Option<String>, AwsError>;
+    /// `TerminateInstanceInAutoScalingGroup` with
+    /// `ShouldDecrementDesiredCapacity = false`, so the group launches a
+    /// replacement; returns the request id.
+    async fn terminate_in_group(&self, instance_id: &str) -> Result<Option<String>, AwsError>;
 }
 
 /// EC2 instances.

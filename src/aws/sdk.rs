@@ -15,9 +15,10 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use super::observe::{self, AwsCallFinished, CallOutcome};
 use super::{
-    Alarms, AwsError, Datum, HealthState, InstanceHealth, InstanceInfo, InstanceOp, InstanceState,
-    Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage, Target,
-    TargetGroupInfo, TargetGroups, TargetHealth, TargetState, TargetType,
+    Alarms, AutoScaling, AutoScalingGroup, AwsError, Datum, GroupInstance, HealthState,
+    InstanceHealth, InstanceInfo, InstanceOp, InstanceState, Instances, LoadBalancers,
+    MetricPublisher, Notifier, Queue, QueueMessage, Target, TargetGroupInfo, TargetGroups,
+    TargetHealth, TargetState, TargetType,
 };
 use crate::event::AlarmState;
 
@@ -453,6 +454,102 @@ impl TargetGroups for Elbv2 {
                 .deregister_targets()
                 .target_group_arn(arn)
                 .set_targets(Some(targets.collect()))
+                .send(),
+        )
+        .await?;
+        Ok(out.request_id().map(str::to_string))
+    }
+}
+
+/// Auto Scaling groups.
+#[derive(Clone, Debug)]
+pub struct AutoScalingGroups(pub aws_sdk_autoscaling::Client);
+
+#[async_trait]
+impl AutoScaling for AutoScalingGroups {
+    async fn group_instances(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<Vec<GroupInstance>, AwsError> {
+        let mut found = Vec::new();
+        // The API takes at most 50 instance ids per call.
+        for chunk in instance_ids.chunks(50) {
+            let out = call(
+                "autoscaling",
+                "DescribeAutoScalingInstances",
+                self.0
+                    .describe_auto_scaling_instances()
+                    .set_instance_ids(Some(chunk.to_vec()))
+                    .max_records(50)
+                    .send(),
+            )
+            .await?;
+            found.extend(out.auto_scaling_instances().iter().filter_map(|i| {
+                Some(GroupInstance {
+                    instance_id: i.instance_id()?.to_string(),
+                    group: i.auto_scaling_group_name()?.to_string(),
+                    lifecycle_state: i.lifecycle_state().unwrap_or_default().to_string(),
+                    health_status: i.health_status().unwrap_or_default().to_string(),
+                })
+            }));
+        }
+        Ok(found)
+    }
+
+    async fn groups(&self, names: &[String]) -> Result<Vec<AutoScalingGroup>, AwsError> {
+        let mut found = Vec::new();
+        for chunk in names.chunks(100) {
+            let out = call(
+                "autoscaling",
+                "DescribeAutoScalingGroups",
+                self.0
+                    .describe_auto_scaling_groups()
+                    .set_auto_scaling_group_names(Some(chunk.to_vec()))
+                    .max_records(100)
+                    .send(),
+            )
+            .await?;
+            found.extend(out.auto_scaling_groups().iter().filter_map(|g| {
+                Some(AutoScalingGroup {
+                    name: g.auto_scaling_group_name()?.to_string(),
+                    suspended_processes: g
+                        .suspended_processes()
+                        .iter()
+                        .filter_map(|p| p.process_name().map(str::to_string))
+                        .collect(),
+                })
+            }));
+        }
+        Ok(found)
+    }
+
+    async fn set_unhealthy(
+        &self,
+        instance_id: &str,
+        respect_grace_period: bool,
+    ) -> Result<Option<String>, AwsError> {
+        let out = call(
+            "autoscaling",
+            "SetInstanceHealth",
+            self.0
+                .set_instance_health()
+                .instance_id(instance_id)
+                .health_status("Unhealthy")
+                .should_respect_grace_period(respect_grace_period)
+                .send(),
+        )
+        .await?;
+        Ok(out.request_id().map(str::to_string))
+    }
+
+    async fn terminate_in_group(&self, instance_id: &str) -> Result<Option<String>, AwsError> {
+        let out = call(
+            "autoscaling",
+            "TerminateInstanceInAutoScalingGroup",
+            self.0
+                .terminate_instance_in_auto_scaling_group()
+                .instance_id(instance_id)
+                .should_decrement_desired_capacity(false)
                 .send(),
         )
         .await?;

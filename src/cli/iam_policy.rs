@@ -49,6 +49,11 @@ pub struct IamPolicyArgs {
     /// group of the account and region that carries the managed tag.
     #[arg(long = "target-group-arn", value_name = "ARN")]
     pub target_group_arns: Vec<String>,
+    /// An Auto Scaling group the `asg_set_unhealthy` and `asg_terminate`
+    /// methods may act through (repeatable). Without it, every group of
+    /// the account and region that carries the managed tag.
+    #[arg(long = "auto-scaling-group", value_name = "NAME")]
+    pub auto_scaling_group_names: Vec<String>,
     /// An SNS topic reflex may publish to (repeatable), e.g. the operators'.
     /// Without it, a templated topic is granted every topic.
     #[arg(long = "notification-topic-arn", value_name = "ARN")]
@@ -175,6 +180,7 @@ pub fn run(args: &IamPolicyArgs) -> u8 {
         tag_value: args.tag_value.clone(),
         load_balancer_names: args.load_balancers.clone(),
         target_group_arns: args.target_group_arns.clone(),
+        auto_scaling_group_names: args.auto_scaling_group_names.clone(),
         notification_topic_arns: args.notification_topic_arns.clone(),
         metric_namespaces: args.metric_namespaces.clone(),
         state_table,

@@ -186,7 +186,11 @@ fn compile_action(
     let before = cx.errors.len();
 
     // Parameters given that this kind does not take.
-    let given: [(&str, Option<Range<usize>>); 23] = [
+    let given: [(&str, Option<Range<usize>>); 24] = [
+        (
+            "respect_grace_period",
+            spec.respect_grace_period.as_ref().map(Spanned::span),
+        ),
         ("pool", spec.pool.as_ref().map(Spanned::span)),
         (
             "target_group_arn",
@@ -406,6 +410,14 @@ fn compile_action(
                     cx.err(span, format!("`{param}` does not apply to pool = \"{kind_name}\""));
                 }
             }
+            if let Some(r) = &spec.respect_grace_period {
+                if method != Method::AsgSetUnhealthy {
+                    cx.err(
+                        r.span(),
+                        format!("`respect_grace_period` applies only to method = \"asg_set_unhealthy\", not `{method}`"),
+                    );
+                }
+            }
             if let Some(t) = &spec.target_type {
                 match (*t.get_ref(), method) {
                     (TargetTypeSpec::Lambda | TargetTypeSpec::Alb, _) => cx.err(
@@ -445,6 +457,7 @@ fn compile_action(
                 method,
                 target_type: spec.target_type.as_ref().map(|t| *t.get_ref()),
                 include_stopped: spec.include_stopped.as_ref().is_some_and(|b| *b.get_ref()),
+                respect_grace_period: spec.respect_grace_period.as_ref().is_none_or(|b| *b.get_ref()),
                 max_instances: whole(spec.max_instances.as_ref(), DEFAULT_MAX_INSTANCES, 1, 10_000, "max_instances", cx),
                 max_percent: whole(spec.max_percent.as_ref(), DEFAULT_MAX_PERCENT, 1, 100, "max_percent", cx),
                 min_in_service: whole(spec.min_in_service.as_ref(), DEFAULT_MIN_IN_SERVICE, 0, 10_000, "min_in_service", cx),

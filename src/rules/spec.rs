@@ -189,6 +189,7 @@ impl ActionKind {
                 "method",
                 "target_type",
                 "include_stopped",
+                "respect_grace_period",
                 "max_instances",
                 "max_percent",
                 "min_in_service",
@@ -256,6 +257,11 @@ pub struct ActionSpec {
     /// stopped instance) as bad. Default false.
     #[schemars(with = "Option<bool>")]
     pub include_stopped: Option<Spanned<bool>>,
+    /// With method `asg_set_unhealthy`: `ShouldRespectGracePeriod`, so an
+    /// instance still in its group's health-check grace period is left
+    /// alone by Auto Scaling. Default true.
+    #[schemars(with = "Option<bool>")]
+    pub respect_grace_period: Option<Spanned<bool>>,
     /// Instance id (template). Default `{{ dimension.InstanceId }}`.
     #[schemars(with = "Option<String>")]
     pub instance_id: Option<Spanned<String>>,
@@ -340,6 +346,14 @@ pub enum Method {
     /// Take it out of the pool (`DeregisterTargets`,
     /// `DeregisterInstancesFromLoadBalancer`).
     Deregister,
+    /// Mark it `Unhealthy` in its Auto Scaling group (`SetInstanceHealth`):
+    /// the group drains it (lifecycle hooks, deregistration delay) and
+    /// replaces it.
+    AsgSetUnhealthy,
+    /// `TerminateInstanceInAutoScalingGroup` without decrementing the
+    /// desired capacity: the group terminates it through its lifecycle
+    /// hooks and launches a replacement.
+    AsgTerminate,
 }
 
 impl Method {
@@ -347,7 +361,14 @@ impl Method {
         match self {
             Method::Terminate => "terminate",
             Method::Deregister => "deregister",
+            Method::AsgSetUnhealthy => "asg_set_unhealthy",
+            Method::AsgTerminate => "asg_terminate",
         }
+    }
+
+    /// Whether the method acts through the instance's Auto Scaling group.
+    pub const fn through_auto_scaling(self) -> bool {
+        matches!(self, Method::AsgSetUnhealthy | Method::AsgTerminate)
     }
 }
 

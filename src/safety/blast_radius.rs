@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Guard, GuardTrip};
-use crate::fleet::{InstanceHealth, InstanceInfo, InstanceOp, PoolMember};
+use crate::fleet::{
+    AutoScalingGroup, GroupInstance, InstanceHealth, InstanceInfo, InstanceOp, PoolMember,
+    IN_SERVICE, REPLACEMENT_PROCESSES,
+};
 use crate::rules::limits::MaxUnhealthy;
 use crate::rules::spec::TagSpec;
 
@@ -129,10 +132,82 @@ pub fn select(
     select_in_pool(
         &members,
         oos,
-        Candidates::Instances { infos, op },
+        Candidates::Instances {
+            infos,
+            op,
+            refused: &[],
+        },
         limits,
         now,
     )
+}
+
+/// The instances of `ids` an Auto Scaling method must refuse, with the
+/// reason: in no group (`DescribeAutoScalingInstances` does not list it),
+/// not `InService` in it, or its group has `ReplaceUnhealthy` or
+/// `Terminate` suspended. In each case `SetInstanceHealth` or
+/// `TerminateInstanceInAutoScalingGroup` would be a no-op that looks like
+/// success (or take capacity away). A group `DescribeAutoScalingGroups`
+/// did not return is refused too: nothing is known about its processes.
+pub fn auto_scaling_refusals(
+    ids: &[String],
+    members: &[GroupInstance],
+    groups: &[AutoScalingGroup],
+) -> Vec<Excluded> {
+    let mut out = Vec::new();
+    for id in ids {
+        let refuse = |guard, reason: String| Excluded {
+            instance_id: id.clone(),
+            guard,
+            reason,
+        };
+        let Some(m) = members.iter().find(|m| &m.instance_id == id) else {
+            out.push(refuse(
+                Guard::NotInGroup,
+                "instance is in no Auto Scaling group".to_string(),
+            ));
+            continue;
+        };
+        if m.lifecycle_state != IN_SERVICE {
+            out.push(refuse(
+                Guard::NotInService,
+                format!(
+                    "instance is {} in Auto Scaling group {}, not {IN_SERVICE}",
+                    if m.lifecycle_state.is_empty() {
+                        "in no known state"
+                    } else {
+                        m.lifecycle_state.as_str()
+                    },
+                    m.group
+                ),
+            ));
+            continue;
+        }
+        let Some(group) = groups.iter().find(|g| g.name == m.group) else {
+            out.push(refuse(
+                Guard::NotInGroup,
+                format!("DescribeAutoScalingGroups does not know group {}", m.group),
+            ));
+            continue;
+        };
+        let suspended: Vec<&str> = group
+            .suspended_processes
+            .iter()
+            .map(String::as_str)
+            .filter(|p| REPLACEMENT_PROCESSES.contains(p))
+            .collect();
+        if !suspended.is_empty() {
+            out.push(refuse(
+                Guard::ProcessSuspended,
+                format!(
+                    "Auto Scaling group {} has {} suspended, so it would not replace the instance",
+                    m.group,
+                    suspended.join(" and ")
+                ),
+            ));
+        }
+    }
+    out
 }
 
 /// What the pool's bad members are, for the per-member checks.
@@ -142,6 +217,9 @@ pub enum Candidates<'a> {
     Instances {
         infos: &'a [InstanceInfo],
         op: InstanceOp,
+        /// Instances the method refuses whatever the guards say (see
+        /// [`auto_scaling_refusals`]), each with its reason.
+        refused: &'a [Excluded],
     },
     /// IP targets: no instance, so no state or age to check, and no tags
     /// (a rule with `require_tag` leaves them all alone).
@@ -223,8 +301,8 @@ pub fn select_in_pool(
         return TargetSelection::Suppressed { trip, excluded };
     }
     let oos = bad;
-    let (infos, op) = match candidates {
-        Candidates::Instances { infos, op } => (infos, op),
+    let (infos, op, refused) = match candidates {
+        Candidates::Instances { infos, op, refused } => (infos, op, refused),
         Candidates::IpAddresses => return select_ips(registered, bad, limits),
     };
     let mut eligible: Vec<&InstanceInfo> = Vec::new();
@@ -236,7 +314,10 @@ pub fn select_in_pool(
                 reason: "EC2 does not know the instance".to_string(),
             }),
             Some(info) => match check_instance(info, op, limits, now) {
-                Ok(()) => eligible.push(info),
+                Ok(()) => match refused.iter().find(|r| &r.instance_id == id) {
+                    Some(r) => excluded.push(r.clone()),
+                    None => eligible.push(info),
+                },
                 Err(e) => excluded.push(e),
             },
         }

@@ -26,6 +26,15 @@ pub enum Guard {
     RequireTag,
     InstanceState,
     NotConfirmed,
+    /// An Auto Scaling method, and the instance is in no Auto Scaling group.
+    NotInGroup,
+    /// An Auto Scaling method, and the instance is not `InService` in its
+    /// group (Pending, Terminating, Standby...).
+    NotInService,
+    /// An Auto Scaling method, and the group has `ReplaceUnhealthy` or
+    /// `Terminate` suspended: the call would be a no-op that looks like
+    /// success.
+    ProcessSuspended,
     AlarmRecovered,
     AlarmNotFound,
     Cooldown,
@@ -46,6 +55,9 @@ impl Guard {
             Guard::RequireTag => "require_tag",
             Guard::InstanceState => "instance_state",
             Guard::NotConfirmed => "not_confirmed",
+            Guard::NotInGroup => "not_in_group",
+            Guard::NotInService => "not_in_service",
+            Guard::ProcessSuspended => "process_suspended",
             Guard::AlarmRecovered => "alarm_recovered",
             Guard::AlarmNotFound => "alarm_not_found",
             Guard::Cooldown => "cooldown",

@@ -9,9 +9,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::aws::{
-    Alarms, AwsError, Datum, HealthState, InstanceHealth, InstanceInfo, InstanceOp, InstanceState,
-    Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage, SigningCerts, Target,
-    TargetGroupInfo, TargetGroups, TargetHealth, TargetState, TargetType,
+    Alarms, AutoScaling, AutoScalingGroup, AwsError, Datum, GroupInstance, HealthState,
+    InstanceHealth, InstanceInfo, InstanceOp, InstanceState, Instances, LoadBalancers,
+    MetricPublisher, Notifier, Queue, QueueMessage, SigningCerts, Target, TargetGroupInfo,
+    TargetGroups, TargetHealth, TargetState, TargetType,
 };
 use crate::event::AlarmState;
 
@@ -29,10 +30,14 @@ pub struct FakeState {
     /// Target groups by ARN, with their targets' health.
     pub target_groups: HashMap<String, (TargetGroupInfo, Vec<TargetHealth>)>,
     pub instances: HashMap<String, InstanceInfo>,
+    /// Auto Scaling membership by instance id, and groups by name.
+    pub group_instances: HashMap<String, GroupInstance>,
+    pub groups: HashMap<String, AutoScalingGroup>,
     pub alarms: HashMap<String, AlarmState>,
     pub published: Vec<(String, String, String)>,
     pub metrics: Vec<(String, Datum)>,
-    /// (operation, instance ids, dry_run) for every EC2/ELB change.
+    /// (operation, instance ids, dry_run) for every EC2/ELB/Auto Scaling
+    /// change.
     pub changes: Vec<(String, Vec<String>, bool)>,
     /// Every call, as `service:Operation`.
     pub calls: Vec<String>,
@@ -163,6 +168,93 @@ impl FakeAws {
         if let Some(info) = info {
             s.instances.insert(info.instance_id.clone(), info);
         }
+    }
+}
+
+impl FakeAws {
+    /// Puts an instance in an Auto Scaling group (created, nothing
+    /// suspended, if needed), in lifecycle state `lifecycle` and Healthy.
+    pub fn add_to_group(&self, group: &str, instance_id: &str, lifecycle: &str) {
+        let mut s = self.state();
+        s.groups
+            .entry(group.to_string())
+            .or_insert_with(|| AutoScalingGroup {
+                name: group.to_string(),
+                suspended_processes: Vec::new(),
+            });
+        s.group_instances.insert(
+            instance_id.to_string(),
+            GroupInstance {
+                instance_id: instance_id.to_string(),
+                group: group.to_string(),
+                lifecycle_state: lifecycle.to_string(),
+                health_status: "Healthy".to_string(),
+            },
+        );
+    }
+
+    /// Suspends a process (`ReplaceUnhealthy`, `Terminate`...) of a group.
+    pub fn suspend(&self, group: &str, process: &str) {
+        if let Some(g) = self.state().groups.get_mut(group) {
+            g.suspended_processes.push(process.to_string());
+        }
+    }
+}
+
+#[async_trait]
+impl AutoScaling for FakeAws {
+    async fn group_instances(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<Vec<GroupInstance>, AwsError> {
+        let s = self.call("autoscaling:DescribeAutoScalingInstances")?;
+        Ok(instance_ids
+            .iter()
+            .filter_map(|id| s.group_instances.get(id).cloned())
+            .collect())
+    }
+
+    async fn groups(&self, names: &[String]) -> Result<Vec<AutoScalingGroup>, AwsError> {
+        let s = self.call("autoscaling:DescribeAutoScalingGroups")?;
+        Ok(names
+            .iter()
+            .filter_map(|n| s.groups.get(n).cloned())
+            .collect())
+    }
+
+    async fn set_unhealthy(
+        &self,
+        instance_id: &str,
+        respect_grace_period: bool,
+    ) -> Result<Option<String>, AwsError> {
+        let mut s = self.call("autoscaling:SetInstanceHealth")?;
+        if let Some(i) = s.group_instances.get_mut(instance_id) {
+            i.health_status = "Unhealthy".to_string();
+        }
+        let op = if respect_grace_period {
+            "SetInstanceHealth"
+        } else {
+            "SetInstanceHealth(ignoring grace period)"
+        };
+        s.changes
+            .push((op.to_string(), vec![instance_id.to_string()], false));
+        Ok(Some(format!("req-{}", s.changes.len())))
+    }
+
+    async fn terminate_in_group(&self, instance_id: &str) -> Result<Option<String>, AwsError> {
+        let mut s = self.call("autoscaling:TerminateInstanceInAutoScalingGroup")?;
+        if let Some(i) = s.group_instances.get_mut(instance_id) {
+            i.lifecycle_state = "Terminating".to_string();
+        }
+        if let Some(i) = s.instances.get_mut(instance_id) {
+            i.state = InstanceState::ShuttingDown;
+        }
+        s.changes.push((
+            "TerminateInstanceInAutoScalingGroup".to_string(),
+            vec![instance_id.to_string()],
+            false,
+        ));
+        Ok(Some(format!("req-{}", s.changes.len())))
     }
 }
 

@@ -121,6 +121,7 @@ impl WorkerBuilder {
         let effects = Effects {
             elb: a.clone(),
             target_groups: a.clone(),
+            auto_scaling: a.clone(),
             ec2: a.clone(),
             alarms: a.clone(),
             sns: a.clone(),

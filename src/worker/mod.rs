@@ -26,11 +26,12 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::audit::{AuditRecord, AuditSink, NoAudit};
 use crate::aws::dry_run::{
-    DryRunInstances, DryRunLoadBalancers, DryRunMetrics, DryRunNotifier, DryRunTargetGroups,
+    DryRunAutoScaling, DryRunInstances, DryRunLoadBalancers, DryRunMetrics, DryRunNotifier,
+    DryRunTargetGroups,
 };
 use crate::aws::{
-    Alarms, Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage, SigningCerts,
-    TargetGroups,
+    Alarms, AutoScaling, Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage,
+    SigningCerts, TargetGroups,
 };
 use crate::disposition::{decide, decide_poison, Backoff, Disposition, MessageOutcome};
 use crate::event::{decode_str, Poison};
@@ -52,6 +53,7 @@ use trust::{Admission, NoSigningCerts, TrustGate};
 pub struct Effects {
     pub elb: Arc<dyn LoadBalancers>,
     pub target_groups: Arc<dyn TargetGroups>,
+    pub auto_scaling: Arc<dyn AutoScaling>,
     pub ec2: Arc<dyn Instances>,
     pub alarms: Arc<dyn Alarms>,
     pub sns: Arc<dyn Notifier>,
@@ -64,6 +66,7 @@ impl Effects {
         Effects {
             elb: Arc::new(DryRunLoadBalancers(Arc::clone(&self.elb))),
             target_groups: Arc::new(DryRunTargetGroups(Arc::clone(&self.target_groups))),
+            auto_scaling: Arc::new(DryRunAutoScaling(Arc::clone(&self.auto_scaling))),
             ec2: Arc::new(DryRunInstances(Arc::clone(&self.ec2))),
             alarms: Arc::clone(&self.alarms),
             sns: Arc::new(DryRunNotifier),

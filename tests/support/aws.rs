@@ -37,6 +37,7 @@ pub struct Aws {
     pub ec2: aws_sdk_ec2::Client,
     pub elb: aws_sdk_elasticloadbalancing::Client,
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
@@ -109,6 +110,7 @@ impl Aws {
             ec2: aws_sdk_ec2::Client::new(&config),
             elb: aws_sdk_elasticloadbalancing::Client::new(&config),
             elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&config),
+            autoscaling: aws_sdk_autoscaling::Client::new(&config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
         }
     }
@@ -496,6 +498,118 @@ impl Aws {
         }
         ok("elbv2:RegisterTargets", register.send().await);
         (arn, ids)
+    }
+
+    /// An empty instance target group (HTTP 80, default VPC); its ARN.
+    pub async fn create_target_group(&self, name: &str) -> String {
+        let vpcs = ok(
+            "ec2:DescribeVpcs",
+            self.ec2
+                .describe_vpcs()
+                .filters(Filter::builder().name("is-default").values("true").build())
+                .send()
+                .await,
+        );
+        let vpc = vpcs
+            .vpcs()
+            .first()
+            .and_then(|v| v.vpc_id())
+            .expect("moto has a default VPC")
+            .to_owned();
+        let created = ok(
+            "elbv2:CreateTargetGroup",
+            self.elbv2
+                .create_target_group()
+                .name(name)
+                .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+                .port(80)
+                .vpc_id(vpc)
+                .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Instance)
+                .send()
+                .await,
+        );
+        created
+            .target_groups()
+            .first()
+            .and_then(|g| g.target_group_arn())
+            .expect("CreateTargetGroup returns the group")
+            .to_owned()
+    }
+
+    /// An Auto Scaling group `name` of `n` instances (a launch
+    /// configuration on [`AMI_ID`]) attached to a new target group of the
+    /// same name; the group's tags `Name` and `reflex:managed=true`
+    /// propagate to its instances. Returns the target group's ARN and the
+    /// group's instance ids (moto launches them at once and registers
+    /// them with the target group).
+    pub async fn create_auto_scaling_fleet(&self, name: &str, n: usize) -> (String, Vec<String>) {
+        use aws_sdk_autoscaling::types::Tag as AsgTag;
+        let count = i32::try_from(n).expect("fleet size fits an i32");
+        let tg = self.create_target_group(name).await;
+        ok(
+            "autoscaling:CreateLaunchConfiguration",
+            self.autoscaling
+                .create_launch_configuration()
+                .launch_configuration_name(name)
+                .image_id(AMI_ID)
+                .instance_type("t3.micro")
+                .send()
+                .await,
+        );
+        let tag = |key: &str, value: &str| {
+            AsgTag::builder()
+                .resource_id(name)
+                .resource_type("auto-scaling-group")
+                .key(key)
+                .value(value)
+                .propagate_at_launch(true)
+                .build()
+        };
+        ok(
+            "autoscaling:CreateAutoScalingGroup",
+            self.autoscaling
+                .create_auto_scaling_group()
+                .auto_scaling_group_name(name)
+                .launch_configuration_name(name)
+                .min_size(count)
+                .max_size(count + 1)
+                .desired_capacity(count)
+                .availability_zones(format!("{REGION}a"))
+                .target_group_arns(&tg)
+                .tags(tag("Name", name))
+                .tags(tag(MANAGED_TAG.0, MANAGED_TAG.1))
+                .send()
+                .await,
+        );
+        let ids = self.group_instances(name).await.into_keys().collect();
+        (tg, ids)
+    }
+
+    /// The group's instances: id → (lifecycle state, health status).
+    pub async fn group_instances(&self, group: &str) -> HashMap<String, (String, String)> {
+        let out = ok(
+            "autoscaling:DescribeAutoScalingGroups",
+            self.autoscaling
+                .describe_auto_scaling_groups()
+                .auto_scaling_group_names(group)
+                .send()
+                .await,
+        );
+        out.auto_scaling_groups()
+            .iter()
+            .flat_map(|g| g.instances())
+            .filter_map(|i| {
+                Some((
+                    i.instance_id()?.to_owned(),
+                    (
+                        i.lifecycle_state()
+                            .map(|s| s.as_str().to_owned())
+                            .unwrap_or_default(),
+                        i.health_status()?.to_owned(),
+                    ),
+                ))
+            })
+            .collect()
     }
 
     /// Target id → (state, reason code) from DescribeTargetHealth.

@@ -180,7 +180,7 @@ pub(super) async fn remediate(run: &Run<'_>, p: &Pool<String>, findings: &mut Fi
             Err(e) => return failed(&e),
         };
         if run.taken_over
-            && p.method == Method::Terminate
+            && matches!(p.method, Method::Terminate | Method::AsgTerminate)
             && bad.iter().all(|id| {
                 infos.iter().any(|i| {
                     &i.instance_id == id
@@ -239,12 +239,24 @@ pub(super) async fn remediate(run: &Run<'_>, p: &Pool<String>, findings: &mut Fi
     };
     // Eligibility follows TerminateInstances' rules (running or stopped)
     // for every method: none acts on pending or dying instances.
+    // The Auto Scaling methods ask the groups first: an instance in no
+    // group, not InService, or in a group that would not replace it is
+    // refused (the call would be a no-op that looks like success).
+    let refused = if p.method.through_auto_scaling() {
+        match auto_scaling_refusals(run, &bad, findings).await {
+            Ok(r) => r,
+            Err(e) => return failed(&e),
+        }
+    } else {
+        Vec::new()
+    };
     let candidates = if ip {
         Candidates::IpAddresses
     } else {
         Candidates::Instances {
             infos: &infos,
             op: InstanceOp::Terminate,
+            refused: &refused,
         }
     };
     let targets = match blast_radius::select_in_pool(&members, &bad, candidates, &radius, run.now())
@@ -282,6 +294,9 @@ pub(super) async fn remediate(run: &Run<'_>, p: &Pool<String>, findings: &mut Fi
                 .aws(effects.elb.deregister(load_balancer, &targets))
                 .await
         }
+        (Method::AsgSetUnhealthy | Method::AsgTerminate, _) => {
+            return through_auto_scaling(run, p, &targets, findings).await;
+        }
         (Method::Deregister, PoolSource::TargetGroup { target_group_arn }) => {
             let targets: Vec<Target> = targets
                 .iter()
@@ -300,6 +315,53 @@ pub(super) async fn remediate(run: &Run<'_>, p: &Pool<String>, findings: &mut Fi
         }
     };
     findings.changed(run, result)
+}
+
+/// Reads the Auto Scaling membership of `ids` and their groups, and
+/// returns the instances the Auto Scaling methods must refuse.
+async fn auto_scaling_refusals(
+    run: &Run<'_>,
+    ids: &[String],
+    findings: &mut Findings,
+) -> Result<Vec<Excluded>, AwsError> {
+    let asg = &run.effects.auto_scaling;
+    let members = findings.aws(asg.group_instances(ids)).await?;
+    let mut names: Vec<String> = members.iter().map(|m| m.group.clone()).collect();
+    names.sort();
+    names.dedup();
+    let groups = if names.is_empty() {
+        Vec::new()
+    } else {
+        findings.aws(asg.groups(&names)).await?
+    };
+    Ok(blast_radius::auto_scaling_refusals(ids, &members, &groups))
+}
+
+/// `SetInstanceHealth` (Unhealthy) or `TerminateInstanceInAutoScalingGroup`
+/// (desired capacity kept) on each target, one call per instance as the
+/// API takes; the first failure stops the rest.
+async fn through_auto_scaling(
+    run: &Run<'_>,
+    p: &Pool<String>,
+    targets: &[String],
+    findings: &mut Findings,
+) -> Outcome {
+    let asg = &run.effects.auto_scaling;
+    for id in targets {
+        let result = match p.method {
+            Method::AsgSetUnhealthy => {
+                findings
+                    .aws(asg.set_unhealthy(id, p.respect_grace_period))
+                    .await
+            }
+            _ => findings.aws(asg.terminate_in_group(id)).await,
+        };
+        match result {
+            Ok(request) => findings.request(request),
+            Err(e) => return failed(&e),
+        }
+    }
+    run.done()
 }
 
 /// The reason code of each of `ids`, where the load balancer gave one.
