@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use chrono::{Duration as ChronoDuration, Utc};
 use serde_json::Value;
 
