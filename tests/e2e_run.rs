@@ -570,14 +570,7 @@ async fn reboots_the_instance_and_notifies() {
     let world = World::new("reboot").await;
     let fleet = world.aws.create_fleet("solo", 1, &[]).await;
     let id = fleet.instance_ids[0].clone();
-    let alarm = AlarmDef::new(
-        &format!("{id}-system-check"),
-        "AWS/EC2",
-        "StatusCheckFailed_System",
-        &[("InstanceId", &id)],
-    )
-    .notifying(&world.pipeline.topic_arn);
-    world.aws.put_metric_alarm(&alarm, "ALARM").await;
+    let alarm = world.system_check_alarm(&id, "ALARM").await;
     let rule = format!(
         r#"
 [[rule]]

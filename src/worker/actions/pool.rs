@@ -242,6 +242,13 @@ pub(super) async fn remediate(run: &Run<'_>, p: &Pool<String>, findings: &mut Fi
     // The Auto Scaling methods ask the groups first: an instance in no
     // group, not InService, or in a group that would not replace it is
     // refused (the call would be a no-op that looks like success).
+    // The pool guards come before the Auto Scaling reads: a pool that
+    // may not be acted on at all needs no group looked up.
+    if p.method.through_auto_scaling() {
+        if let Some(trip) = blast_radius::pool_trip(&members, &radius) {
+            return Outcome::suppressed(trip);
+        }
+    }
     let refused = if p.method.through_auto_scaling() {
         match auto_scaling_refusals(run, &bad, findings).await {
             Ok(r) => r,
