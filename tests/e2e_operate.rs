@@ -8,7 +8,7 @@ mod support;
 use chrono::{Duration as ChronoDuration, Utc};
 use serde_json::Value;
 
-use support::{http_get, AlarmDef, Reflex, World, WAIT};
+use support::{http_get, sample, AlarmDef, Reflex, World, WAIT};
 
 fn notify_rule(subject: &str) -> String {
     format!(
@@ -42,15 +42,6 @@ async fn fire(aws: &support::Aws, topic_arn: &str, notify_url: &str, note: Value
         .await
         .expect("delete the notification");
     envelope["Subject"].as_str().expect("a subject").to_string()
-}
-
-/// The value of the first sample line starting with `prefix`.
-fn sample(metrics: &str, prefix: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 #[tokio::test]
