@@ -13,24 +13,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::events::StoreCallFinished;
+use super::events::{StoreCallFinished, StoreCallResult};
 use crate::state::{
     ClaimRequest, Claimed, Completion, CooldownStart, Lease, RateLimited, RateTake, Snapshot,
     StateStore, StoreError, TargetLease,
 };
-
-/// How one store call ended, as counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreCallResult {
-    Ok,
-    /// The store answered, and the answer was "someone else": `busy`,
-    /// `done`, `taken_over` (a claim), `held` (a target lease), `lost` (a
-    /// lease no longer ours).
-    Conflict(&'static str),
-    /// The store did not answer usefully: `unavailable`, `locked`,
-    /// `permanent`.
-    Error(&'static str),
-}
 
 impl StoreCallResult {
     fn of_error(e: &StoreError) -> StoreCallResult {
