@@ -430,6 +430,9 @@ async fn under_claim(
             return store_failed(&e);
         }
     };
+    // The span in which this replica alone may act on the target (the
+    // replica tests line these up across processes).
+    tracing::debug!(target_lease = %target, owner = %worker.owner, "Target lease acquired.");
     // Both leases are renewed well before they run out, until the action
     // is over. A renewal that finds the lease lost is logged: the action
     // still finishes (it is never cancelled half-way), and the completion
@@ -486,6 +489,7 @@ async fn under_claim(
         // failed-but-applied call already terminated or stopped.
         release(&**state, &claim).await;
     }
+    tracing::debug!(target_lease = %target, owner = %worker.owner, "Target lease released.");
     release(&**state, &target_lease).await;
     outcome
 }
