@@ -61,15 +61,7 @@ async fn rule_edits_reload_live_and_metrics_are_served() {
         .spawn();
     let rule_file = reflex.rules_dir().join("oncall.toml");
 
-    let served = reflex
-        .wait_for_event(WAIT, "the metrics listener is up", |e| {
-            e["message"] == "Serving /metrics, /healthz and /readyz."
-        })
-        .await;
-    let addr = served["address"]
-        .as_str()
-        .expect("the bound address is logged")
-        .to_string();
+    let addr = reflex.metrics_address().await;
 
     // Each alarm is a new transition, a minute apart; one notification each.
     let start = Utc::now() - ChronoDuration::minutes(10);

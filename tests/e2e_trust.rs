@@ -175,6 +175,22 @@ async fn forged_altered_and_unsigned_messages_are_dead_lettered_and_move_nothing
         .recorded_actions("DescribeInstanceHealth")
         .is_empty());
     assert!(action_events(&reflex, "terminate_out_of_service").is_empty());
+    // Counted by code, and on the audit trail.
+    for (code, n) in [("bad_signature", 3.0), ("unsigned_refused", 2.0)] {
+        let series = format!("reflex_messages_dead_lettered_total{{code=\"{code}\"}}");
+        assert_eq!(reflex.metric(&series).await, Some(n), "{series}");
+        let audited = reflex
+            .stdout()
+            .lines()
+            .filter(|l| l.contains(&format!("\"{code}\"")))
+            .count();
+        assert_eq!(
+            audited as f64,
+            n,
+            "audit records with {code}:\n{}",
+            reflex.stdout()
+        );
+    }
     reflex.shutdown_cleanly().await;
 }
 

@@ -6,12 +6,15 @@
 //!
 //! - [`actions`]: running one planned action through its guards, one
 //!   module per action family.
+//! - [`deleter`]: finished messages deleted in batches
+//!   (`DeleteMessageBatch`), each with its own result.
 //! - [`trust`]: the gate every decoded message passes: the trust policy,
 //!   and SNS signatures checked against cached certificates.
 //! - This module: the receive loop, heartbeats, per-message handling and
 //!   shutdown.
 
 pub mod actions;
+pub mod deleter;
 pub mod trust;
 
 use std::collections::BTreeMap;
@@ -215,6 +218,8 @@ pub struct Worker {
     /// it no certificate source (every SNS signature is refused); the
     /// daemon and the test worker set one with [`Worker::with_signing_certs`].
     pub trust: Arc<TrustGate>,
+    /// Deletes finished messages, batching those that finish together.
+    pub deleter: Arc<deleter::BatchDeleter>,
 }
 
 impl Worker {
@@ -227,6 +232,10 @@ impl Worker {
         settings: Settings,
     ) -> Worker {
         let dry = live.dry_run();
+        let deleter = Arc::new(deleter::BatchDeleter::new(
+            Arc::clone(&queue),
+            deleter::LINGER,
+        ));
         let trust = Arc::new(TrustGate::new(
             settings.trust.clone(),
             Arc::new(NoSigningCerts),
@@ -245,6 +254,7 @@ impl Worker {
             process_started: Instant::now(),
             receives: Arc::default(),
             trust,
+            deleter,
         }
     }
 
@@ -500,7 +510,7 @@ impl Worker {
     pub async fn dispose(&self, msg: &QueueMessage, handled: &MessageOutcome) {
         let receipt = &msg.receipt_handle;
         match &handled.disposition {
-            Disposition::Ack => match self.queue.delete(receipt).await {
+            Disposition::Ack => match self.deleter.delete(receipt).await {
                 Ok(()) => MessageDeleted.emit(),
                 // The message comes back; its finished actions are
                 // remembered, so it will not act twice.
@@ -529,7 +539,7 @@ impl Worker {
                             dlq_message_id: &dlq_message_id,
                         }
                         .emit();
-                        match self.queue.delete(receipt).await {
+                        match self.deleter.delete(receipt).await {
                             Ok(()) => MessageDeleted.emit(),
                             Err(error) => {
                                 error!(%error, "DeleteMessage failed after dead-lettering; the message will be redelivered.")

@@ -457,6 +457,28 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+impl Reflex {
+    /// The address `/metrics` is served on, once the daemon says so.
+    pub async fn metrics_address(&self) -> String {
+        let served = self
+            .wait_for_event(super::WAIT, "the metrics listener is up", |e| {
+                e["message"] == "Serving /metrics, /healthz and /readyz."
+            })
+            .await;
+        served["address"]
+            .as_str()
+            .expect("the bound address is logged")
+            .to_string()
+    }
+
+    /// The value of one metric line (`name{labels}`) on `/metrics`, if any.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let (status, body) = http_get(&self.metrics_address().await, "/metrics");
+        assert_eq!(status, 200, "{body}");
+        sample(&body, &format!("{series} "))
+    }
+}
+
 /// The value of the first sample of a Prometheus text whose line starts
 /// with `prefix` (a metric name with its labels).
 pub fn sample(metrics: &str, prefix: &str) -> Option<f64> {
