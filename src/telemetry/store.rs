@@ -162,6 +162,19 @@ impl StateStore for CountedStore {
         out
     }
 
+    async fn spend_budget(
+        &self,
+        target: &str,
+        budget: crate::rules::Rate,
+        now: DateTime<Utc>,
+    ) -> Result<Result<u32, crate::state::BudgetExhausted>, StoreError> {
+        let started = Instant::now();
+        let out = self.inner.spend_budget(target, budget, now).await;
+        // An exhausted budget is a guard, counted with the actions.
+        report("spend_budget", started, StoreCallResult::of(&out));
+        out
+    }
+
     async fn lease_target(
         &self,
         target: &str,

@@ -95,6 +95,10 @@ pub struct Settings {
     pub instance_changes: Rate,
     /// How long a handled transition is remembered (`limits.dedup_window`).
     pub dedup_window: Duration,
+    /// At most this many remediation attempts per target within the
+    /// period, across all rules (`limits.remediation_budget`); `None`: no
+    /// budget.
+    pub remediation_budget: Option<Rate>,
     /// How long a claim or target lease holds without a heartbeat
     /// (`state.lease`).
     pub lease: Duration,
@@ -157,6 +161,7 @@ impl Settings {
         },
         instance_changes: defaults::INSTANCE_CHANGES,
         dedup_window: defaults::DEDUP_WINDOW,
+        remediation_budget: None,
         lease: crate::state::config::DEFAULT_LEASE,
     };
 }
