@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use reflex::rules::Rate;
 use reflex::state::{
-    ClaimRequest, Claimed, Completion, CooldownStart, Lease, RateLimited, RateTake, Snapshot,
-    StateStore, StoreError, TargetLease,
+    BudgetExhausted, ClaimRequest, Claimed, Completion, CooldownStart, Lease, RateLimited,
+    RateTake, Snapshot, StateStore, StoreError, TargetLease,
 };
 use reflex::testing::worker::{at, START};
 use reflex::testing::{AlarmBody, TestWorker};
@@ -126,6 +127,14 @@ impl StateStore for Timed {
         now: DateTime<Utc>,
     ) -> Result<Result<(), RateLimited>, StoreError> {
         timed!(self, self.inner.take(takes, fence, now))
+    }
+    async fn spend_budget(
+        &self,
+        target: &str,
+        budget: Rate,
+        now: DateTime<Utc>,
+    ) -> Result<Result<u32, BudgetExhausted>, StoreError> {
+        timed!(self, self.inner.spend_budget(target, budget, now))
     }
     async fn lease_target(
         &self,
