@@ -79,7 +79,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reflex", required=True)
     ap.add_argument("--keep", action="store_true", help="leave moto running")
+    ap.add_argument("--replicas", type=int, default=0,
+                    help="run N reflex processes sharing a DynamoDB state table, under a storm of duplicate deliveries")
     args = ap.parse_args()
+    if args.replicas:
+        return replicas_demo(args)
 
     work = tempfile.mkdtemp(prefix="reflex-demo-")
     port = free_port()
@@ -301,6 +305,279 @@ def main():
             moto.wait(timeout=10)
             shutil.rmtree(work, ignore_errors=True)
             print("cleaned up: moto stopped, temporary files removed")
+
+
+SINGLE_THREADED_MOTO = """import sys
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+app = DomainDispatcherApplication(create_backend_app)
+run_simple(sys.argv[1], int(sys.argv[2]), app, threaded=False, request_handler=MotoRequestHandler)
+"""
+
+REPLACE_RULE = """\
+[[rule]]
+name = "replace-failed-instance"
+description = "Terminate an instance whose system status check fails; the ASG replaces it."
+
+[rule.match]
+namespace = "AWS/EC2"
+metric_name = "StatusCheckFailed_System"
+new_state = "ALARM"
+dimensions.InstanceId = { exists = true }
+
+[[rule.actions]]
+type = "terminate_instance"
+require_tag = { key = "reflex:managed", value = "true" }
+min_instance_age = "0s"
+
+[[rule.actions]]
+type = "notify"
+topic_arn = "arn:aws:sns:us-east-1:123456789012:reflex-demo-notifications"
+subject = "reflex replaced {{ instance_id }}"
+message = "reflex terminated {{ instance_id }} because {{ alarm.name }} is {{ alarm.new_state }}."
+"""
+
+
+def wait_port(port, proc, log, what):
+    deadline = time.time() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                sys.exit(f"{what} did not start; see {log}")
+            time.sleep(0.2)
+
+
+def replicas_demo(args):
+    """N reflex processes on one queue, sharing their state in DynamoDB."""
+    n = args.replicas
+    total = 8
+    work = tempfile.mkdtemp(prefix="reflex-demo-replicas-")
+    port, ddb_port = free_port(), free_port()
+    endpoint, ddb_endpoint = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ddb_port}"
+    env = dict(os.environ)
+    env.update(
+        AWS_ENDPOINT_URL=endpoint,
+        # DynamoDB from a moto that serves one request at a time: moto's
+        # threaded DynamoDB is not atomic under concurrent conditional writes.
+        AWS_ENDPOINT_URL_DYNAMODB=ddb_endpoint,
+        AWS_REGION=REGION, AWS_DEFAULT_REGION=REGION,
+        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+    )
+    env.pop("AWS_PROFILE", None)
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_") and k != "AWS_ENDPOINT_URL_DYNAMODB"})
+    print(f"reflex demo: {n} replicas on one queue, sharing DynamoDB, under a storm of duplicate deliveries\n")
+    step(1, "Python tools ready in .venv (moto[server] 5.2.5)")
+    step(2, f"reflex built: {args.reflex}")
+
+    recording = os.path.join(work, "moto-recording")
+    moto_log = os.path.join(work, "moto.log")
+    moto = subprocess.Popen(
+        [".venv/bin/moto_server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=open(moto_log, "w"), stderr=subprocess.STDOUT,
+        env=dict(env, MOTO_RECORDER_FILEPATH=recording),
+    )
+    ddb_log = os.path.join(work, "moto-dynamodb.log")
+    ddb = subprocess.Popen(
+        [".venv/bin/python", "-c", SINGLE_THREADED_MOTO, "127.0.0.1", str(ddb_port)],
+        stdout=open(ddb_log, "w"), stderr=subprocess.STDOUT,
+    )
+    replicas = []
+    try:
+        wait_port(port, moto, moto_log, "moto")
+        wait_port(ddb_port, ddb, ddb_log, "moto (DynamoDB)")
+        step(3, f"moto listening on {endpoint}; DynamoDB on a single-threaded moto at {ddb_endpoint}")
+
+        c = lambda svc: boto3.client(svc, endpoint_url=endpoint, region_name=REGION)
+        sqs, sns, ec2, cw = c("sqs"), c("sns"), c("ec2"), c("cloudwatch")
+        dynamodb = boto3.client("dynamodb", endpoint_url=ddb_endpoint, region_name=REGION)
+        table = "reflex-demo-state"
+        dynamodb.create_table(
+            TableName=table, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        )
+        dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+
+        topic = sns.create_topic(Name="reflex-demo-alarms")["TopicArn"]
+        notify_topic = sns.create_topic(Name="reflex-demo-notifications")["TopicArn"]
+        dlq = sqs.create_queue(QueueName="reflex-demo-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        queue = sqs.create_queue(
+            QueueName="reflex-demo",
+            Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "10"})},
+        )["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+        notes = sqs.create_queue(QueueName="reflex-demo-notifications")["QueueUrl"]
+        notes_arn = sqs.get_queue_attributes(QueueUrl=notes, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=notify_topic, Protocol="sqs", Endpoint=notes_arn, Attributes={"RawMessageDelivery": "true"})
+        ami = ec2.describe_images()["Images"][0]["ImageId"]
+        ids = [
+            i["InstanceId"]
+            for i in ec2.run_instances(
+                ImageId=ami, MinCount=3, MaxCount=3, InstanceType="t3.micro",
+                TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                    {"Key": "Name", "Value": "web"}, {"Key": "reflex:managed", "Value": "true"}]}],
+            )["Instances"]
+        ]
+        victim = ids[0]
+        alarm = f"{victim}-system-check"
+        cw.put_metric_alarm(
+            AlarmName=alarm, Namespace="AWS/EC2", MetricName="StatusCheckFailed_System",
+            Dimensions=[{"Name": "InstanceId", "Value": victim}], Statistic="Maximum",
+            Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold",
+            AlarmActions=[topic],
+        )
+        cw.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="Threshold Crossed: 1 datapoint [1.0] >= 1.0")
+        rules_dir = os.path.join(work, "rules")
+        os.makedirs(rules_dir)
+        with open(os.path.join(rules_dir, "replace-failed-instance.toml"), "w") as f:
+            f.write(REPLACE_RULE)
+        step(4, f"created DynamoDB table '{table}', topic, queue + DLQ, 3 tagged instances, alarm '{alarm}' in ALARM")
+
+        for r in range(n):
+            metrics_port = free_port()
+            config = os.path.join(work, f"reflex-{r}.toml")
+            with open(config, "w") as f:
+                f.write(
+                    f'queue_url = "{queue}"\ndead_letter_queue_url = "{dlq}"\nrules_dir = "{rules_dir}"\n'
+                    f'trusted_topic_arns = ["{topic}"]\n[receive]\nwait = "1s"\nvisibility_timeout = "10s"\n'
+                    f'[retry]\nbase = "1s"\nmax = "2s"\n'
+                    f'[state]\nbackend = "dynamodb"\ntable = "{table}"\nlease = "10s"\n'
+                    f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+                )
+            log = os.path.join(work, f"reflex-{r}.log")
+            audit = os.path.join(work, f"reflex-{r}.audit.jsonl")
+            proc = subprocess.Popen(
+                [args.reflex, "--log-format", "json", "run", "--config", config],
+                stdout=open(audit, "w"), stderr=open(log, "w"), env=env,
+            )
+            replicas.append((proc, metrics_port, log, audit))
+        for proc, metrics_port, log, _ in replicas:
+            wait_port(metrics_port, proc, log, f"reflex (pid {proc.pid})")
+        step(5, f"{n} reflex processes started (pids {', '.join(str(p.pid) for p, *_ in replicas)}), one queue, one state table")
+
+        urllib_request(f"{endpoint}/moto-api/recorder/start-recording", post=True)
+        now = datetime.now(timezone.utc)
+        notification = {
+            "AlarmName": alarm, "AlarmDescription": None, "AWSAccountId": ACCOUNT,
+            "AlarmConfigurationUpdatedTimestamp": cloudwatch_time(now),
+            "NewStateValue": "ALARM", "NewStateReason": "Threshold Crossed: 1 datapoint [1.0] >= 1.0",
+            "StateChangeTime": cloudwatch_time(now), "Region": "US East (N. Virginia)",
+            "AlarmArn": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{alarm}", "OldStateValue": "OK",
+            "OKActions": [], "AlarmActions": [topic], "InsufficientDataActions": [],
+            "Trigger": {"MetricName": "StatusCheckFailed_System", "Namespace": "AWS/EC2", "StatisticType": "Statistic",
+                        "Statistic": "MAXIMUM", "Unit": None,
+                        "Dimensions": [{"value": victim, "name": "InstanceId"}], "Period": 60,
+                        "EvaluationPeriods": 1, "DatapointsToAlarm": 1,
+                        "ComparisonOperator": "GreaterThanOrEqualToThreshold", "Threshold": 1.0,
+                        "TreatMissingData": "missing", "EvaluateLowSampleCountPercentile": ""},
+        }
+        # The storm: SNS delivers the same transition many times (its
+        # at-least-once delivery, a retried publish, a second subscription).
+        for _ in range(total):
+            sns.publish(TopicArn=topic, Subject=f'ALARM: "{alarm}" in US East (N. Virginia)', Message=json.dumps(notification))
+        step(6, f"one alarm transition on {victim}, delivered {total} times at once")
+
+        def depth(url):
+            a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+            return int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
+
+        deadline = time.time() + 90
+        while depth(queue) and time.time() < deadline:
+            if any(p.poll() is not None for p, *_ in replicas):
+                break
+            time.sleep(0.25)
+        left = depth(queue)
+        if left:
+            for _, _, log, _ in replicas:
+                print(open(log).read()[-4000:])
+            sys.exit(f"FAILED: {left} message(s) still on the queue")
+        step(7, f"the queue drained: {total} deliveries handled by {n} replicas")
+
+        # Read back from AWS: the TerminateInstances calls moto served, the
+        # instances, the pages, the claim in DynamoDB.
+        calls = []
+        for line in open(recording):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            body = rec.get("body") or ""
+            if rec.get("body_encoded"):
+                import base64
+                body = base64.b64decode(body).decode("utf-8", "replace")
+            if "Action=TerminateInstances" in body and "DryRun=true" not in body:
+                calls.append(body)
+        states = {i["InstanceId"]: i["State"]["Name"] for r in ec2.describe_instances(InstanceIds=ids)["Reservations"] for i in r["Instances"]}
+        pages = []
+        while True:
+            got = sqs.receive_message(QueueUrl=notes, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+            if not got:
+                break
+            pages.extend(got)
+        claims = dynamodb.query(TableName=table, KeyConditionExpression="pk = :pk",
+                                ExpressionAttributeValues={":pk": {"S": "claim"}}, ConsistentRead=True)["Items"]
+
+        print()
+        step(8, "read back from AWS:")
+        print(f"  TerminateInstances calls (moto's request record): {len(calls)}")
+        for i in ids:
+            print(f"  {i}  {states[i]:<11}{'  <- its alarm fired' if i == victim else ''}")
+        print(f"  notifications on the on-call topic: {len(pages)}")
+        for c in claims:
+            print(f"  claim {c['sk']['S'].split('#', 1)[1]:<28} {c['st']['S']:<10} by {c['owner']['S']} -> {c.get('outcome', {}).get('S')}")
+
+        print("\nEach replica (its /metrics):")
+        import urllib.request
+        for r, (proc, metrics_port, _, audit) in enumerate(replicas):
+            scraped = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+            got = {"received": 0, "done": 0, "duplicate": 0, "busy": 0}
+            for line in scraped.splitlines():
+                if line.startswith("reflex_messages_received_total "):
+                    got["received"] = int(float(line.split()[-1]))
+                for outcome in ("done", "duplicate", "busy"):
+                    if line.startswith("reflex_actions_total{") and f'outcome="{outcome}"' in line:
+                        got[outcome] += int(float(line.split()[-1]))
+            print(f"  replica {r} (pid {proc.pid}): received {got['received']}, actions done {got['done']}, "
+                  f"duplicate {got['duplicate']}, busy (another replica held it) {got['busy']}")
+
+        ok = len(calls) == 1 and states[victim] == "terminated" and len(pages) == 1 and \
+            all(states[i] == "running" for i in ids if i != victim)
+        if not ok:
+            sys.exit("FAILED: expected exactly one TerminateInstances, one terminated instance and one page")
+        print(f"\nexactly one action: {total} deliveries, {n} replicas, 1 TerminateInstances, 1 page")
+    finally:
+        for proc, *_ in replicas:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc, *_ in replicas:
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if replicas:
+            print(f"reflex replicas stopped on SIGTERM (exit {', '.join(str(p.returncode) for p, *_ in replicas)})")
+        if args.keep:
+            print(f"\nmoto is still running at {endpoint} (pid {moto.pid}), DynamoDB at {ddb_endpoint} (pid {ddb.pid})")
+            print(f"logs: {work}")
+        else:
+            for p in (moto, ddb):
+                p.terminate()
+                p.wait(timeout=10)
+            shutil.rmtree(work, ignore_errors=True)
+            print("cleaned up: moto stopped, temporary files removed")
+
+
+def urllib_request(url, post=False):
+    import urllib.request
+    req = urllib.request.Request(url, data=b"" if post else None, method="POST" if post else "GET")
+    return urllib.request.urlopen(req, timeout=5).read()
 
 
 if __name__ == "__main__":

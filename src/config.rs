@@ -177,6 +177,11 @@ pub struct GlobalLimitsSpec {
     /// How long a processed alarm transition is remembered, so a redelivery
     /// does not act twice. Default `"6h"`.
     pub dedup_window: Option<Spanned<String>>,
+    /// At most this many remediation attempts on one target (a load
+    /// balancer, a target group, an instance) within the period, across
+    /// all rules, e.g. `"3/24h"`. Once spent, reflex does not act on that
+    /// target and escalates. Default: none.
+    pub remediation_budget: Option<Spanned<String>>,
 }
 
 /// The checked configuration.
@@ -199,6 +204,7 @@ pub struct Config {
     pub retry_max: Duration,
     pub instance_changes: Rate,
     pub dedup_window: Duration,
+    pub remediation_budget: Option<Rate>,
     pub audit: AuditTarget,
     /// `None`: no HTTP listener.
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -418,6 +424,11 @@ impl Config {
             }),
             None => defaults::INSTANCE_CHANGES,
         };
+        let remediation_budget = spec.limits.remediation_budget.as_ref().and_then(|r| {
+            Rate::parse(r.get_ref())
+                .map_err(|e| errors.push(file.error(Some(r.span()), e)))
+                .ok()
+        });
         let bad = |errors: &mut Vec<SourceError>, v: &Option<Spanned<String>>, msg: &str| {
             errors.push(file.error(v.as_ref().map(Spanned::span), msg.to_string()));
         };
@@ -536,6 +547,7 @@ impl Config {
             retry_max,
             instance_changes,
             dedup_window,
+            remediation_budget,
             audit,
             metrics_listen,
             cloudwatch_interval,
@@ -562,6 +574,7 @@ impl From<&Config> for Settings {
             },
             instance_changes: c.instance_changes,
             dedup_window: c.dedup_window,
+            remediation_budget: c.remediation_budget,
             lease: c.state.lease,
         }
     }
@@ -943,6 +956,23 @@ mod tests {
         let e = load("").unwrap_err();
         assert_eq!(e.len(), 2, "{e:?}");
     }
+
+    #[test]
+    fn a_bad_remediation_budget_is_located() {
+        let base = "queue_url = \"q\"\ndead_letter_queue_url = \"d\"\n";
+        let c = load(base).expect("loads");
+        assert_eq!(c.remediation_budget, None, "no budget by default");
+        let errors = load(&format!(
+            "{base}[limits]\nremediation_budget = \"three a day\"\n"
+        ))
+        .expect_err("refused");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("reflex.toml:4:") && e.contains("invalid rate")),
+            "{errors:?}"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -957,5 +987,6 @@ mod example_tests {
         assert_eq!(c.trust.trusted_topic_arns.len(), 1);
         assert_eq!(c.dedup_window, Duration::from_secs(6 * 3600));
         assert_eq!(c.retry_max, Duration::from_secs(900));
+        assert_eq!(c.remediation_budget, Rate::parse("3/24h").ok());
     }
 }

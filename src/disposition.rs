@@ -156,6 +156,7 @@ mod tests {
             waited_us: 0,
             escalation_message_id: None,
             taken_over_from: None,
+            budget: None,
         }
     }
 

@@ -103,6 +103,20 @@ pub struct ActionReport {
     /// mid-action (the action re-read its target before acting again).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub taken_over_from: Option<String>,
+    /// The target's remediation budget after this action spent an attempt
+    /// of it (`[limits] remediation_budget`; none when unset, or nothing
+    /// was attempted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetUse>,
+}
+
+/// How much of a target's remediation budget is spent: `used` attempts
+/// of `limit` within `window_s` seconds, this one included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct BudgetUse {
+    pub used: u32,
+    pub limit: u32,
+    pub window_s: u64,
 }
 
 impl ActionReport {

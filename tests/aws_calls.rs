@@ -144,6 +144,14 @@ async fn every_operation_reflex_calls_is_counted() {
     expect_err("receive", queue.receive(1, wait, wait).await.is_err());
     expect_err("delete", queue.delete("rh").await.is_err());
     expect_err(
+        "delete_batch",
+        queue
+            .delete_batch(&["rh1".into(), "rh2".into()])
+            .await
+            .iter()
+            .all(Result::is_err),
+    );
+    expect_err(
         "change_visibility",
         queue.change_visibility("rh", wait).await.is_err(),
     );
@@ -205,14 +213,14 @@ async fn every_operation_reflex_calls_is_counted() {
             .await
             .is_err(),
     );
-    assert_eq!(failed.len(), 21, "{failed:?}");
+    assert_eq!(failed.len(), 22, "{failed:?}");
 
     let after = reflex::telemetry::metrics().encode();
     let wrapped = wrapped_operations();
     let distinct: BTreeSet<&(String, String)> = wrapped.iter().collect();
     assert_eq!(
         distinct.len(),
-        21,
+        22,
         "src/aws/sdk.rs calls operations this test does not run; add them above: {distinct:?}"
     );
     for (service, operation) in distinct {

@@ -697,3 +697,48 @@ fn run_reports_a_start_up_failure_once() {
         "{text}"
     );
 }
+
+/// With `--config`, explain shows the remediation budget and the targets
+/// of the matched actions it counts against.
+#[test]
+fn explain_shows_the_remediation_budget_from_the_config() {
+    let path = fixture("sns/elb-unhealthy-hosts.json");
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reflex.example.toml");
+    let out = reflex(&[
+        "explain",
+        "--json",
+        "--now",
+        "event",
+        "--rules",
+        "rules",
+        "--config",
+        path_str(&config),
+        path_str(&path),
+    ]);
+    assert_eq!(code(&out), 0, "{}", describe(&out));
+    let v = one_json(&out);
+    let budget = &v["remediation_budget"];
+    assert_eq!(budget["budget"], "3/day", "{v}");
+    let targets: Vec<&str> = budget["targets"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(targets.iter().any(|t| t.starts_with("elb:")), "{budget}");
+
+    let out = reflex(&[
+        "explain",
+        "--now",
+        "event",
+        "--rules",
+        "rules",
+        "--config",
+        path_str(&config),
+        path_str(&path),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("remediation budget: 3/day per target"),
+        "{text}"
+    );
+    assert!(text.contains("counts against elb:"), "{text}");
+}

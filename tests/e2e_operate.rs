@@ -5,13 +5,10 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::time::Duration;
-
 use chrono::{Duration as ChronoDuration, Utc};
 use serde_json::Value;
 
-use support::{AlarmDef, Reflex, World, WAIT};
+use support::{http_get, sample, AlarmDef, Reflex, World, WAIT};
 
 fn notify_rule(subject: &str) -> String {
     format!(
@@ -28,34 +25,6 @@ subject = "{subject}"
 message = "{{{{ alarm.name }}}} is {{{{ alarm.new_state }}}}"
 "#
     )
-}
-
-/// A plain HTTP/1.1 GET on loopback: (status, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream =
-        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("set a read timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send the request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("read the response");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// Publishes an alarm notification and returns the Subject of the one
@@ -75,15 +44,6 @@ async fn fire(aws: &support::Aws, topic_arn: &str, notify_url: &str, note: Value
     envelope["Subject"].as_str().expect("a subject").to_string()
 }
 
-/// The value of the first sample line starting with `prefix`.
-fn sample(metrics: &str, prefix: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[tokio::test]
 async fn rule_edits_reload_live_and_metrics_are_served() {
     let world = World::new("operate").await;
@@ -101,15 +61,7 @@ async fn rule_edits_reload_live_and_metrics_are_served() {
         .spawn();
     let rule_file = reflex.rules_dir().join("oncall.toml");
 
-    let served = reflex
-        .wait_for_event(WAIT, "the metrics listener is up", |e| {
-            e["message"] == "Serving /metrics, /healthz and /readyz."
-        })
-        .await;
-    let addr = served["address"]
-        .as_str()
-        .expect("the bound address is logged")
-        .to_string();
+    let addr = reflex.metrics_address().await;
 
     // Each alarm is a new transition, a minute apart; one notification each.
     let start = Utc::now() - ChronoDuration::minutes(10);

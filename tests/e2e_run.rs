@@ -574,14 +574,7 @@ async fn reboots_the_instance_and_notifies() {
     let world = World::new("reboot").await;
     let fleet = world.aws.create_fleet("solo", 1, &[]).await;
     let id = fleet.instance_ids[0].clone();
-    let alarm = AlarmDef::new(
-        &format!("{id}-system-check"),
-        "AWS/EC2",
-        "StatusCheckFailed_System",
-        &[("InstanceId", &id)],
-    )
-    .notifying(&world.pipeline.topic_arn);
-    world.aws.put_metric_alarm(&alarm, "ALARM").await;
+    let alarm = world.system_check_alarm(&id, "ALARM").await;
     let rule = format!(
         r#"
 [[rule]]
@@ -748,5 +741,70 @@ async fn global_instance_change_limit_spans_rules_and_load_balancers() {
         .filter(|e| e["guard"] == "global_rate")
         .collect();
     assert_eq!(guards.len(), 1, "{:#?}", reflex.events());
+    reflex.shutdown_cleanly().await;
+}
+
+// Draining: messages of one receive that finish together are deleted with
+// one DeleteMessageBatch, not one DeleteMessage each; none is lost.
+#[tokio::test]
+async fn finished_messages_are_deleted_in_batches() {
+    let world = World::new("batch").await;
+    let alarm = AlarmDef::elb_unhealthy_hosts("web-unhealthy-hosts", "web")
+        .notifying(&world.pipeline.topic_arn);
+    // Ten distinct transitions that no rule matches (OK), queued before
+    // reflex starts so that one receive takes them all.
+    let start = Utc::now() - chrono::Duration::minutes(5);
+    for n in 0..10 {
+        world
+            .publish(&alarm.notification_at("OK", "ALARM", start + chrono::Duration::seconds(n)))
+            .await;
+    }
+    let (aws, url) = (&world.aws, &world.pipeline.queue_url);
+    support::wait_until(WAIT, "ten messages are queued", || async move {
+        aws.queue_depth(url).await == 10
+    })
+    .await;
+    world.moto.start_recording();
+    let reflex = world
+        .reflex()
+        .rule("elb.toml", &terminate_rule("", "", ""))
+        .spawn();
+    world.drained(&reflex).await;
+    world.assert_dlq_empty().await;
+    let handled = reflex.events_with_message("Message handled.").len();
+    assert_eq!(handled, 10, "every message handled once");
+    // reflex's own count of its SQS calls, by operation.
+    let (status, metrics) = support::http_get(&reflex.metrics_address().await, "/metrics");
+    assert_eq!(status, 200);
+    let calls = |operation: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("reflex_aws_calls_total{"))
+            .filter(|l| l.contains(&format!("operation=\"{operation}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+            + 0.0
+    };
+    let (batches, singles) = (calls("DeleteMessageBatch"), calls("DeleteMessage"));
+    println!("10 messages: {batches} DeleteMessageBatch, {singles} DeleteMessage");
+    assert!(
+        batches >= 1.0,
+        "no DeleteMessageBatch: {batches} batches, {singles} singles"
+    );
+    assert!(
+        batches + singles < 10.0,
+        "{batches} batches and {singles} single deletes for 10 messages"
+    );
+    // moto saw the batches too (SQS speaks JSON: the batch carries Entries).
+    let seen = world
+        .moto
+        .recorded_requests()
+        .into_iter()
+        .filter(|r| r.body.contains("\"Entries\"") && r.body.contains("ReceiptHandle"))
+        .count();
+    assert_eq!(
+        seen as f64, batches,
+        "moto's recorder and reflex's count agree"
+    );
     reflex.shutdown_cleanly().await;
 }

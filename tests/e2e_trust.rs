@@ -11,9 +11,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use support::{
-    action_events, attribute, envelope, terminate_rule, AlarmDef, World, ACCOUNT_ID, WAIT,
-};
+use support::{action_events, attribute, envelope, terminate_rule, World, ACCOUNT_ID, WAIT};
 
 /// A genuine delivery: published through moto's SNS, which signs it
 /// (version 2, leaving Subject out — the logged emulator leniency).
@@ -29,12 +27,7 @@ async fn a_genuine_delivery_is_verified_and_acted_on() {
         .spawn();
 
     world.publish(&alarm.notification("ALARM", "OK")).await;
-    let (aws, id) = (&world.aws, &victim);
-    reflex
-        .wait_until(WAIT, "the OutOfService instance is terminated", || async move {
-            aws.instance_states(std::slice::from_ref(id)).await[id] == "terminated"
-        })
-        .await;
+    world.wait_terminated(&reflex, &victim).await;
     world.drained(&reflex).await;
     world.assert_dlq_empty().await;
     let lenient = logged(&reflex, "Accepted an SNS signature that leaves Subject out");
@@ -182,6 +175,22 @@ async fn forged_altered_and_unsigned_messages_are_dead_lettered_and_move_nothing
         .recorded_actions("DescribeInstanceHealth")
         .is_empty());
     assert!(action_events(&reflex, "terminate_out_of_service").is_empty());
+    // Counted by code, and on the audit trail.
+    for (code, n) in [("bad_signature", 3.0), ("unsigned_refused", 2.0)] {
+        let series = format!("reflex_messages_dead_lettered_total{{code=\"{code}\"}}");
+        assert_eq!(reflex.metric(&series).await, Some(n), "{series}");
+        let audited = reflex
+            .stdout()
+            .lines()
+            .filter(|l| l.contains(&format!("\"{code}\"")))
+            .count();
+        assert_eq!(
+            audited as f64,
+            n,
+            "audit records with {code}:\n{}",
+            reflex.stdout()
+        );
+    }
     reflex.shutdown_cleanly().await;
 }
 
@@ -199,12 +208,7 @@ async fn raw_delivery_is_accepted_only_with_the_opt_in() {
         .spawn();
 
     send(&world, &alarm.notification("ALARM", "OK").to_string()).await;
-    let (aws, id) = (&world.aws, &victim);
-    reflex
-        .wait_until(WAIT, "the raw alarm is acted on", || async move {
-            aws.instance_states(std::slice::from_ref(id)).await[id] == "terminated"
-        })
-        .await;
+    world.wait_terminated(&reflex, &victim).await;
     world.drained(&reflex).await;
     world.assert_dlq_empty().await;
     let warned = logged(&reflex, "trust.accept_raw is on");
@@ -217,15 +221,8 @@ async fn a_reboot_whose_alarm_is_ok_again_does_not_reboot() {
     let world = World::new("trust-reboot").await;
     let fleet = world.aws.create_fleet("solo", 1, &[]).await;
     let id = fleet.instance_ids[0].clone();
-    let alarm = AlarmDef::new(
-        &format!("{id}-system-check"),
-        "AWS/EC2",
-        "StatusCheckFailed_System",
-        &[("InstanceId", &id)],
-    )
-    .notifying(&world.pipeline.topic_arn);
     // By the time the message arrives, CloudWatch says OK.
-    world.aws.put_metric_alarm(&alarm, "OK").await;
+    let alarm = world.system_check_alarm(&id, "OK").await;
     let rule = r#"
 [[rule]]
 name = "ec2-reboot-on-system-check"

@@ -454,7 +454,56 @@ async fn target_leases(s: Store) {
     s.release(&c).await.expect("release");
 }
 
+/// The remediation budget: N attempts per target in a sliding window,
+/// shared by every caller, refused (nothing recorded) once spent, and
+/// racing spenders never overspend it.
+async fn remediation_budgets(s: Store) {
+    let budget = rate("3/24h");
+    for (i, at) in [0, 60, 120].into_iter().enumerate() {
+        let used = s.spend_budget("elb:web", budget, t(at)).await;
+        assert_eq!(used, Ok(Ok(i as u32 + 1)), "attempt {i}");
+    }
+    match s.spend_budget("elb:web", budget, t(3600)).await {
+        Ok(Err(e)) => {
+            assert_eq!(e.used, 3);
+            assert_eq!(e.target, "elb:web");
+            // The first attempt (at 0) leaves the window at 24h.
+            assert_eq!(e.retry_after, Duration::from_secs(86_400 - 3600));
+        }
+        other => panic!("the fourth attempt in a day is refused, got {other:?}"),
+    }
+    // Another target has its own budget.
+    assert_eq!(s.spend_budget("elb:api", budget, t(3600)).await, Ok(Ok(1)));
+    // Once the first attempt is a day old, one more is allowed, not two.
+    assert_eq!(
+        s.spend_budget("elb:web", budget, t(86_400)).await,
+        Ok(Ok(3))
+    );
+    assert!(matches!(
+        s.spend_budget("elb:web", budget, t(86_401)).await,
+        Ok(Err(_))
+    ));
+    // Racing spenders: exactly the budget is granted.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            s.spend_budget("tg:race", rate("3/1h"), t(0)).await
+        }));
+    }
+    let mut granted = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(Ok(_)) => granted += 1,
+            Ok(Err(e)) => assert_eq!(e.used, 3),
+            Err(e) => panic!("a racing spend failed: {e}"),
+        }
+    }
+    assert_eq!(granted, 3, "racing spenders never overspend");
+}
+
 async fn all_cases(make: impl Fn(&str) -> Store) {
+    remediation_budgets(make("budgets")).await;
     racing_claimers_exactly_one_wins(make("racing")).await;
     lease_expiry_and_takeover(make("takeover")).await;
     release_after_a_transient_failure(make("release")).await;
@@ -493,6 +542,7 @@ async fn dynamodb_backend_conforms() {
         "gcra",
         "cooldowns",
         "targets",
+        "budgets",
     ] {
         let table = format!("reflex-state-{name}");
         let client = moto.create_state_table(&table).await;

@@ -590,3 +590,130 @@ async fn a_store_outage_fails_closed_and_the_retry_acts_once() {
     assert_eq!(again.reports[0].outcome, Outcome::Duplicate);
     assert_eq!(h.terminated().len(), 1);
 }
+
+/// The transition of `web-unhealthy` at 16:30:`second`, signed.
+fn web_alarm_at(second: u32, id: &str) -> String {
+    AlarmBody::new("web-unhealthy")
+        .changed_at(&format!("2026-01-12T16:30:{second:02}.000+0000"))
+        .sns(TOPIC, id)
+}
+
+#[tokio::test]
+async fn the_remediation_budget_stops_a_loop_on_one_target_and_escalates() {
+    let mut s = settings();
+    s.remediation_budget = Some(Rate::parse("2/24h").unwrap());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trail = dir.path().join("audit.jsonl");
+    let sink = reflex::audit::FileSink::open(&trail).expect("audit file");
+    let h = TestWorker::builder(&oos_rule(1, 50, 1, ""))
+        .settings(s)
+        .audit(Arc::new(sink))
+        .build();
+    h.fleet(8, 3);
+    for (i, second) in [40, 45].into_iter().enumerate() {
+        let handled = h
+            .deliver(&web_alarm_at(second, &format!("m{i}")), "sqs")
+            .await;
+        let r = &handled.reports[0];
+        assert_eq!(r.outcome, Outcome::Done, "attempt {i}: {r:?}");
+        let budget = r.budget.expect("the budget is reported");
+        assert_eq!((budget.used, budget.limit), (i as u32 + 1, 2));
+        assert_eq!(budget.window_s, 86_400);
+    }
+    assert_eq!(h.terminated().len(), 2);
+    let published_before = h.aws.state().published.len();
+
+    // The third transition on the same ELB: the budget is spent.
+    let handled = h.deliver(&web_alarm_at(50, "m3"), "sqs-3").await;
+    assert_eq!(suppressed_by(&handled), Some(Guard::Budget));
+    let r = &handled.reports[0];
+    let Outcome::Suppressed {
+        numbers, detail, ..
+    } = &r.outcome
+    else {
+        panic!("{r:?}")
+    };
+    assert_eq!(numbers.get("used"), Some(&2));
+    assert_eq!(numbers.get("budget_count"), Some(&2));
+    assert!(detail.contains("elb:web"), "{detail}");
+    assert_eq!(h.terminated().len(), 2, "nothing more was terminated");
+    assert_eq!(handled.disposition, Disposition::Ack);
+    // The escalation says the budget is spent and a person is needed.
+    let published = h.aws.state().published.clone();
+    assert_eq!(published.len(), published_before + 1, "{published:?}");
+    let (topic, _, message) = published.last().expect("the escalation");
+    assert_eq!(topic, "arn:aws:sns:us-east-1:123456789012:oncall");
+    assert!(message.contains("budget"), "{message}");
+    assert!(message.contains("a person must look at it"), "{message}");
+    // The audit trail has the budget on every attempt and on the refusal.
+    let text = std::fs::read_to_string(&trail).expect("audit trail");
+    let budgets: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["kind"] == "terminate_out_of_service")
+        .map(|r| r["budget"].clone())
+        .collect();
+    assert_eq!(budgets.len(), 3, "{text}");
+    let used: Vec<i64> = budgets.iter().filter_map(|b| b["used"].as_i64()).collect();
+    assert_eq!(used, vec![1, 2, 2], "{text}");
+    assert!(text.contains("\"guard\":\"budget\""), "{text}");
+}
+
+#[tokio::test]
+async fn the_remediation_budget_is_shared_by_every_rule_on_a_target() {
+    let rules = r#"
+[[rule]]
+name = "first"
+[rule.match]
+alarm_name = "web-unhealthy"
+dimensions.LoadBalancerName = { exists = true }
+[[rule.actions]]
+type = "terminate_out_of_service"
+max_percent = 50
+min_in_service = 1
+require_tag = { key = "reflex:managed", value = "true" }
+
+[[rule]]
+name = "second"
+[rule.match]
+alarm_name = "web-unhealthy"
+dimensions.LoadBalancerName = { exists = true }
+[[rule.actions]]
+type = "deregister_out_of_service"
+max_percent = 50
+min_in_service = 1
+require_tag = { key = "reflex:managed", value = "true" }
+"#;
+    let mut s = settings();
+    s.remediation_budget = Some(Rate::parse("1/24h").unwrap());
+    let h = harness(rules, s);
+    h.fleet(8, 3);
+    let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+    let outcomes: Vec<&Outcome> = handled.reports.iter().map(|r| &r.outcome).collect();
+    assert_eq!(outcomes[0], &Outcome::Done, "{outcomes:?}");
+    assert_eq!(suppressed_by(&handled), Some(Guard::Budget), "{outcomes:?}");
+    assert!(
+        !h.aws
+            .state()
+            .calls
+            .iter()
+            .any(|c| c.ends_with("DeregisterInstancesFromLoadBalancer")),
+        "the second rule did not act"
+    );
+}
+
+#[tokio::test]
+async fn dry_runs_do_not_spend_the_remediation_budget() {
+    let mut s = settings();
+    s.remediation_budget = Some(Rate::parse("1/24h").unwrap());
+    s.dry_run = true;
+    let h = harness(&oos_rule(1, 50, 1, ""), s);
+    h.fleet(8, 3);
+    for (i, second) in [40, 45].into_iter().enumerate() {
+        let handled = h
+            .deliver(&web_alarm_at(second, &format!("m{i}")), "sqs")
+            .await;
+        assert_eq!(handled.reports[0].outcome, Outcome::DryRun, "{i}");
+        assert_eq!(handled.reports[0].budget, None);
+    }
+}

@@ -35,6 +35,7 @@ pub fn report(outcome: Outcome) -> ActionReport {
         waited_us: 0,
         escalation_message_id: None,
         taken_over_from: None,
+        budget: None,
     }
 }
 

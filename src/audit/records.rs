@@ -100,6 +100,9 @@ pub struct ActionRecord {
     /// crashed: the record says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub taken_over_from: Option<String>,
+    /// The target's remediation budget after this action's attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::outcome::BudgetUse>,
 }
 
 /// What became of an action: [`Outcome`] as written, under `"outcome"`.
@@ -369,6 +372,7 @@ impl AuditRecord {
             waited_us: report.waited_us,
             escalation_message_id: report.escalation_message_id.clone(),
             taken_over_from: report.taken_over_from.clone(),
+            budget: report.budget,
         }))
     }
 

@@ -52,6 +52,7 @@ const CLAIM: &str = "claim";
 const COOLDOWN: &str = "cooldown";
 const RATE: &str = "rate";
 const TARGET: &str = "target";
+const BUDGET: &str = "budget";
 
 /// How many times an optimistic write is retried after losing a race.
 const RACE_RETRIES: usize = 8;
@@ -71,6 +72,7 @@ const NAMES: &[(&str, &str)] = &[
     ("#expires_at", "expires_at"),
     ("#until", "until"),
     ("#tat", "tat"),
+    ("#ver", "ver"),
 ];
 
 fn names(used: &[&str]) -> Option<HashMap<String, String>> {
@@ -201,6 +203,32 @@ fn rate_item(r: &RateRecord) -> Item {
     item.insert("rate".into(), s(&r.rate));
     item.insert("tat".into(), n(r.tat));
     item.insert("expires_at".into(), n(decide::expires_at(r.tat)));
+    item
+}
+
+/// A budget item: its attempts (epoch ms, comma-separated) and a version
+/// that every write bumps, for the optimistic condition.
+fn budget_attempts(item: &Item) -> Result<(Vec<i64>, i64), StoreError> {
+    let bad = || corrupt("budget", item);
+    let attempts = get_s(item, "attempts")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|a| !a.is_empty())
+        .map(|a| a.parse::<i64>().map_err(|_| bad()))
+        .collect::<Result<Vec<i64>, StoreError>>()?;
+    Ok((attempts, get_n(item, "ver").ok_or_else(bad)?))
+}
+
+fn budget_item(target: &str, attempts: &[i64], ver: i64, window: Duration) -> Item {
+    let mut item = key(BUDGET, target);
+    let text: Vec<String> = attempts.iter().map(i64::to_string).collect();
+    item.insert("attempts".into(), s(text.join(",")));
+    item.insert("ver".into(), n(ver));
+    let last = attempts.last().copied().unwrap_or_default();
+    item.insert(
+        "expires_at".into(),
+        n(decide::expires_at(last.saturating_add(decide::ms(window)))),
+    );
     item
 }
 
@@ -914,6 +942,54 @@ impl StateStore for DynamoDbStore {
         }
         Err(StoreError::Unavailable(format!(
             "rate buckets {buckets:?} kept changing under {RACE_RETRIES} attempts"
+        )))
+    }
+
+    async fn spend_budget(
+        &self,
+        target: &str,
+        budget: crate::rules::Rate,
+        now: DateTime<Utc>,
+    ) -> Result<Result<u32, crate::state::BudgetExhausted>, StoreError> {
+        let now = decide::millis(now);
+        let mut seen = self
+            .get(BUDGET, target)
+            .await?
+            .as_ref()
+            .map(budget_attempts)
+            .transpose()?;
+        for _ in 0..RACE_RETRIES {
+            let (attempts, ver) = seen.clone().unwrap_or_default();
+            let attempts = match decide::spend_budget(&attempts, budget, now) {
+                Ok(a) => a,
+                Err((used, retry_ms)) => {
+                    return Ok(Err(crate::state::BudgetExhausted {
+                        target: target.to_string(),
+                        budget,
+                        used,
+                        retry_after: Duration::from_millis(u64::try_from(retry_ms).unwrap_or(1)),
+                    }))
+                }
+            };
+            // decide::spend_budget, under "nobody spent since we read".
+            let (condition, used, values) = match &seen {
+                None => ("attribute_not_exists(#pk)", vec!["#pk"], HashMap::new()),
+                Some(_) => (
+                    "#ver = :seen_ver",
+                    vec!["#ver"],
+                    HashMap::from([(":seen_ver".to_string(), n(ver))]),
+                ),
+            };
+            let item = budget_item(target, &attempts, ver + 1, budget.per);
+            match self.put(item, condition, &used, values).await? {
+                Write::Done => return Ok(Ok(u32::try_from(attempts.len()).unwrap_or(u32::MAX))),
+                Write::Refused(old) => {
+                    seen = old.as_ref().map(budget_attempts).transpose()?;
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "the budget of {target} kept changing under {RACE_RETRIES} attempts to spend it"
         )))
     }
 

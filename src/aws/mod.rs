@@ -131,6 +131,16 @@ pub trait Queue: Send + Sync {
         visibility: Duration,
     ) -> Result<Vec<QueueMessage>, AwsError>;
     async fn delete(&self, receipt_handle: &str) -> Result<(), AwsError>;
+    /// Deletes up to 10 messages in one call: one result per receipt, in
+    /// order (`Err` for the whole call when it failed as a whole). The
+    /// default deletes them one by one.
+    async fn delete_batch(&self, receipt_handles: &[String]) -> Vec<Result<(), AwsError>> {
+        let mut out = Vec::with_capacity(receipt_handles.len());
+        for r in receipt_handles {
+            out.push(self.delete(r).await);
+        }
+        out
+    }
     /// Makes the message invisible for `timeout` from now (0: visible at once).
     async fn change_visibility(
         &self,

@@ -299,6 +299,85 @@ impl Queue for SqsQueue {
         .map(|_| ())
     }
 
+    async fn delete_batch(&self, receipt_handles: &[String]) -> Vec<Result<(), AwsError>> {
+        if receipt_handles.len() == 1 {
+            return vec![self.delete(&receipt_handles[0]).await];
+        }
+        let entries: Result<Vec<_>, _> = receipt_handles
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(r)
+                    .build()
+            })
+            .collect();
+        let entries = match entries {
+            Ok(e) => e,
+            Err(e) => {
+                let e = AwsError::permanent("sqs", "DeleteMessageBatch", e.to_string());
+                return receipt_handles.iter().map(|_| Err(e.clone())).collect();
+            }
+        };
+        let out = call(
+            "sqs",
+            "DeleteMessageBatch",
+            self.client
+                .delete_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send(),
+        )
+        .await;
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => return receipt_handles.iter().map(|_| Err(e.clone())).collect(),
+        };
+        // An entry neither reported ok nor failed is taken as failed: the
+        // message comes back, nothing is lost.
+        let mut results: Vec<Result<(), AwsError>> = receipt_handles
+            .iter()
+            .map(|_| {
+                Err(AwsError::transient(
+                    "sqs",
+                    "DeleteMessageBatch",
+                    "entry missing from the response",
+                ))
+            })
+            .collect();
+        for ok in out.successful() {
+            if let Some(r) = ok
+                .id()
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| results.get_mut(i))
+            {
+                *r = Ok(());
+            }
+        }
+        for failed in out.failed() {
+            if let Some(r) = failed
+                .id()
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| results.get_mut(i))
+            {
+                *r = Err(AwsError {
+                    service: "sqs",
+                    operation: "DeleteMessageBatch",
+                    // A sender fault (a stale receipt handle) will not get
+                    // better; anything else may.
+                    transient: !failed.sender_fault(),
+                    code: Some(failed.code().to_string()),
+                    message: failed.message().unwrap_or_default().to_string(),
+                    request_id: None,
+                });
+            }
+        }
+        results
+    }
+
     async fn change_visibility(
         &self,
         receipt_handle: &str,

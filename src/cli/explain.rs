@@ -21,6 +21,10 @@ pub struct ExplainArgs {
     /// alarm's own state-change time. Default: now.
     #[arg(long, value_name = "TIME")]
     pub now: Option<String>,
+    /// A `reflex.toml`: its `[limits] remediation_budget` is shown with the
+    /// targets of the matched actions it would count against.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// The message body: a file, or `-` for stdin.
     #[arg(default_value = "-")]
     pub input: PathBuf,
@@ -69,11 +73,30 @@ pub fn run(args: &ExplainArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    let budget = match &args.config {
+        None => None,
+        Some(path) => match crate::config::Config::load(Some(path), Default::default()) {
+            Ok(c) => Some(c.remediation_budget),
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                return exit::USAGE;
+            }
+        },
+    };
     let plan = evaluate(&rules, &event, now);
     if args.json {
-        println!("{}", explain_json(&event, &plan));
+        let mut out = explain_json(&event, &plan);
+        if let Some(budget) = budget {
+            out["remediation_budget"] = budget_json(budget, &plan);
+        }
+        println!("{out}");
     } else {
         print_human(&event, &plan, rules.version());
+        if let Some(budget) = budget {
+            print_budget(budget, &plan);
+        }
     }
     exit::OK
 }
@@ -86,6 +109,43 @@ pub fn explain_json(event: &AlarmEvent, plan: &Plan) -> serde_json::Value {
         "matches": plan.matches,
         "skipped": plan.skipped,
     })
+}
+
+/// The targets of the plan's destructive actions: what the remediation
+/// budget counts attempts against.
+fn budget_targets(plan: &Plan) -> Vec<String> {
+    let mut targets: Vec<String> = plan
+        .matches
+        .iter()
+        .flat_map(|m| m.actions.iter())
+        .filter(|a| a.kind().is_destructive())
+        .map(|a| a.target())
+        .collect();
+    targets.sort();
+    targets.dedup();
+    targets
+}
+
+/// `explain --json --config`: the budget (null when the config sets none)
+/// and the targets it would count against. The counts themselves live in
+/// the daemon's state store.
+fn budget_json(budget: Option<crate::rules::Rate>, plan: &Plan) -> serde_json::Value {
+    json!({
+        "budget": budget.map(|b| b.to_string()),
+        "targets": budget.map(|_| budget_targets(plan)).unwrap_or_default(),
+    })
+}
+
+fn print_budget(budget: Option<crate::rules::Rate>, plan: &Plan) {
+    match budget {
+        None => println!("remediation budget: none ([limits] remediation_budget is not set)"),
+        Some(b) => {
+            println!("remediation budget: {b} per target, across all rules");
+            for t in budget_targets(plan) {
+                println!("  counts against {t}");
+            }
+        }
+    }
 }
 
 /// An event as `explain --json` and audit records show it.

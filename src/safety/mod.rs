@@ -38,6 +38,9 @@ pub enum Guard {
     AlarmRecovered,
     AlarmNotFound,
     Cooldown,
+    /// The target's remediation budget (`[limits] remediation_budget`) is
+    /// spent: too many attempts on it within the window, across all rules.
+    Budget,
     RuleRate,
     GlobalRate,
 }
@@ -61,6 +64,7 @@ impl Guard {
             Guard::AlarmRecovered => "alarm_recovered",
             Guard::AlarmNotFound => "alarm_not_found",
             Guard::Cooldown => "cooldown",
+            Guard::Budget => "budget",
             Guard::RuleRate => "rule_rate",
             Guard::GlobalRate => "global_rate",
         }

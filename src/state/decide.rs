@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::{ClaimRecord, ClaimRequest, ClaimStatus, Lease, LeaseKind, RateLimited, RateTake};
+use crate::rules::Rate;
 
 /// How long after its expiry an in-progress claim may be garbage-collected.
 /// Longer than SQS keeps a message (14 days), so a redelivery always finds
@@ -213,6 +214,27 @@ pub fn capacity(tat: Option<i64>, take: &RateTake, now: i64) -> u32 {
 
 /// When DynamoDB may garbage-collect a claim (epoch seconds). Never used
 /// for a decision: DynamoDB deletes expired items up to days late.
+/// A remediation budget: the attempts of `attempts` (epoch ms) still
+/// inside the window ending at `now`, plus this one, if fewer than
+/// `budget.count` are; otherwise (attempts used, ms until the oldest
+/// leaves the window).
+pub fn spend_budget(attempts: &[i64], budget: Rate, now: i64) -> Result<Vec<i64>, (u32, i64)> {
+    let window = ms(budget.per);
+    let mut kept: Vec<i64> = attempts
+        .iter()
+        .copied()
+        .filter(|t| *t > now.saturating_sub(window))
+        .collect();
+    kept.sort_unstable();
+    let used = u32::try_from(kept.len()).unwrap_or(u32::MAX);
+    if used >= budget.count.get() {
+        let oldest = kept.first().copied().unwrap_or(now);
+        return Err((used, (oldest.saturating_add(window) - now).max(1)));
+    }
+    kept.push(now);
+    Ok(kept)
+}
+
 pub fn claim_expires_at(record: &ClaimRecord) -> i64 {
     let end = match record.status {
         ClaimStatus::InProgress => after(record.lease_until, IN_PROGRESS_RETENTION),
@@ -344,6 +366,25 @@ mod tests {
         );
         // Idle for long: the bucket is full again, never more than full.
         assert_eq!(capacity(tat, &t, 10 * 3_600_000), 5);
+    }
+
+    #[test]
+    fn a_budget_counts_attempts_in_a_sliding_window() {
+        let budget = Rate::parse("3/24h").unwrap();
+        let day = ms(budget.per);
+        let mut attempts = Vec::new();
+        for t in [0, 1_000, 2_000] {
+            attempts = spend_budget(&attempts, budget, t).expect("within the budget");
+        }
+        assert_eq!(attempts, vec![0, 1_000, 2_000]);
+        // The fourth within the day is refused until the first leaves it.
+        assert_eq!(
+            spend_budget(&attempts, budget, 3_000),
+            Err((3, day - 3_000))
+        );
+        assert_eq!(spend_budget(&attempts, budget, day - 1), Err((3, 1)));
+        let later = spend_budget(&attempts, budget, day).expect("the first left the window");
+        assert_eq!(later, vec![1_000, 2_000, day], "old attempts are dropped");
     }
 
     #[test]

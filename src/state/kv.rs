@@ -12,8 +12,9 @@ use serde::Serialize;
 
 use super::decide::{self, ClaimDecision};
 use super::{
-    ClaimRecord, ClaimRequest, Claimed, Completion, CooldownRecord, CooldownStart, Lease,
-    LeaseKind, RateLimited, RateRecord, RateTake, Snapshot, StoreError, TargetLease, TargetRecord,
+    BudgetExhausted, BudgetRecord, ClaimRecord, ClaimRequest, Claimed, Completion, CooldownRecord,
+    CooldownStart, Lease, LeaseKind, RateLimited, RateRecord, RateTake, Snapshot, StoreError,
+    TargetLease, TargetRecord,
 };
 
 /// The four kinds of record, one table each.
@@ -23,14 +24,17 @@ pub enum Table {
     Cooldowns,
     Rates,
     Targets,
+    /// Remediation attempts per target.
+    Budgets,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [
+    pub const ALL: [Table; 5] = [
         Table::Claims,
         Table::Cooldowns,
         Table::Rates,
         Table::Targets,
+        Table::Budgets,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -39,6 +43,7 @@ impl Table {
             Table::Cooldowns => "cooldowns",
             Table::Rates => "rates",
             Table::Targets => "targets",
+            Table::Budgets => "budgets",
         }
     }
 }
@@ -295,6 +300,34 @@ pub fn take(
         write(tx, Table::Rates, &r.bucket, r)?;
     }
     Ok(Ok(()))
+}
+
+pub fn spend_budget(
+    tx: &mut impl Txn,
+    target: &str,
+    budget: crate::rules::Rate,
+    now: DateTime<Utc>,
+) -> Result<Result<u32, BudgetExhausted>, StoreError> {
+    let now = decide::millis(now);
+    let existing: Option<BudgetRecord> = read(tx, Table::Budgets, target)?;
+    let attempts = existing.map(|r| r.attempts).unwrap_or_default();
+    match decide::spend_budget(&attempts, budget, now) {
+        Ok(attempts) => {
+            let used = u32::try_from(attempts.len()).unwrap_or(u32::MAX);
+            let record = BudgetRecord {
+                target: target.to_string(),
+                attempts,
+            };
+            write(tx, Table::Budgets, target, &record)?;
+            Ok(Ok(used))
+        }
+        Err((used, retry_ms)) => Ok(Err(BudgetExhausted {
+            target: target.to_string(),
+            budget,
+            used,
+            retry_after: Duration::from_millis(u64::try_from(retry_ms).unwrap_or(1)),
+        })),
+    }
 }
 
 pub fn lease_target(

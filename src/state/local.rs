@@ -27,6 +27,7 @@ const CLAIMS: TableDefinition<&str, &[u8]> = TableDefinition::new("claims");
 const COOLDOWNS: TableDefinition<&str, &[u8]> = TableDefinition::new("cooldowns");
 const RATES: TableDefinition<&str, &[u8]> = TableDefinition::new("rates");
 const TARGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("targets");
+const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budgets");
 
 fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
     match table {
@@ -34,6 +35,7 @@ fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [
         Table::Cooldowns => COOLDOWNS,
         Table::Rates => RATES,
         Table::Targets => TARGETS,
+        Table::Budgets => BUDGETS,
     }
 }
 
@@ -225,6 +227,17 @@ impl StateStore for LocalStore {
     ) -> Result<Result<(), RateLimited>, StoreError> {
         let (takes, fence) = (takes.to_vec(), fence.cloned());
         self.run(move |tx| kv::take(tx, &takes, fence.as_ref(), now))
+            .await
+    }
+
+    async fn spend_budget(
+        &self,
+        target: &str,
+        budget: crate::rules::Rate,
+        now: DateTime<Utc>,
+    ) -> Result<Result<u32, crate::state::BudgetExhausted>, StoreError> {
+        let target = target.to_string();
+        self.run(move |tx| kv::spend_budget(tx, &target, budget, now))
             .await
     }
 

@@ -160,6 +160,15 @@ impl StateStore for MemoryStore {
         self.run(|tx| kv::take(tx, takes, fence, now))
     }
 
+    async fn spend_budget(
+        &self,
+        target: &str,
+        budget: crate::rules::Rate,
+        now: DateTime<Utc>,
+    ) -> Result<Result<u32, crate::state::BudgetExhausted>, StoreError> {
+        self.run(|tx| kv::spend_budget(tx, target, budget, now))
+    }
+
     async fn lease_target(
         &self,
         target: &str,

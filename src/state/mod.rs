@@ -170,6 +170,25 @@ pub struct RateLimited {
     pub retry_after: Option<Duration>,
 }
 
+/// A target's remediation budget that said no: `used` attempts within
+/// the budget's window already.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetExhausted {
+    pub target: String,
+    pub budget: Rate,
+    pub used: u32,
+    /// When the oldest attempt in the window leaves it.
+    pub retry_after: Duration,
+}
+
+/// A target's remediation attempts, as stored: epoch milliseconds, oldest
+/// first, only those still inside the last window they were spent under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetRecord {
+    pub target: String,
+    pub attempts: Vec<i64>,
+}
+
 /// What asking for a target lease found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetLease {
@@ -334,6 +353,17 @@ pub trait StateStore: Send + Sync {
         fence: Option<&Lease>,
         now: DateTime<Utc>,
     ) -> Result<Result<(), RateLimited>, StoreError>;
+
+    /// Spends one attempt of `target`'s remediation budget (at most
+    /// `budget.count` attempts within any `budget.per`, across all rules).
+    /// `Ok(Ok(used))`: the attempt is recorded, `used` counting it;
+    /// `Ok(Err(_))`: the budget is spent, nothing recorded.
+    async fn spend_budget(
+        &self,
+        target: &str,
+        budget: Rate,
+        now: DateTime<Utc>,
+    ) -> Result<Result<u32, BudgetExhausted>, StoreError>;
 
     /// Asks for the exclusive right to act on `target`.
     async fn lease_target(

@@ -241,6 +241,19 @@ impl<P: Display> RulesReloadRejected<'_, P> {
     }
 }
 
+/// How one store call ended, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreCallResult {
+    Ok,
+    /// The store answered, and the answer was "someone else": `busy`,
+    /// `done`, `taken_over` (a claim), `held` (a target lease), `lost` (a
+    /// lease no longer ours).
+    Conflict(&'static str),
+    /// The store did not answer usefully: `unavailable`, `locked`,
+    /// `permanent`.
+    Error(&'static str),
+}
+
 /// A state store call finished: timed in `reflex_state_call_seconds`,
 /// and counted in `reflex_state_conflicts_total` or
 /// `reflex_state_errors_total` when it did not simply succeed. Failures are
@@ -248,13 +261,12 @@ impl<P: Display> RulesReloadRejected<'_, P> {
 /// this logs at debug level only.
 pub struct StoreCallFinished {
     pub operation: &'static str,
-    pub result: super::store::StoreCallResult,
+    pub result: StoreCallResult,
     pub elapsed: Duration,
 }
 
 impl StoreCallFinished {
     pub fn emit(&self) {
-        use super::store::StoreCallResult;
         let m = metrics();
         m.state_call_seconds
             .get_or_create(&super::OperationLabel {

@@ -13,24 +13,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::events::StoreCallFinished;
+use super::events::{StoreCallFinished, StoreCallResult};
 use crate::state::{
     ClaimRequest, Claimed, Completion, CooldownStart, Lease, RateLimited, RateTake, Snapshot,
     StateStore, StoreError, TargetLease,
 };
-
-/// How one store call ended, as counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreCallResult {
-    Ok,
-    /// The store answered, and the answer was "someone else": `busy`,
-    /// `done`, `taken_over` (a claim), `held` (a target lease), `lost` (a
-    /// lease no longer ours).
-    Conflict(&'static str),
-    /// The store did not answer usefully: `unavailable`, `locked`,
-    /// `permanent`.
-    Error(&'static str),
-}
 
 impl StoreCallResult {
     fn of_error(e: &StoreError) -> StoreCallResult {
@@ -159,6 +146,19 @@ impl StateStore for CountedStore {
         let out = self.inner.take(takes, fence, now).await;
         // A rate limit saying no is a guard, counted with the actions.
         report("take", started, StoreCallResult::of(&out));
+        out
+    }
+
+    async fn spend_budget(
+        &self,
+        target: &str,
+        budget: crate::rules::Rate,
+        now: DateTime<Utc>,
+    ) -> Result<Result<u32, crate::state::BudgetExhausted>, StoreError> {
+        let started = Instant::now();
+        let out = self.inner.spend_budget(target, budget, now).await;
+        // An exhausted budget is a guard, counted with the actions.
+        report("spend_budget", started, StoreCallResult::of(&out));
         out
     }
 

@@ -123,6 +123,16 @@ impl StateStore for OutageStore {
         self.inner.take(takes, fence, now).await
     }
 
+    async fn spend_budget(
+        &self,
+        target: &str,
+        budget: crate::rules::Rate,
+        now: DateTime<Utc>,
+    ) -> Result<Result<u32, crate::state::BudgetExhausted>, StoreError> {
+        self.check()?;
+        self.inner.spend_budget(target, budget, now).await
+    }
+
     async fn lease_target(
         &self,
         target: &str,

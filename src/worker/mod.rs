@@ -6,12 +6,15 @@
 //!
 //! - [`actions`]: running one planned action through its guards, one
 //!   module per action family.
+//! - [`deleter`]: finished messages deleted in batches
+//!   (`DeleteMessageBatch`), each with its own result.
 //! - [`trust`]: the gate every decoded message passes: the trust policy,
 //!   and SNS signatures checked against cached certificates.
 //! - This module: the receive loop, heartbeats, per-message handling and
 //!   shutdown.
 
 pub mod actions;
+pub mod deleter;
 pub mod trust;
 
 use std::collections::BTreeMap;
@@ -92,6 +95,10 @@ pub struct Settings {
     pub instance_changes: Rate,
     /// How long a handled transition is remembered (`limits.dedup_window`).
     pub dedup_window: Duration,
+    /// At most this many remediation attempts per target within the
+    /// period, across all rules (`limits.remediation_budget`); `None`: no
+    /// budget.
+    pub remediation_budget: Option<Rate>,
     /// How long a claim or target lease holds without a heartbeat
     /// (`state.lease`).
     pub lease: Duration,
@@ -154,6 +161,7 @@ impl Settings {
         },
         instance_changes: defaults::INSTANCE_CHANGES,
         dedup_window: defaults::DEDUP_WINDOW,
+        remediation_budget: None,
         lease: crate::state::config::DEFAULT_LEASE,
     };
 }
@@ -215,6 +223,8 @@ pub struct Worker {
     /// it no certificate source (every SNS signature is refused); the
     /// daemon and the test worker set one with [`Worker::with_signing_certs`].
     pub trust: Arc<TrustGate>,
+    /// Deletes finished messages, batching those that finish together.
+    pub deleter: Arc<deleter::BatchDeleter>,
 }
 
 impl Worker {
@@ -227,6 +237,10 @@ impl Worker {
         settings: Settings,
     ) -> Worker {
         let dry = live.dry_run();
+        let deleter = Arc::new(deleter::BatchDeleter::new(
+            Arc::clone(&queue),
+            deleter::LINGER,
+        ));
         let trust = Arc::new(TrustGate::new(
             settings.trust.clone(),
             Arc::new(NoSigningCerts),
@@ -245,6 +259,7 @@ impl Worker {
             process_started: Instant::now(),
             receives: Arc::default(),
             trust,
+            deleter,
         }
     }
 
@@ -500,7 +515,7 @@ impl Worker {
     pub async fn dispose(&self, msg: &QueueMessage, handled: &MessageOutcome) {
         let receipt = &msg.receipt_handle;
         match &handled.disposition {
-            Disposition::Ack => match self.queue.delete(receipt).await {
+            Disposition::Ack => match self.deleter.delete(receipt).await {
                 Ok(()) => MessageDeleted.emit(),
                 // The message comes back; its finished actions are
                 // remembered, so it will not act twice.
@@ -529,7 +544,7 @@ impl Worker {
                             dlq_message_id: &dlq_message_id,
                         }
                         .emit();
-                        match self.queue.delete(receipt).await {
+                        match self.deleter.delete(receipt).await {
                             Ok(()) => MessageDeleted.emit(),
                             Err(error) => {
                                 error!(%error, "DeleteMessage failed after dead-lettering; the message will be redelivered.")

@@ -32,9 +32,19 @@ pub struct ReflexBuilder {
     /// `reflex.toml`; `None` runs with flags only.
     config: Option<toml::Table>,
     args: Vec<String>,
+    /// Extra environment, set last (so it wins over the defaults).
+    envs: Vec<(String, String)>,
 }
 
 impl ReflexBuilder {
+    /// Sets an environment variable of the daemon, after the defaults: e.g.
+    /// `AWS_ENDPOINT_URL_DYNAMODB`, or `REFLEX_STATE_PATH` to keep one state
+    /// file across restarts.
+    pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.envs.push((name.to_owned(), value.into()));
+        self
+    }
+
     /// Adds a rule file (`name` like `"elb.toml"`) to the rules directory.
     pub fn rule(mut self, name: &str, text: &str) -> Self {
         self.rules.push((name.to_owned(), text.to_owned()));
@@ -117,8 +127,7 @@ impl ReflexBuilder {
             .env("REFLEX_STATE_PATH", dir.path().join("reflex-state.redb"))
             // Tests run side by side: a fixed metrics port would collide.
             .env("REFLEX_METRICS_LISTEN", "127.0.0.1:0")
-            // Many daemons run at once: each gets a free metrics port.
-            .env("REFLEX_METRICS_LISTEN", "127.0.0.1:0")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .args(["--log-format", "json", "run"]);
         let mut config_path = None;
         if let Some(config) = &self.config {
@@ -188,6 +197,7 @@ impl Reflex {
             rules: Vec::new(),
             config: None,
             args: Vec::new(),
+            envs: Vec::new(),
         }
         .set("shutdown_grace", "10s")
         .set("receive.wait", "1s")
@@ -307,6 +317,42 @@ impl Reflex {
         }
     }
 
+    /// The address `/metrics`, `/healthz` and `/readyz` are served on, once
+    /// the daemon has logged it.
+    pub async fn listen_address(&self) -> String {
+        let served = self
+            .wait_for_event(Duration::from_secs(40), "the metrics listener is up", |e| {
+                e["message"] == "Serving /metrics, /healthz and /readyz."
+            })
+            .await;
+        served["address"]
+            .as_str()
+            .expect("the bound address is logged")
+            .to_string()
+    }
+
+    /// Kills the daemon with SIGKILL, like a crash or the OOM killer, and
+    /// reaps it. Its log and stdout stay readable.
+    pub fn kill9(&self) {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut c) = child.take() {
+            let _ = c.kill();
+            if let Ok(status) = c.wait() {
+                *self.exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+            }
+        }
+    }
+
+    /// The audit trail's JSON records so far (the daemon's stdout, with
+    /// the default `audit.sink = "stdout"`).
+    pub fn audit_records(&self) -> Vec<Value> {
+        self.stdout()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(Value::is_object)
+            .collect()
+    }
+
     /// Sends SIGTERM (what `docker stop` and Kubernetes send).
     pub fn sigterm(&self) {
         assert!(self.try_exit().is_none(), "reflex is not running");
@@ -379,4 +425,66 @@ fn read(path: &Path) -> String {
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// One plain HTTP/1.1 GET on loopback: (status, body). For `/metrics`,
+/// `/healthz` and `/readyz` of a running daemon.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("set a read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+impl Reflex {
+    /// The address `/metrics` is served on, once the daemon says so.
+    pub async fn metrics_address(&self) -> String {
+        let served = self
+            .wait_for_event(super::WAIT, "the metrics listener is up", |e| {
+                e["message"] == "Serving /metrics, /healthz and /readyz."
+            })
+            .await;
+        served["address"]
+            .as_str()
+            .expect("the bound address is logged")
+            .to_string()
+    }
+
+    /// The value of one metric line (`name{labels}`) on `/metrics`, if any.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let (status, body) = http_get(&self.metrics_address().await, "/metrics");
+        assert_eq!(status, 200, "{body}");
+        sample(&body, &format!("{series} "))
+    }
+}
+
+/// The value of the first sample of a Prometheus text whose line starts
+/// with `prefix` (a metric name with its labels).
+pub fn sample(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }

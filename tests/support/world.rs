@@ -73,6 +73,30 @@ impl World {
         fleet
     }
 
+    /// The `<id>-system-check` alarm (`AWS/EC2` `StatusCheckFailed_System`
+    /// on instance `id`), created in moto in `state`.
+    pub async fn system_check_alarm(&self, id: &str, state: &str) -> AlarmDef {
+        let alarm = AlarmDef::new(
+            &format!("{id}-system-check"),
+            "AWS/EC2",
+            "StatusCheckFailed_System",
+            &[("InstanceId", id)],
+        )
+        .notifying(&self.pipeline.topic_arn);
+        self.aws.put_metric_alarm(&alarm, state).await;
+        alarm
+    }
+
+    /// Waits until instance `id` is terminated.
+    pub async fn wait_terminated(&self, reflex: &Reflex, id: &str) {
+        let aws = &self.aws;
+        reflex
+            .wait_until(WAIT, &format!("{id} is terminated"), || async move {
+                aws.instance_states(&[id.to_owned()]).await[id] == "terminated"
+            })
+            .await;
+    }
+
     pub async fn publish(&self, notification: &Value) -> String {
         self.aws
             .publish_alarm(&self.pipeline.topic_arn, notification)

@@ -71,6 +71,9 @@ pub(super) async fn on_instance(
         return Outcome::suppressed(trip);
     }
     findings.targets = vec![id.clone()];
+    if let Err(outcome) = run.spend_budget(findings).await {
+        return outcome;
+    }
     if let Err(outcome) = run.take_global(1).await {
         return outcome;
     }

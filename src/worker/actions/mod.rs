@@ -85,6 +85,9 @@ struct Run<'a> {
     effects: &'a Effects,
     /// The claim this action runs under: rate takes are fenced on it.
     claim: Option<Lease>,
+    /// What the action is about (`elb:web`, `instance:i-…`): the key of
+    /// the target lease, the cooldown and the remediation budget.
+    target: String,
     /// The claim was taken over from a holder that died mid-action:
     /// observable actions re-read their target and do not repeat a change
     /// already made.
@@ -128,6 +131,61 @@ impl Run<'_> {
                 "the global instance-change limit",
                 &l,
             ))),
+            Err(e) => Err(store_failed(&e)),
+        }
+    }
+
+    /// Spends one attempt of the target's remediation budget
+    /// (`[limits] remediation_budget`; not in dry runs). `Err` is the
+    /// outcome to report: suppressed when the budget is spent — the
+    /// escalation then says a person is needed — or failed (closed) on a
+    /// store error.
+    async fn spend_budget(&self, findings: &mut Findings) -> Result<(), Outcome> {
+        let Some(budget) = self.worker.settings.remediation_budget else {
+            return Ok(());
+        };
+        if self.dry_run() {
+            return Ok(());
+        }
+        match self
+            .worker
+            .state
+            .spend_budget(&self.target, budget, self.now())
+            .await
+        {
+            Ok(Ok(used)) => {
+                findings.budget = Some(crate::outcome::BudgetUse {
+                    used,
+                    limit: budget.count.get(),
+                    window_s: budget.per.as_secs(),
+                });
+                Ok(())
+            }
+            Ok(Err(spent)) => {
+                findings.budget = Some(crate::outcome::BudgetUse {
+                    used: spent.used,
+                    limit: budget.count.get(),
+                    window_s: budget.per.as_secs(),
+                });
+                Err(Outcome::suppressed(
+                    GuardTrip::new(
+                        Guard::Budget,
+                        format!(
+                            "the remediation budget of {} is spent: {} attempts within {} (at most {}); \
+                             reflex will not act on it again before {} from now: a person must look at it",
+                            self.target,
+                            spent.used,
+                            format_duration(budget.per),
+                            budget.count,
+                            format_duration(Duration::from_secs(spent.retry_after.as_secs().max(1)))
+                        ),
+                    )
+                    .with("used", spent.used)
+                    .with("budget_count", budget.count.get())
+                    .with("budget_window_s", budget.per.as_secs())
+                    .with("retry_after_s", spent.retry_after.as_secs().max(1)),
+                ))
+            }
             Err(e) => Err(store_failed(&e)),
         }
     }
@@ -189,6 +247,8 @@ struct Findings {
     waited: Duration,
     /// The holder whose claim this run took over after it died.
     taken_over_from: Option<String>,
+    /// The target's remediation budget after this run spent an attempt.
+    budget: Option<crate::outcome::BudgetUse>,
 }
 
 impl Findings {
@@ -291,6 +351,7 @@ impl Worker {
             ctx,
             effects: if m.dry_run { &self.dry } else { &self.live },
             claim: None,
+            target: target.clone(),
             taken_over: false,
         };
         let outcome = match claim {
@@ -331,6 +392,7 @@ impl Worker {
             waited_us: findings.waited.as_micros() as u64,
             escalation_message_id: None,
             taken_over_from: findings.taken_over_from,
+            budget: findings.budget,
         };
         if let (Outcome::Suppressed { .. }, Some(topic)) =
             (&report.outcome, escalation_topic(action))
@@ -368,6 +430,9 @@ async fn under_claim(
             return store_failed(&e);
         }
     };
+    // The span in which this replica alone may act on the target (the
+    // replica tests line these up across processes).
+    tracing::debug!(target_lease = %target, owner = %worker.owner, "Target lease acquired.");
     // Both leases are renewed well before they run out, until the action
     // is over. A renewal that finds the lease lost is logged: the action
     // still finishes (it is never cancelled half-way), and the completion
@@ -424,6 +489,7 @@ async fn under_claim(
         // failed-but-applied call already terminated or stopped.
         release(&**state, &claim).await;
     }
+    tracing::debug!(target_lease = %target, owner = %worker.owner, "Target lease released.");
     release(&**state, &target_lease).await;
     outcome
 }

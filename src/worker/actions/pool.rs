@@ -283,6 +283,9 @@ pub(super) async fn remediate(run: &Run<'_>, p: &Pool<String>, findings: &mut Fi
         }
     };
     findings.targets = targets.clone();
+    if let Err(outcome) = run.spend_budget(findings).await {
+        return outcome;
+    }
     if let Err(outcome) = run.take_global(targets.len()).await {
         return outcome;
     }
