@@ -323,11 +323,18 @@ impl Queue for SqsQueue {
         let out = call(
             "sqs",
             "DeleteMessageBatch",
-            self.client
-                .delete_message_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send(),
+            &self.timeouts,
+            self.timeouts.limits(CallKind::Queue, Duration::ZERO),
+            |t| {
+                send_with!(
+                    aws_sdk_sqs,
+                    self.client
+                        .delete_message_batch()
+                        .queue_url(&self.url)
+                        .set_entries(Some(entries)),
+                    t
+                )
+            },
         )
         .await;
         let out = match out {
@@ -372,6 +379,7 @@ impl Queue for SqsQueue {
                     code: Some(failed.code().to_string()),
                     message: failed.message().unwrap_or_default().to_string(),
                     request_id: None,
+                    timed_out: false,
                 });
             }
         }
