@@ -307,7 +307,18 @@ impl CallObserver for CountAwsCalls {
             elapsed_ms = call.elapsed.as_millis() as u64,
             "AWS call finished."
         );
-        metrics().aws_call_outcome(call.service, call.operation, call.outcome.as_str());
+        let m = metrics();
+        m.aws_call_outcome(call.service, call.operation, call.outcome.as_str());
+        let labels = super::AwsOperationLabels {
+            service: call.service.to_string(),
+            operation: call.operation.to_string(),
+        };
+        m.aws_call_seconds
+            .get_or_create(&labels)
+            .observe(call.elapsed.as_secs_f64());
+        if call.outcome == crate::aws::observe::CallOutcome::Timeout {
+            m.aws_timeouts.get_or_create(&labels).inc();
+        }
     }
 }
 
@@ -339,6 +350,28 @@ mod tests {
             elapsed: Duration::from_millis(3),
         });
         assert_eq!(count(&metrics().encode(), series), before + 1);
+    }
+
+    #[test]
+    fn aws_calls_are_timed_and_timeouts_counted_per_operation() {
+        let timeouts =
+            "reflex_aws_timeouts_total{service=\"ec2\",operation=\"TerminateInstances\"}";
+        let calls =
+            "reflex_aws_call_seconds_count{service=\"ec2\",operation=\"TerminateInstances\"}";
+        let text = metrics().encode();
+        let (t0, c0) = (count(&text, timeouts), count(&text, calls));
+        for outcome in [CallOutcome::Ok, CallOutcome::Timeout] {
+            aws_call_finished(&AwsCallFinished {
+                service: "ec2",
+                operation: "TerminateInstances",
+                outcome,
+                code: None,
+                elapsed: Duration::from_secs(5),
+            });
+        }
+        let text = metrics().encode();
+        assert_eq!(count(&text, timeouts), t0 + 1);
+        assert_eq!(count(&text, calls), c0 + 2);
     }
 
     #[test]

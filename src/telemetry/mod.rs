@@ -63,6 +63,19 @@ pub struct OperationLabel {
     pub operation: String,
 }
 
+/// One AWS operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwsOperationLabels {
+    pub service: String,
+    pub operation: String,
+}
+
+/// 5 ms to ~82 s: a call on a healthy network takes milliseconds, a long
+/// poll up to its wait, a stalled one its deadline.
+fn aws_call_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
 /// A histogram per label set, all with the same buckets.
 pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -92,6 +105,8 @@ pub struct MetricRegistry {
     pub state_errors: Family<StoreLabels, Counter>,
     pub state_conflicts: Family<StoreLabels, Counter>,
     pub state_call_seconds: HistogramFamily<OperationLabel>,
+    pub aws_call_seconds: HistogramFamily<AwsOperationLabels>,
+    pub aws_timeouts: Family<AwsOperationLabels, Counter>,
     pub in_flight: Gauge,
     pub alarm_to_action_seconds: Histogram,
     pub processing_seconds: Histogram,
@@ -128,6 +143,8 @@ impl MetricRegistry {
             state_errors: Family::default(),
             state_conflicts: Family::default(),
             state_call_seconds: Family::new_with_constructor(store_call_histogram),
+            aws_call_seconds: Family::new_with_constructor(aws_call_histogram),
+            aws_timeouts: Family::default(),
             in_flight: Gauge::default(),
             // 1 s to ~9 h: alarms reach reflex after CloudWatch's evaluation
             // periods, so this is seconds to minutes.
@@ -197,6 +214,16 @@ impl MetricRegistry {
             "state_conflicts",
             "State store calls that found another owner (a claim busy, done or taken over, a target lease held, a lease lost), by operation and kind",
             m.state_conflicts.clone(),
+        );
+        registry.register(
+            "aws_call_seconds",
+            "Time of each AWS call, retries included, by service and operation",
+            m.aws_call_seconds.clone(),
+        );
+        registry.register(
+            "aws_timeouts",
+            "AWS calls that got no reply within their deadline, by service and operation",
+            m.aws_timeouts.clone(),
         );
         registry.register(
             "state_call_seconds",
