@@ -294,6 +294,10 @@ async fn kill_9_at_random_moments_loses_nothing_and_repeats_nothing() {
             // A killed daemon's messages come back soon.
             .set("receive.visibility_timeout", "3s")
             .set("receive.heartbeat", "1s")
+            // A heartbeat must get through within the 2 s left of the
+            // visibility ([aws] checks the queue timeout fits).
+            .set("aws.queue_attempt_timeout", "1s")
+            .set("aws.queue_timeout", "1500ms")
             .set("retry.base", "1s")
             .set("retry.max", "2s")
             .env("REFLEX_LOG", "info,reflex::worker::actions=debug")
