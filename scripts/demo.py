@@ -75,6 +75,37 @@ def cloudwatch_time(t):
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}+0000"
 
 
+def create_pipeline(sqs, sns, max_receive_count):
+    """The alarm topic feeding the alarm queue (with a DLQ and redrive after
+    max_receive_count receives), and the on-call topic feeding an inbox
+    queue (raw delivery). Returns (topic, notify_topic, queue, dlq, inbox)."""
+    arn = lambda url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    topic = sns.create_topic(Name="reflex-demo-alarms")["TopicArn"]
+    notify_topic = sns.create_topic(Name="reflex-demo-notifications")["TopicArn"]
+    dlq = sqs.create_queue(QueueName="reflex-demo-dlq")["QueueUrl"]
+    queue = sqs.create_queue(
+        QueueName="reflex-demo",
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": arn(dlq), "maxReceiveCount": str(max_receive_count)})},
+    )["QueueUrl"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn(queue))
+    notes = sqs.create_queue(QueueName="reflex-demo-notifications")["QueueUrl"]
+    sns.subscribe(TopicArn=notify_topic, Protocol="sqs", Endpoint=arn(notes), Attributes={"RawMessageDelivery": "true"})
+    return topic, notify_topic, queue, dlq, notes
+
+
+def run_tagged_instances(ec2, n):
+    """n running instances tagged Name=web and reflex:managed=true."""
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    return [
+        i["InstanceId"]
+        for i in ec2.run_instances(
+            ImageId=ami, MinCount=n, MaxCount=n, InstanceType="t3.micro",
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                {"Key": "Name", "Value": "web"}, {"Key": "reflex:managed", "Value": "true"}]}],
+        )["Instances"]
+    ]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reflex", required=True)
@@ -128,29 +159,9 @@ def main():
         c = lambda svc: boto3.client(svc, endpoint_url=endpoint, region_name=REGION)
         sqs, sns, ec2, elb, cw = c("sqs"), c("sns"), c("ec2"), c("elb"), c("cloudwatch")
 
-        topic = sns.create_topic(Name="reflex-demo-alarms")["TopicArn"]
-        notify_topic = sns.create_topic(Name="reflex-demo-notifications")["TopicArn"]
-        dlq = sqs.create_queue(QueueName="reflex-demo-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        queue = sqs.create_queue(
-            QueueName="reflex-demo",
-            Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})},
-        )["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-        notes = sqs.create_queue(QueueName="reflex-demo-notifications")["QueueUrl"]
-        notes_arn = sqs.get_queue_attributes(QueueUrl=notes, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=notify_topic, Protocol="sqs", Endpoint=notes_arn, Attributes={"RawMessageDelivery": "true"})
+        topic, notify_topic, queue, dlq, notes = create_pipeline(sqs, sns, max_receive_count=5)
 
-        ami = ec2.describe_images()["Images"][0]["ImageId"]
-        ids = [
-            i["InstanceId"]
-            for i in ec2.run_instances(
-                ImageId=ami, MinCount=4, MaxCount=4, InstanceType="t3.micro",
-                TagSpecifications=[{"ResourceType": "instance", "Tags": [
-                    {"Key": "Name", "Value": "web"}, {"Key": "reflex:managed", "Value": "true"}]}],
-            )["Instances"]
-        ]
+        ids = run_tagged_instances(ec2, 4)
         elb.create_load_balancer(
             LoadBalancerName=ELB,
             Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80, "InstancePort": 80}],
@@ -403,28 +414,8 @@ def replicas_demo(args):
         )
         dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
 
-        topic = sns.create_topic(Name="reflex-demo-alarms")["TopicArn"]
-        notify_topic = sns.create_topic(Name="reflex-demo-notifications")["TopicArn"]
-        dlq = sqs.create_queue(QueueName="reflex-demo-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        queue = sqs.create_queue(
-            QueueName="reflex-demo",
-            Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "10"})},
-        )["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-        notes = sqs.create_queue(QueueName="reflex-demo-notifications")["QueueUrl"]
-        notes_arn = sqs.get_queue_attributes(QueueUrl=notes, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=notify_topic, Protocol="sqs", Endpoint=notes_arn, Attributes={"RawMessageDelivery": "true"})
-        ami = ec2.describe_images()["Images"][0]["ImageId"]
-        ids = [
-            i["InstanceId"]
-            for i in ec2.run_instances(
-                ImageId=ami, MinCount=3, MaxCount=3, InstanceType="t3.micro",
-                TagSpecifications=[{"ResourceType": "instance", "Tags": [
-                    {"Key": "Name", "Value": "web"}, {"Key": "reflex:managed", "Value": "true"}]}],
-            )["Instances"]
-        ]
+        topic, notify_topic, queue, dlq, notes = create_pipeline(sqs, sns, max_receive_count=10)
+        ids = run_tagged_instances(ec2, 3)
         victim = ids[0]
         alarm = f"{victim}-system-check"
         cw.put_metric_alarm(
