@@ -108,6 +108,10 @@ pub struct ActionReport {
     /// was attempted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetUse>,
+    /// `run_command`: each instance's invocation status, with the
+    /// script's exit code, e.g. `Success (exit 0)`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub command_status: BTreeMap<String, String>,
 }
 
 /// How much of a target's remediation budget is spent: `used` attempts

@@ -654,6 +654,10 @@ async fn asg_methods_refuse_a_group_with_replacement_suspended() {
         ("asg_set_unhealthy", "Terminate"),
         ("asg_terminate", "ReplaceUnhealthy"),
         ("asg_terminate", "Terminate"),
+        // With Launch suspended the group would take the instance away
+        // and launch nothing in its place.
+        ("asg_set_unhealthy", "Launch"),
+        ("asg_terminate", "Launch"),
     ] {
         let h = harness(&tg_rule(&format!("method = \"{method}\"")));
         asg_pool(&h);

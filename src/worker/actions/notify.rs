@@ -107,6 +107,7 @@ mod tests {
             escalation_message_id: None,
             taken_over_from: None,
             budget: None,
+            command_status: Default::default(),
         }
     }
 

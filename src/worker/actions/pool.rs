@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use tracing::info;
 
-use super::{failed, Findings, Run};
+use super::{command, failed, Findings, Run};
 use crate::aws::AwsError;
 use crate::event::AlarmState;
 use crate::fleet::{InstanceOp, PoolMember, Target, TargetType};
@@ -244,25 +244,37 @@ pub(super) async fn remediate(run: &Run<'_>, p: &Pool<String>, findings: &mut Fi
     // refused (the call would be a no-op that looks like success).
     // The pool guards come before the Auto Scaling reads: a pool that
     // may not be acted on at all needs no group looked up.
-    if p.method.through_auto_scaling() {
+    // `run_command` likewise asks SSM which instances it manages.
+    let asks_first = p.method.through_auto_scaling() || p.method == Method::RunCommand;
+    if asks_first {
         if let Some(trip) = blast_radius::pool_trip(&members, &radius) {
             return Outcome::suppressed(trip);
         }
     }
     let refused = if p.method.through_auto_scaling() {
-        match auto_scaling_refusals(run, &bad, findings).await {
-            Ok(r) => r,
-            Err(e) => return failed(&e),
-        }
+        auto_scaling_refusals(run, &bad, findings).await
+    } else if p.method == Method::RunCommand {
+        command::refusals(run, &bad, findings).await
     } else {
-        Vec::new()
+        Ok(Vec::new())
+    };
+    let refused = match refused {
+        Ok(r) => r,
+        Err(e) => return failed(&e),
+    };
+    // A command runs on a running instance, as a reboot does; the other
+    // methods follow TerminateInstances' rules.
+    let op = if p.method == Method::RunCommand {
+        InstanceOp::Reboot
+    } else {
+        InstanceOp::Terminate
     };
     let candidates = if ip {
         Candidates::IpAddresses
     } else {
         Candidates::Instances {
             infos: &infos,
-            op: InstanceOp::Terminate,
+            op,
             refused: &refused,
         }
     };
@@ -306,6 +318,15 @@ pub(super) async fn remediate(run: &Run<'_>, p: &Pool<String>, findings: &mut Fi
         }
         (Method::AsgSetUnhealthy | Method::AsgTerminate, _) => {
             return through_auto_scaling(run, p, &targets, findings).await;
+        }
+        (Method::RunCommand, _) => {
+            let Some(c) = &p.command else {
+                return Outcome::Failed {
+                    transient: false,
+                    error: "method run_command without commands".to_string(),
+                };
+            };
+            return command::send_and_wait(run, &targets, c, findings).await;
         }
         (Method::Deregister, PoolSource::TargetGroup { target_group_arn }) => {
             let targets: Vec<Target> = targets
