@@ -158,6 +158,7 @@ mod tests {
             taken_over_from: None,
             budget: None,
             command_status: Default::default(),
+            unknown_outcome: None,
         }
     }
 

@@ -801,3 +801,45 @@ min_in_service = 0
         )]
     );
 }
+
+/// Issue 13: a write whose reply is lost is an unknown outcome. The group
+/// already has the instance Unhealthy / Terminating, so re-reading shows
+/// the change made: done, not repeated, and the lost reply on record.
+#[tokio::test]
+async fn asg_writes_whose_reply_is_lost_are_done_after_a_re_read() {
+    for (method, op) in [
+        ("asg_set_unhealthy", "autoscaling:SetInstanceHealth"),
+        (
+            "asg_terminate",
+            "autoscaling:TerminateInstanceInAutoScalingGroup",
+        ),
+    ] {
+        let h = harness(&tg_rule(&format!("method = \"{method}\"")));
+        let ids = asg_pool(&h);
+        h.aws.lose_reply_next(
+            op,
+            reflex::aws::AwsError::timeout(
+                "autoscaling",
+                "write",
+                std::time::Duration::from_secs(5),
+            ),
+        );
+        let handled = h.deliver(&tg_alarm("m1"), "sqs-1").await;
+        let r = &handled.reports[0];
+        assert_eq!(r.outcome, Outcome::Done, "{method}: {r:?}");
+        assert!(
+            r.unknown_outcome
+                .as_deref()
+                .is_some_and(|e| e.contains("no reply within")),
+            "{method}: {r:?}"
+        );
+        assert_eq!(
+            changes(&h).len(),
+            1,
+            "{method}: made once: {:?}",
+            changes(&h)
+        );
+        assert_eq!(r.targets, vec![ids[0].clone()]);
+        assert_eq!(handled.disposition, Disposition::Ack, "{method}");
+    }
+}

@@ -37,6 +37,7 @@ pub fn report(outcome: Outcome) -> ActionReport {
         taken_over_from: None,
         budget: None,
         command_status: Default::default(),
+        unknown_outcome: None,
     }
 }
 

@@ -44,6 +44,9 @@ pub struct FakeState {
     pub calls: Vec<String>,
     /// Errors to return from the next calls of an operation, in order.
     pub failures: HashMap<&'static str, VecDeque<AwsError>>,
+    /// Errors to return from the next calls of a write *after* making the
+    /// change: the reply was lost (a timeout), the request went through.
+    pub lost_replies: HashMap<&'static str, VecDeque<AwsError>>,
     /// SSM agents by instance id: their ping status (`Online`...).
     pub ssm_agents: HashMap<String, String>,
     /// Commands sent, in order: (command id, request).
@@ -87,6 +90,16 @@ impl FakeAws {
     pub fn fail_next(&self, operation: &'static str, error: AwsError) {
         self.state()
             .failures
+            .entry(operation)
+            .or_default()
+            .push_back(error);
+    }
+
+    /// Makes the next call of the write `operation` make its change and
+    /// then fail with `error`, as a request whose reply never came back.
+    pub fn lose_reply_next(&self, operation: &'static str, error: AwsError) {
+        self.state()
+            .lost_replies
             .entry(operation)
             .or_default()
             .push_back(error);
@@ -315,6 +328,13 @@ impl AutoScaling for FakeAws {
         };
         s.changes
             .push((op.to_string(), vec![instance_id.to_string()], false));
+        if let Some(e) = s
+            .lost_replies
+            .get_mut("autoscaling:SetInstanceHealth")
+            .and_then(VecDeque::pop_front)
+        {
+            return Err(e);
+        }
         Ok(Some(format!("req-{}", s.changes.len())))
     }
 
@@ -331,6 +351,13 @@ impl AutoScaling for FakeAws {
             vec![instance_id.to_string()],
             false,
         ));
+        if let Some(e) = s
+            .lost_replies
+            .get_mut("autoscaling:TerminateInstanceInAutoScalingGroup")
+            .and_then(VecDeque::pop_front)
+        {
+            return Err(e);
+        }
         Ok(Some(format!("req-{}", s.changes.len())))
     }
 }
@@ -429,6 +456,13 @@ impl LoadBalancers for FakeAws {
             instance_ids.to_vec(),
             false,
         ));
+        if let Some(e) = s
+            .lost_replies
+            .get_mut("elasticloadbalancing:DeregisterInstancesFromLoadBalancer")
+            .and_then(VecDeque::pop_front)
+        {
+            return Err(e);
+        }
         Ok(Some("req-deregister".into()))
     }
 }
@@ -466,6 +500,13 @@ impl TargetGroups for FakeAws {
             registered.retain(|t| !ids.contains(&t.id));
         }
         s.changes.push(("DeregisterTargets".into(), ids, false));
+        if let Some(e) = s
+            .lost_replies
+            .get_mut("elasticloadbalancing:DeregisterTargets")
+            .and_then(VecDeque::pop_front)
+        {
+            return Err(e);
+        }
         Ok(Some("req-deregister-targets".into()))
     }
 }
@@ -505,6 +546,9 @@ impl Instances for FakeAws {
                     i.state = st.clone();
                 }
             }
+        }
+        if let Some(e) = s.lost_replies.get_mut(name).and_then(VecDeque::pop_front) {
+            return Err(e);
         }
         Ok(Some(format!("req-{}", s.changes.len())))
     }

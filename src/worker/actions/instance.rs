@@ -1,6 +1,7 @@
 //! One instance named by the event: reboot, stop or terminate it, or run
 //! a command on it, if its state, tag and age allow.
 
+use super::settle::{self, Write};
 use super::{command, failed, Findings, Run};
 use crate::fleet::{InstanceOp, InstanceState};
 use crate::outcome::Outcome;
@@ -104,7 +105,13 @@ pub(super) async fn on_instance(
     }
     match change {
         Change::Ec2(op) => {
-            let result = findings.aws(ec2.change(op, &[id], run.dry_run())).await;
+            let ids = [id];
+            let result = match findings.aws(ec2.change(op, &ids, run.dry_run())).await {
+                Err(e) if settle::made_anyway(run, Write::Ec2(op, &ids), &e, findings).await => {
+                    Ok(None)
+                }
+                r => r,
+            };
             findings.changed(run, result)
         }
         Change::Command(c) => command::send_and_wait(run, &[id], c, findings).await,

@@ -17,6 +17,8 @@
 //! - [`notify`]: publish to SNS; also the escalation sent when a guard
 //!   stops an action, and the footer both carry.
 //! - [`metric`]: put one CloudWatch data point.
+//! - [`settle`]: a write that failed is an unknown outcome — the target is
+//!   re-read, and a change that shows was made (not repeated).
 //!
 //! # Adding an action kind
 //!
@@ -47,6 +49,7 @@ mod instance;
 mod metric;
 mod notify;
 mod pool;
+mod settle;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -256,6 +259,9 @@ struct Findings {
     budget: Option<crate::outcome::BudgetUse>,
     /// Each instance's command invocation status (`run_command`).
     command_status: std::collections::BTreeMap<String, String>,
+    /// A write failed (its reply lost, say), and re-reading the target
+    /// showed the change made: the write's error.
+    unknown_outcome: Option<String>,
 }
 
 impl Findings {
@@ -401,6 +407,7 @@ impl Worker {
             taken_over_from: findings.taken_over_from,
             budget: findings.budget,
             command_status: findings.command_status,
+            unknown_outcome: findings.unknown_outcome,
         };
         if let (Outcome::Suppressed { .. }, Some(topic)) =
             (&report.outcome, escalation_topic(action))

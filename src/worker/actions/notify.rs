@@ -108,6 +108,7 @@ mod tests {
             taken_over_from: None,
             budget: None,
             command_status: Default::default(),
+            unknown_outcome: None,
         }
     }
 

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use tracing::info;
 
+use super::settle::{self, Write};
 use super::{command, failed, Findings, Run};
 use crate::aws::AwsError;
 use crate::event::AlarmState;
@@ -345,6 +346,14 @@ pub(super) async fn remediate(run: &Run<'_>, p: &Pool<String>, findings: &mut Fi
                 .await
         }
     };
+    let write = match p.method {
+        Method::Deregister => Write::Deregister(&p.source, &targets),
+        _ => Write::Ec2(InstanceOp::Terminate, &targets),
+    };
+    let result = match result {
+        Err(e) if settle::made_anyway(run, write, &e, findings).await => Ok(None),
+        r => r,
+    };
     findings.changed(run, result)
 }
 
@@ -387,8 +396,13 @@ async fn through_auto_scaling(
             }
             _ => findings.aws(asg.terminate_in_group(id)).await,
         };
+        let write = match p.method {
+            Method::AsgSetUnhealthy => Write::SetUnhealthy(id),
+            _ => Write::TerminateInGroup(id),
+        };
         match result {
             Ok(request) => findings.request(request),
+            Err(e) if settle::made_anyway(run, write, &e, findings).await => {}
             Err(e) => return failed(&e),
         }
     }
