@@ -332,10 +332,14 @@ async fn a_failed_dlq_send_keeps_the_message() {
 async fn a_transient_failure_retries_with_backoff_and_does_not_delete() {
     let h = harness(&oos_rule(1, 50, 1, ""), settings());
     let ids = h.fleet(4, 1);
-    h.aws.fail_next(
-        "ec2:TerminateInstances",
-        AwsError::transient("ec2", "TerminateInstances", "Throttling"),
-    );
+    // A change is sent up to three times within the action (re-reading
+    // the target in between); all three fail here.
+    for _ in 0..3 {
+        h.aws.fail_next(
+            "ec2:TerminateInstances",
+            AwsError::transient("ec2", "TerminateInstances", "Throttling"),
+        );
+    }
     let msg = h.enqueue(&web_alarm("m1"), "sqs-1", 3);
     let handled = h
         .worker
@@ -744,9 +748,9 @@ async fn a_terminate_whose_reply_is_lost_is_done_after_a_re_read() {
 }
 
 /// The same for an instance action, and the cases where re-reading cannot
-/// help: a write that failed *before* changing anything stays a
-/// (transient) failure and the message is retried, and the retry acts
-/// once; a reboot leaves nothing to read, so its lost reply stays a
+/// help: a write that keeps failing *before* changing anything is sent
+/// again after each re-read, three times in all, then stays a (transient)
+/// failure and the message is retried, and the retry acts once; a reboot leaves nothing to read, so its lost reply stays a
 /// failure too.
 #[tokio::test]
 async fn a_failed_write_that_changed_nothing_is_retried_and_acts_once() {
@@ -770,12 +774,32 @@ require_tag = { key = "reflex:managed" }
         .dimensions(&[("InstanceId", &ids[1])])
         .metric("AWS/EC2", "StatusCheckFailed_System")
         .sns(TOPIC, "m1");
-    // Refused before it reached EC2: nothing changed, so a failure.
-    h.aws.fail_next(
-        "ec2:TerminateInstances",
-        AwsError::timeout("ec2", "TerminateInstances", Duration::from_secs(5)),
-    );
+    // Refused before it reached EC2, three times: re-reading shows nothing
+    // changed after each, so the failure stands.
+    for _ in 0..3 {
+        h.aws.fail_next(
+            "ec2:TerminateInstances",
+            AwsError::timeout("ec2", "TerminateInstances", Duration::from_secs(5)),
+        );
+    }
     let first = h.deliver(&body, "sqs-1").await;
+    let calls = h.aws.state().calls.clone();
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| *c == "ec2:TerminateInstances")
+            .count(),
+        3,
+        "sent three times"
+    );
+    assert!(
+        calls
+            .iter()
+            .filter(|c| *c == "ec2:DescribeInstances")
+            .count()
+            >= 4,
+        "the instance re-read after each failure: {calls:?}"
+    );
     assert!(
         matches!(
             first.reports[0].outcome,

@@ -11,11 +11,10 @@ use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::error::SdkError;
 use aws_sdk_sqs::operation::RequestId;
-use aws_smithy_types::timeout::TimeoutConfig;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::observe::{self, AwsCallFinished, CallOutcome};
-use super::timeouts::{AwsTimeouts, CallKind, CallLimits, DEADLINE_SLACK};
+use super::timeouts::{AwsTimeouts, CallKind, CallLimits, SdkCallConfig, DEADLINE_SLACK};
 use super::{
     Alarms, AutoScaling, AutoScalingGroup, AwsError, CommandRequest, Commands, Datum,
     GroupInstance, HealthState, InstanceHealth, InstanceInfo, InstanceOp, InstanceState, Instances,
@@ -107,7 +106,7 @@ async fn call<T, E, F>(
     operation: &'static str,
     timeouts: &AwsTimeouts,
     limits: CallLimits,
-    send: impl FnOnce(TimeoutConfig) -> F,
+    send: impl FnOnce(SdkCallConfig) -> F,
 ) -> Result<T, AwsError>
 where
     F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
@@ -139,7 +138,11 @@ macro_rules! send_with {
     ($service:ident, $request:expr, $timeouts:expr) => {
         $request
             .customize()
-            .config_override($service::Config::builder().timeout_config($timeouts))
+            .config_override(
+                $service::Config::builder()
+                    .timeout_config($timeouts.timeout)
+                    .retry_config($timeouts.retry),
+            )
             .send()
     };
 }
@@ -165,7 +168,7 @@ impl Clients {
     /// through [`call`] sets its own timeouts; the clients' own (the
     /// writes') apply to anything else built on them.
     pub async fn from_env(timeouts: &AwsTimeouts) -> Clients {
-        let timeouts = timeouts.sdk(timeouts.write);
+        let timeouts = timeouts.sdk(timeouts.write).timeout;
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .timeout_config(timeouts)
             .load()
@@ -529,7 +532,7 @@ impl LoadBalancers for ClassicElb {
             "elasticloadbalancing",
             "DeregisterInstancesFromLoadBalancer",
             &self.timeouts,
-            self.timeouts.limits(CallKind::Write, Duration::ZERO),
+            self.timeouts.limits(CallKind::Change, Duration::ZERO),
             |t| {
                 send_with!(
                     aws_sdk_elasticloadbalancing,
@@ -644,7 +647,7 @@ impl TargetGroups for Elbv2 {
             "elasticloadbalancing",
             "DeregisterTargets",
             &self.timeouts,
-            self.timeouts.limits(CallKind::Write, Duration::ZERO),
+            self.timeouts.limits(CallKind::Change, Duration::ZERO),
             |t| {
                 send_with!(
                     aws_sdk_elasticloadbalancingv2,
@@ -755,7 +758,7 @@ impl AutoScaling for AutoScalingGroups {
             "autoscaling",
             "SetInstanceHealth",
             &self.timeouts,
-            self.timeouts.limits(CallKind::Write, Duration::ZERO),
+            self.timeouts.limits(CallKind::Change, Duration::ZERO),
             |t| {
                 send_with!(
                     aws_sdk_autoscaling,
@@ -777,7 +780,7 @@ impl AutoScaling for AutoScalingGroups {
             "autoscaling",
             "TerminateInstanceInAutoScalingGroup",
             &self.timeouts,
-            self.timeouts.limits(CallKind::Write, Duration::ZERO),
+            self.timeouts.limits(CallKind::Change, Duration::ZERO),
             |t| {
                 send_with!(
                     aws_sdk_autoscaling,
@@ -990,7 +993,7 @@ impl Instances for Ec2 {
                 "ec2",
                 "TerminateInstances",
                 &self.timeouts,
-                self.timeouts.limits(CallKind::Write, Duration::ZERO),
+                self.timeouts.limits(CallKind::Change, Duration::ZERO),
                 |t| {
                     send_with!(
                         aws_sdk_ec2,
@@ -1008,7 +1011,7 @@ impl Instances for Ec2 {
                 "ec2",
                 "RebootInstances",
                 &self.timeouts,
-                self.timeouts.limits(CallKind::Write, Duration::ZERO),
+                self.timeouts.limits(CallKind::Change, Duration::ZERO),
                 |t| {
                     send_with!(
                         aws_sdk_ec2,
@@ -1026,7 +1029,7 @@ impl Instances for Ec2 {
                 "ec2",
                 "StopInstances",
                 &self.timeouts,
-                self.timeouts.limits(CallKind::Write, Duration::ZERO),
+                self.timeouts.limits(CallKind::Change, Duration::ZERO),
                 |t| {
                     send_with!(
                         aws_sdk_ec2,
@@ -1268,7 +1271,7 @@ mod tests {
             // What the daemon's clients carry: any call that did not set
             // its own timeouts would wait this long.
             .timeout_config(
-                TimeoutConfig::builder()
+                aws_smithy_types::timeout::TimeoutConfig::builder()
                     .operation_attempt_timeout(Duration::from_secs(30))
                     .build(),
             )
@@ -1323,8 +1326,8 @@ mod tests {
         );
     }
 
-    /// Reads and writes have their own limits: a stalled terminate costs
-    /// its write deadline, a stalled describe its read deadline.
+    /// Reads and writes have their own limits: a stalled describe costs its
+    /// read deadline, a stalled terminate one write attempt.
     #[tokio::test(start_paused = true)]
     async fn reads_and_writes_give_up_at_their_own_timeouts() {
         let (endpoint, _) = black_hole().await;
@@ -1354,8 +1357,10 @@ mod tests {
             read >= timeouts.read.attempt && read <= timeouts.read.operation,
             "{read:?}"
         );
+        // A change gets one attempt: the SDK does not send it again after
+        // a lost reply (the action re-reads the target first).
         assert!(
-            write > timeouts.read.operation && write <= timeouts.write.operation,
+            write >= timeouts.write.attempt && write < timeouts.write.attempt * 2,
             "{write:?}"
         );
     }

@@ -27,6 +27,9 @@ const SERVICE: &str = "sns";
 const OPERATION: &str = "GetSigningCertificate";
 /// The whole fetch, connection to last byte.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts per fetch, and the pause before the next, times the attempt.
+const FETCH_ATTEMPTS: u32 = 3;
+const FETCH_PAUSE: Duration = Duration::from_millis(100);
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
@@ -163,12 +166,25 @@ impl SigningCerts for HttpSigningCerts {
 
     async fn fetch(&self, location: &CertLocation) -> Result<Vec<u8>, AwsError> {
         let started = Instant::now();
-        let result = match tokio::time::timeout(FETCH_TIMEOUT, self.get(location)).await {
-            Ok(r) => r,
-            Err(_) => Err(AwsError {
-                message: format!("{}: no answer within {FETCH_TIMEOUT:?}", location.fetch_url),
-                ..AwsError::timeout(SERVICE, OPERATION, FETCH_TIMEOUT)
-            }),
+        // Like the SDK's standard retry: a transient failure (a refused
+        // connection, a lost reply, a 5xx) is tried again at once, up to
+        // FETCH_ATTEMPTS in all, before the message waits for its backoff.
+        let mut attempt = 1;
+        let result = loop {
+            let result = match tokio::time::timeout(FETCH_TIMEOUT, self.get(location)).await {
+                Ok(r) => r,
+                Err(_) => Err(AwsError {
+                    message: format!("{}: no answer within {FETCH_TIMEOUT:?}", location.fetch_url),
+                    ..AwsError::timeout(SERVICE, OPERATION, FETCH_TIMEOUT)
+                }),
+            };
+            match result {
+                Err(e) if e.transient && attempt < FETCH_ATTEMPTS => {
+                    tokio::time::sleep(FETCH_PAUSE * attempt).await;
+                    attempt += 1;
+                }
+                r => break r,
+            }
         };
         let (outcome, code) = match &result {
             Ok(_) => (CallOutcome::Ok, None),

@@ -26,12 +26,28 @@ pub struct CallLimits {
     pub attempt: Duration,
     /// The whole operation, retries included.
     pub operation: Duration,
+    /// How many attempts the SDK's standard retry makes.
+    pub attempts: u32,
 }
 
 impl CallLimits {
     pub const fn new(attempt: Duration, operation: Duration) -> CallLimits {
-        CallLimits { attempt, operation }
+        CallLimits {
+            attempt,
+            operation,
+            attempts: STANDARD_ATTEMPTS,
+        }
     }
+}
+
+/// The SDK's standard retry: three attempts.
+pub const STANDARD_ATTEMPTS: u32 = 3;
+
+/// What the SDK is told for one call: its timeouts and its retries.
+#[derive(Debug, Clone)]
+pub struct SdkCallConfig {
+    pub timeout: aws_smithy_types::timeout::TimeoutConfig,
+    pub retry: aws_smithy_types::retry::RetryConfig,
 }
 
 /// What a call is, for its timeouts.
@@ -44,8 +60,14 @@ pub enum CallKind {
     Queue,
     /// Describes: EC2, ELB, CloudWatch alarms, Auto Scaling, target groups.
     Read,
-    /// Terminate, stop, reboot, deregister, publish, put metric data.
+    /// Publish, put metric data, send an SSM command.
     Write,
+    /// A change reflex can see afterwards — terminate, stop, reboot,
+    /// deregister, the Auto Scaling writes — with the write limits but
+    /// **one attempt**: after a failure (a lost reply above all) reflex
+    /// re-reads the target before it repeats the change, which the SDK's
+    /// blind retry would not.
+    Change,
 }
 
 /// Every kind's limits: `[aws]` in `reflex.toml`.
@@ -90,12 +112,16 @@ impl AwsTimeouts {
     /// The SDK timeout configuration of a call of this kind: its limits
     /// and the connect timeout (a per-call override replaces the client's
     /// whole timeout configuration, so it carries every field).
-    pub fn sdk(&self, limits: CallLimits) -> aws_smithy_types::timeout::TimeoutConfig {
-        aws_smithy_types::timeout::TimeoutConfig::builder()
-            .connect_timeout(self.connect)
-            .operation_attempt_timeout(limits.attempt)
-            .operation_timeout(limits.operation)
-            .build()
+    pub fn sdk(&self, limits: CallLimits) -> SdkCallConfig {
+        SdkCallConfig {
+            timeout: aws_smithy_types::timeout::TimeoutConfig::builder()
+                .connect_timeout(self.connect)
+                .operation_attempt_timeout(limits.attempt)
+                .operation_timeout(limits.operation)
+                .build(),
+            retry: aws_smithy_types::retry::RetryConfig::standard()
+                .with_max_attempts(limits.attempts),
+        }
     }
 
     /// The limits of a call of this kind; `wait` is the long-poll wait of
@@ -110,6 +136,10 @@ impl AwsTimeouts {
             CallKind::Queue => self.queue,
             CallKind::Read => self.read,
             CallKind::Write => self.write,
+            CallKind::Change => CallLimits {
+                attempts: 1,
+                ..self.write
+            },
         }
     }
 }
@@ -128,13 +158,25 @@ mod tests {
             t.limits(CallKind::Queue, Duration::from_secs(20)),
             defaults::QUEUE
         );
-        let sdk = t.sdk(t.write);
+        let sdk = t.sdk(t.write).timeout;
         assert_eq!(sdk.connect_timeout(), Some(Duration::from_secs(2)));
         assert_eq!(
             sdk.operation_attempt_timeout(),
             Some(Duration::from_secs(5))
         );
         assert_eq!(sdk.operation_timeout(), Some(Duration::from_secs(15)));
+        assert_eq!(t.sdk(t.write).retry.max_attempts(), STANDARD_ATTEMPTS);
+    }
+
+    /// A change the SDK must not repeat blindly: one attempt, with the
+    /// write limits; reflex re-reads the target before sending it again.
+    #[test]
+    fn a_change_gets_one_attempt() {
+        let t = AwsTimeouts::default();
+        let change = t.limits(CallKind::Change, Duration::ZERO);
+        assert_eq!(change.attempts, 1);
+        assert_eq!(change.attempt, t.write.attempt);
+        assert_eq!(t.sdk(change).retry.max_attempts(), 1);
     }
 
     #[test]

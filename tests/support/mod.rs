@@ -73,7 +73,7 @@ pub use cli::{
 };
 pub use env::{aws_env, MotoEnv, AWS_ENV_REMOVE};
 pub use moto::{MotoServer, RecordedRequest};
-pub use proxy::FaultProxy;
+pub use proxy::{FaultProxy, Faults};
 pub use reflex::{http_get, sample, Reflex, ReflexBuilder};
 pub use world::{action_events, attribute, count_state, envelope, terminate_rule, World, WAIT};
 

@@ -106,12 +106,11 @@ pub(super) async fn on_instance(
     match change {
         Change::Ec2(op) => {
             let ids = [id];
-            let result = match findings.aws(ec2.change(op, &ids, run.dry_run())).await {
-                Err(e) if settle::made_anyway(run, Write::Ec2(op, &ids), &e, findings).await => {
-                    Ok(None)
-                }
-                r => r,
-            };
+            let dry = run.dry_run();
+            let result = settle::change(run, Write::Ec2(op, &ids), findings, || {
+                ec2.change(op, &ids, dry)
+            })
+            .await;
             findings.changed(run, result)
         }
         Change::Command(c) => command::send_and_wait(run, &[id], c, findings).await,

@@ -302,20 +302,21 @@ pub(super) async fn remediate(run: &Run<'_>, p: &Pool<String>, findings: &mut Fi
     if let Err(outcome) = run.take_global(targets.len()).await {
         return outcome;
     }
+    let dry = run.dry_run();
     let result = match (p.method, &p.source) {
         (Method::Terminate, _) => {
-            findings
-                .aws(
-                    effects
-                        .ec2
-                        .change(InstanceOp::Terminate, &targets, run.dry_run()),
-                )
-                .await
+            let write = Write::Ec2(InstanceOp::Terminate, &targets);
+            settle::change(run, write, findings, || {
+                effects.ec2.change(InstanceOp::Terminate, &targets, dry)
+            })
+            .await
         }
         (Method::Deregister, PoolSource::ClassicElb { load_balancer }) => {
-            findings
-                .aws(effects.elb.deregister(load_balancer, &targets))
-                .await
+            let write = Write::Deregister(&p.source, &targets);
+            settle::change(run, write, findings, || {
+                effects.elb.deregister(load_balancer, &targets)
+            })
+            .await
         }
         (Method::AsgSetUnhealthy | Method::AsgTerminate, _) => {
             return through_auto_scaling(run, p, &targets, findings).await;
@@ -330,29 +331,21 @@ pub(super) async fn remediate(run: &Run<'_>, p: &Pool<String>, findings: &mut Fi
             return command::send_and_wait(run, &targets, c, findings).await;
         }
         (Method::Deregister, PoolSource::TargetGroup { target_group_arn }) => {
-            let targets: Vec<Target> = targets
+            let members_out: Vec<Target> = targets
                 .iter()
                 .map(|id| Target {
                     id: id.clone(),
                     port: members.iter().find(|m| &m.id == id).and_then(|m| m.port),
                 })
                 .collect();
-            findings
-                .aws(
-                    effects
-                        .target_groups
-                        .deregister_targets(target_group_arn, &targets),
-                )
-                .await
+            let write = Write::Deregister(&p.source, &targets);
+            settle::change(run, write, findings, || {
+                effects
+                    .target_groups
+                    .deregister_targets(target_group_arn, &members_out)
+            })
+            .await
         }
-    };
-    let write = match p.method {
-        Method::Deregister => Write::Deregister(&p.source, &targets),
-        _ => Write::Ec2(InstanceOp::Terminate, &targets),
-    };
-    let result = match result {
-        Err(e) if settle::made_anyway(run, write, &e, findings).await => Ok(None),
-        r => r,
     };
     findings.changed(run, result)
 }
@@ -390,19 +383,21 @@ async fn through_auto_scaling(
     for id in targets {
         let result = match p.method {
             Method::AsgSetUnhealthy => {
-                findings
-                    .aws(asg.set_unhealthy(id, p.respect_grace_period))
-                    .await
+                let grace = p.respect_grace_period;
+                settle::change(run, Write::SetUnhealthy(id), findings, || {
+                    asg.set_unhealthy(id, grace)
+                })
+                .await
             }
-            _ => findings.aws(asg.terminate_in_group(id)).await,
-        };
-        let write = match p.method {
-            Method::AsgSetUnhealthy => Write::SetUnhealthy(id),
-            _ => Write::TerminateInGroup(id),
+            _ => {
+                settle::change(run, Write::TerminateInGroup(id), findings, || {
+                    asg.terminate_in_group(id)
+                })
+                .await
+            }
         };
         match result {
             Ok(request) => findings.request(request),
-            Err(e) if settle::made_anyway(run, write, &e, findings).await => {}
             Err(e) => return failed(&e),
         }
     }

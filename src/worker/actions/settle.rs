@@ -10,12 +10,57 @@
 //! A reboot and a command leave nothing to read, and a publish is
 //! at-least-once by design: those keep their error.
 
+use std::future::Future;
+use std::time::Duration;
+
 use tracing::warn;
 
 use super::{instance, Findings, Run};
 use crate::aws::AwsError;
 use crate::fleet::{InstanceOp, TargetState};
 use crate::rules::action::PoolSource;
+
+/// How many times a change is sent (one SDK attempt each) before its
+/// failure stands; between two, the target is re-read.
+const CHANGE_ATTEMPTS: u32 = 3;
+/// The pause before sending a change again, times the attempt number.
+const CHANGE_PAUSE: Duration = Duration::from_millis(200);
+
+/// Sends a change (one SDK attempt: `CallKind::Change`) and, when it
+/// fails, re-reads the target before sending it again: a change that
+/// shows was made, and is not repeated. A transient failure that left the
+/// target unchanged is sent again, up to [`CHANGE_ATTEMPTS`] in all; a
+/// permanent one, or the last, stands.
+pub(super) async fn change<F, Fut>(
+    run: &Run<'_>,
+    write: Write<'_>,
+    findings: &mut Findings,
+    send: F,
+) -> Result<Option<String>, AwsError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Option<String>, AwsError>>,
+{
+    let mut attempt = 1;
+    loop {
+        let error = match findings.aws(send()).await {
+            Ok(request) => return Ok(request),
+            Err(e) => e,
+        };
+        if made_anyway(run, &write, &error, findings).await {
+            return Ok(None);
+        }
+        // A reboot leaves nothing to read: after a timeout it may have
+        // happened, so it is not sent again blindly.
+        let invisible = matches!(write, Write::Ec2(InstanceOp::Reboot, _));
+        if !error.transient || attempt >= CHANGE_ATTEMPTS || (invisible && error.timed_out) {
+            return Err(error);
+        }
+        warn!(%error, attempt, "A change failed and re-reading shows it not made; sending it again.");
+        tokio::time::sleep(CHANGE_PAUSE * attempt).await;
+        attempt += 1;
+    }
+}
 
 /// What a failed write was meant to change.
 pub(super) enum Write<'a> {
@@ -31,9 +76,9 @@ pub(super) enum Write<'a> {
 
 /// Whether re-reading the target shows the failed write's change made.
 /// When it does, the error is recorded as the resolved unknown outcome.
-pub(super) async fn made_anyway(
+async fn made_anyway(
     run: &Run<'_>,
-    write: Write<'_>,
+    write: &Write<'_>,
     error: &AwsError,
     findings: &mut Findings,
 ) -> bool {
@@ -47,7 +92,7 @@ pub(super) async fn made_anyway(
             Ok(infos) => ids.iter().all(|id| {
                 infos
                     .iter()
-                    .any(|i| &i.instance_id == id && instance::already_applied(&i.state, op))
+                    .any(|i| &i.instance_id == id && instance::already_applied(&i.state, *op))
             }),
             Err(_) => false,
         },
@@ -85,7 +130,7 @@ pub(super) async fn made_anyway(
             {
                 Ok(members) => members
                     .iter()
-                    .any(|m| m.instance_id == id && m.health_status == "Unhealthy"),
+                    .any(|m| m.instance_id == **id && m.health_status == "Unhealthy"),
                 Err(_) => false,
             }
         }
@@ -96,7 +141,7 @@ pub(super) async fn made_anyway(
                 .await
                 .map(|members| {
                     members.iter().any(|m| {
-                        m.instance_id == id && m.lifecycle_state.starts_with("Terminating")
+                        m.instance_id == **id && m.lifecycle_state.starts_with("Terminating")
                     })
                 })
                 .unwrap_or(false);
@@ -106,7 +151,7 @@ pub(super) async fn made_anyway(
                     .await
                     .map(|infos| {
                         infos.iter().any(|i| {
-                            i.instance_id == id
+                            i.instance_id == **id
                                 && instance::already_applied(&i.state, InstanceOp::Terminate)
                         })
                     })
