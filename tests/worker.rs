@@ -717,3 +717,140 @@ async fn dry_runs_do_not_spend_the_remediation_budget() {
         assert_eq!(handled.reports[0].budget, None);
     }
 }
+
+/// Keeps every audit record written, in order.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<reflex::audit::AuditRecord>>);
+
+impl reflex::audit::AuditSink for Recorded {
+    fn record(&self, rec: &reflex::audit::AuditRecord) {
+        self.0.lock().expect("recorded lock").push(rec.clone());
+    }
+}
+
+impl Recorded {
+    /// The message record written, if any.
+    fn message(&self) -> Option<reflex::audit::MessageRecord> {
+        self.0
+            .lock()
+            .expect("recorded lock")
+            .iter()
+            .find_map(|r| match r {
+                reflex::audit::AuditRecord::Message(m) => Some((**m).clone()),
+                _ => None,
+            })
+    }
+}
+
+/// A terminate that waits `confirm_after`, then a notify: two actions of
+/// one message, the second started only after the first's wait.
+fn slow_then_notify(confirm_after: &str) -> String {
+    let mut rules = oos_rule(5, 100, 1, &format!("confirm_after = \"{confirm_after}\""));
+    rules.push_str(
+        r#"
+[[rule.actions]]
+type = "notify"
+topic_arn = "arn:aws:sns:us-east-1:123456789012:oncall"
+subject = "terminated"
+message = "terminated"
+"#,
+    );
+    rules
+}
+
+const CHANGE_VISIBILITY: &str = "sqs:ChangeMessageVisibility";
+
+fn heartbeats(h: &TestWorker) -> usize {
+    h.aws
+        .state()
+        .calls
+        .iter()
+        .filter(|c| *c == CHANGE_VISIBILITY)
+        .count()
+}
+
+/// Visibility 60 s, heartbeat 20 s: each heartbeat may take 6 s. The first
+/// one hangs; it is given up at 26 s and retried at once, which gets
+/// through: the message finishes normally, its visibility never lost.
+#[tokio::test(start_paused = true)]
+async fn one_stalled_heartbeat_is_retried_and_does_not_stall_the_message() {
+    let recorded = Arc::new(Recorded::default());
+    let h = TestWorker::builder(&slow_then_notify("40s"))
+        .settings(settings())
+        .audit(recorded.clone())
+        .build();
+    assert_eq!(h.worker.settings.heartbeat_timeout(), Duration::from_secs(6));
+    let ids = h.fleet(6, 2);
+    h.aws.stall_next(CHANGE_VISIBILITY, 1);
+    let started = tokio::time::Instant::now();
+    let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+    let took = started.elapsed();
+    assert_eq!(handled.disposition, Disposition::Ack);
+    assert!(!handled.visibility_lost);
+    assert_eq!(handled.reports.len(), 2, "{:?}", handled.reports);
+    assert_eq!(h.terminated(), ids[..2].to_vec());
+    assert_eq!(h.aws.state().published.len(), 1, "the notify ran");
+    // The stalled heartbeat (20 s) and its retry (26.25 s); the next one
+    // would be at 46.25 s, after the message finished (~40 s).
+    assert!(took < Duration::from_secs(46), "took {took:?}");
+    assert_eq!(heartbeats(&h), 2);
+    let s = h.aws.state();
+    assert_eq!(
+        s.visibility_changes,
+        [("rh-sqs-1".to_string(), 60)],
+        "the retry extended the visibility"
+    );
+    assert_eq!(s.deleted, ["rh-sqs-1"]);
+    drop(s);
+    let m = recorded.message().expect("a message record");
+    assert!(!m.visibility_lost);
+}
+
+/// Every heartbeat hangs: the visibility (60 s from receipt) is given up
+/// before it runs out. The action then running (a 70 s wait) finishes; the
+/// notify after it is not started, the message is released, and the audit
+/// record and the counter say the visibility was lost.
+#[tokio::test(start_paused = true)]
+async fn heartbeats_stalled_until_the_visibility_runs_out_start_no_further_action() {
+    let recorded = Arc::new(Recorded::default());
+    let h = TestWorker::builder(&slow_then_notify("70s"))
+        .settings(settings())
+        .audit(recorded.clone())
+        .build();
+    let ids = h.fleet(6, 2);
+    // Attempts at 20 s, 26.25 s, 32.75 s, 39.75 s and 47.75 s, each given
+    // up after 6 s; the next could not finish before 54 s (the visibility
+    // runs out at 60 s): lost. (The release after it is answered.)
+    h.aws.stall_next(CHANGE_VISIBILITY, 5);
+    let lost_before = reflex::telemetry::metrics().visibility_lost.get();
+    let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+    assert!(handled.visibility_lost);
+    assert_eq!(handled.reports.len(), 1, "only the running action finished");
+    assert_eq!(handled.reports[0].outcome, Outcome::Done, "never cancelled half-way");
+    assert_eq!(h.terminated(), ids[..2].to_vec());
+    assert!(h.aws.state().published.is_empty(), "the notify was not started");
+    assert_eq!(handled.disposition, Disposition::Release);
+    let s = h.aws.state();
+    assert!(s.deleted.is_empty());
+    assert_eq!(
+        s.visibility_changes.last(),
+        Some(&("rh-sqs-1".to_string(), 0)),
+        "released at once"
+    );
+    assert_eq!(s.visibility_changes.len(), 1, "only the release got through");
+    drop(s);
+    assert_eq!(heartbeats(&h), 5 + 1, "five heartbeat attempts, then the release");
+    let m = recorded.message().expect("a message record");
+    assert!(m.visibility_lost);
+    assert_eq!(m.disposition, reflex::audit::DispositionRecord::Release);
+    let line = String::from_utf8(reflex::audit::AuditRecord::Message(Box::new(m)).to_line())
+        .expect("utf-8");
+    assert!(line.contains("\"visibility_lost\":true"), "{line}");
+    assert!(reflex::telemetry::metrics().visibility_lost.get() > lost_before);
+    // The redelivery runs the rest, and does not terminate again.
+    let again = h.deliver_with(&web_alarm("m1"), "sqs-1b", 2).await;
+    assert_eq!(again.disposition, Disposition::Ack);
+    assert_eq!(again.reports[0].outcome, Outcome::Duplicate);
+    assert_eq!(h.terminated(), ids[..2].to_vec());
+    assert_eq!(h.aws.state().published.len(), 1);
+}

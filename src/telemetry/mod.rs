@@ -108,6 +108,7 @@ pub struct MetricRegistry {
     pub aws_call_seconds: HistogramFamily<AwsOperationLabels>,
     pub aws_timeouts: Family<AwsOperationLabels, Counter>,
     pub in_flight: Gauge,
+    pub visibility_lost: Counter,
     pub alarm_to_action_seconds: Histogram,
     pub processing_seconds: Histogram,
     pub rules_info: Family<VersionLabel, Gauge>,
@@ -146,6 +147,7 @@ impl MetricRegistry {
             aws_call_seconds: Family::new_with_constructor(aws_call_histogram),
             aws_timeouts: Family::default(),
             in_flight: Gauge::default(),
+            visibility_lost: Counter::default(),
             // 1 s to ~9 h: alarms reach reflex after CloudWatch's evaluation
             // periods, so this is seconds to minutes.
             alarm_to_action_seconds: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
@@ -177,7 +179,7 @@ impl MetricRegistry {
         );
         registry.register(
             "messages_released",
-            "Messages made visible again untouched at shutdown",
+            "Messages made visible again at once: at shutdown, or after their visibility was lost with actions not started",
             m.messages_released.clone(),
         );
         registry.register(
@@ -234,6 +236,11 @@ impl MetricRegistry {
             "messages_in_flight",
             "Messages being worked on",
             m.in_flight.clone(),
+        );
+        registry.register(
+            "visibility_lost",
+            "Messages whose visibility ran out before a heartbeat could extend it (their remaining actions are not started)",
+            m.visibility_lost.clone(),
         );
         registry.register(
             "alarm_to_action_seconds",

@@ -43,6 +43,9 @@ pub struct FakeState {
     pub calls: Vec<String>,
     /// Errors to return from the next calls of an operation, in order.
     pub failures: HashMap<&'static str, VecDeque<AwsError>>,
+    /// How many of the next calls of an operation hang without a reply
+    /// (a black-holed reply on a lossy network). Queue operations only.
+    pub stalls: HashMap<&'static str, usize>,
     /// SNS signing certificates (PEM) by URL, besides the tests' own
     /// signer's, which is always served.
     pub signing_certs: HashMap<String, String>,
@@ -82,6 +85,32 @@ impl FakeAws {
             .entry(operation)
             .or_default()
             .push_back(error);
+    }
+
+    /// Makes the next `n` calls of `operation` hang: they are recorded in
+    /// `calls` and never answer (the caller's timeout must end them).
+    /// Applies to the queue operations (`sqs:ReceiveMessage`,
+    /// `sqs:ChangeMessageVisibility`, `sqs:DeleteMessage`, `sqs:SendMessage`).
+    pub fn stall_next(&self, operation: &'static str, n: usize) {
+        *self.state().stalls.entry(operation).or_default() += n;
+    }
+
+    /// Hangs forever if a stall of `operation` is pending (taking it).
+    async fn stall(&self, operation: &'static str) {
+        let stalled = {
+            let mut s = self.state();
+            match s.stalls.get_mut(operation) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    s.calls.push(operation.to_string());
+                    true
+                }
+                _ => false,
+            }
+        };
+        if stalled {
+            std::future::pending::<()>().await;
+        }
     }
 
     fn call(&self, operation: &'static str) -> Result<MutexGuard<'_, FakeState>, AwsError> {
@@ -266,6 +295,7 @@ impl Queue for FakeAws {
         _wait: Duration,
         _visibility: Duration,
     ) -> Result<Vec<QueueMessage>, AwsError> {
+        self.stall("sqs:ReceiveMessage").await;
         let mut s = self.call("sqs:ReceiveMessage")?;
         let mut out = Vec::new();
         for (m, visible) in s.queue.iter_mut() {
@@ -278,6 +308,7 @@ impl Queue for FakeAws {
     }
 
     async fn delete(&self, receipt_handle: &str) -> Result<(), AwsError> {
+        self.stall("sqs:DeleteMessage").await;
         let mut s = self.call("sqs:DeleteMessage")?;
         s.queue.retain(|(m, _)| m.receipt_handle != receipt_handle);
         s.deleted.push(receipt_handle.to_string());
@@ -289,6 +320,7 @@ impl Queue for FakeAws {
         receipt_handle: &str,
         timeout: Duration,
     ) -> Result<(), AwsError> {
+        self.stall("sqs:ChangeMessageVisibility").await;
         let mut s = self.call("sqs:ChangeMessageVisibility")?;
         s.visibility_changes
             .push((receipt_handle.to_string(), timeout.as_secs()));
@@ -307,6 +339,7 @@ impl Queue for FakeAws {
         body: &str,
         attributes: &BTreeMap<String, String>,
     ) -> Result<String, AwsError> {
+        self.stall("sqs:SendMessage").await;
         let mut s = self.call("sqs:SendMessage")?;
         s.sent.push((body.to_string(), attributes.clone()));
         Ok(format!("sent-{}", s.sent.len()))
