@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::audit::{AuditSink, FileSink, NoAudit, StdoutSink};
 use crate::aws::sdk::{
-    AutoScalingGroups, ClassicElb, Clients, CloudWatch, Ec2, Elbv2, Sns, SqsQueue,
+    AutoScalingGroups, ClassicElb, Clients, CloudWatch, Ec2, Elbv2, Sns, SqsQueue, Ssm,
 };
 use crate::aws::signing_certs::HttpSigningCerts;
 use crate::aws::{Queue, SigningCerts};
@@ -160,6 +160,7 @@ pub async fn run(
             config.aws_timeouts,
         )),
         ec2: Arc::new(Ec2::new(clients.ec2.clone(), config.aws_timeouts)),
+        ssm: Arc::new(Ssm::new(clients.ssm.clone(), config.aws_timeouts)),
         alarms: Arc::new(CloudWatch::new(
             clients.cloudwatch.clone(),
             config.aws_timeouts,

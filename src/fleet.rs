@@ -398,7 +398,114 @@ pub struct AutoScalingGroup {
 /// Processes whose suspension turns an Auto Scaling method into a no-op
 /// that looks like success: the group neither replaces an Unhealthy
 /// instance nor terminates it.
-pub const REPLACEMENT_PROCESSES: &[&str] = &["ReplaceUnhealthy", "Terminate"];
+///
+/// `Launch` is among them: `ReplaceUnhealthy` terminates and then launches,
+/// so with `Launch` suspended the group would take the instance away and
+/// not replace it — capacity lost, not a replacement.
+pub const REPLACEMENT_PROCESSES: &[&str] = &["ReplaceUnhealthy", "Terminate", "Launch"];
+
+/// An instance as Systems Manager sees it (`DescribeInstanceInformation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedInstance {
+    pub instance_id: String,
+    /// `Online`, `ConnectionLost` or `Inactive`: only an `Online` agent
+    /// runs commands.
+    pub ping_status: String,
+}
+
+/// The SSM ping status of an agent that can run a command now.
+pub const SSM_ONLINE: &str = "Online";
+
+/// A command to run on instances with `AWS-RunShellScript`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRequest {
+    pub instance_ids: Vec<String>,
+    /// Shell lines, run in order.
+    pub commands: Vec<String>,
+    /// `MaxConcurrency`: a count (`"1"`) or a percentage (`"25%"`).
+    pub max_concurrency: String,
+    /// `MaxErrors`: a count or a percentage.
+    pub max_errors: String,
+    /// The script's `executionTimeout`: SSM stops it after this.
+    pub execution_timeout: std::time::Duration,
+    /// `Comment` (at most 100 characters): the rule that sent it.
+    pub comment: String,
+}
+
+pub use crate::rules::action::RUN_SHELL_SCRIPT;
+
+/// The status of one instance's invocation of a command
+/// (`GetCommandInvocation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvocationStatus {
+    Pending,
+    InProgress,
+    Delayed,
+    Success,
+    Cancelled,
+    TimedOut,
+    Failed,
+    Cancelling,
+    Other(String),
+}
+
+impl InvocationStatus {
+    pub fn parse(s: &str) -> InvocationStatus {
+        match s {
+            "Pending" => InvocationStatus::Pending,
+            "InProgress" => InvocationStatus::InProgress,
+            "Delayed" => InvocationStatus::Delayed,
+            "Success" => InvocationStatus::Success,
+            "Cancelled" => InvocationStatus::Cancelled,
+            "TimedOut" => InvocationStatus::TimedOut,
+            "Failed" => InvocationStatus::Failed,
+            "Cancelling" => InvocationStatus::Cancelling,
+            other => InvocationStatus::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            InvocationStatus::Pending => "Pending",
+            InvocationStatus::InProgress => "InProgress",
+            InvocationStatus::Delayed => "Delayed",
+            InvocationStatus::Success => "Success",
+            InvocationStatus::Cancelled => "Cancelled",
+            InvocationStatus::TimedOut => "TimedOut",
+            InvocationStatus::Failed => "Failed",
+            InvocationStatus::Cancelling => "Cancelling",
+            InvocationStatus::Other(s) => s,
+        }
+    }
+
+    /// Whether the invocation has finished: it will not change again.
+    /// An unknown status counts as finished (and not a success), so a
+    /// new status can never keep reflex polling forever.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(
+            self,
+            InvocationStatus::Pending
+                | InvocationStatus::InProgress
+                | InvocationStatus::Delayed
+                | InvocationStatus::Cancelling
+        )
+    }
+}
+
+impl std::fmt::Display for InvocationStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One instance's invocation of a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub instance_id: String,
+    pub status: InvocationStatus,
+    /// The script's exit code, once it ran (`-1` while it has not).
+    pub response_code: Option<i32>,
+}
 
 #[cfg(test)]
 mod tests {

@@ -68,6 +68,17 @@ pub const fn actions_for(kind: ActionKind) -> &'static [&'static str] {
             "autoscaling:DescribeAutoScalingGroups",
             "autoscaling:SetInstanceHealth",
             "autoscaling:TerminateInstanceInAutoScalingGroup",
+            "ssm:DescribeInstanceInformation",
+            "ssm:GetCommandInvocation",
+            "ssm:SendCommand",
+            "sns:Publish",
+        ],
+        ActionKind::RunCommand => &[
+            "ec2:DescribeInstances",
+            "cloudwatch:DescribeAlarms",
+            "ssm:DescribeInstanceInformation",
+            "ssm:GetCommandInvocation",
+            "ssm:SendCommand",
             "sns:Publish",
         ],
         ActionKind::Notify => &["sns:Publish"],
@@ -96,7 +107,11 @@ pub fn actions_for_action<S>(action: &Action<S>) -> Vec<&'static str> {
     if p.method.through_auto_scaling() {
         out.extend(AUTO_SCALING_READS);
     }
+    if p.method == Method::RunCommand {
+        out.extend(SSM_READS);
+    }
     out.push(match (p.method, &p.source) {
+        (Method::RunCommand, _) => "ssm:SendCommand",
         (Method::Terminate, _) => "ec2:TerminateInstances",
         (Method::AsgSetUnhealthy, _) => "autoscaling:SetInstanceHealth",
         (Method::AsgTerminate, _) => "autoscaling:TerminateInstanceInAutoScalingGroup",
@@ -115,6 +130,13 @@ pub fn actions_for_action<S>(action: &Action<S>) -> Vec<&'static str> {
 pub const AUTO_SCALING_READS: &[&str] = &[
     "autoscaling:DescribeAutoScalingInstances",
     "autoscaling:DescribeAutoScalingGroups",
+];
+
+/// What `run_command` reads: which instances SSM manages, and each
+/// invocation's status. Neither has a resource type.
+pub const SSM_READS: &[&str] = &[
+    "ssm:DescribeInstanceInformation",
+    "ssm:GetCommandInvocation",
 ];
 
 /// The Auto Scaling writes: on groups carrying the managed tag only.
@@ -336,6 +358,7 @@ fn rule_targets(rules: Option<&RuleSet>) -> RuleTargets {
             Action::RebootInstance(o) | Action::StopInstance(o) | Action::TerminateInstance(o) => {
                 o.escalate_topic_arn.as_ref()
             }
+            Action::RunCommand(c) => c.instance.escalate_topic_arn.as_ref(),
             Action::RemediatePool(p) => {
                 match &p.source {
                     PoolSource::ClassicElb { load_balancer } => match literal(load_balancer) {
@@ -563,6 +586,37 @@ pub fn policy(rules: Option<&RuleSet>, scope: &Scope) -> Policy {
             "Action": asg_writes,
             "Resource": resources,
             "Condition": {"StringEquals": {format!("autoscaling:ResourceTag/{}", scope.tag_key): [scope.tag_value.clone()]}}}));
+    }
+
+    // Run Command: the reads on "*" (no resource type); SendCommand on
+    // instances carrying the managed tag, and on the one document reflex
+    // runs (an AWS-owned document: no account in its ARN). Two
+    // statements, because the document carries no tag.
+    let ssm_reads: Vec<&str> = SSM_READS
+        .iter()
+        .copied()
+        .filter(|a| wanted.contains(a))
+        .collect();
+    if !ssm_reads.is_empty() {
+        statements.push(allow(
+            "ReadCommandStatus",
+            &ssm_reads,
+            vec!["*".to_string()],
+        ));
+    }
+    if wanted.contains("ssm:SendCommand") {
+        statements.push(json!({"Sid": "RunCommandOnTaggedInstances", "Effect": "Allow",
+            "Action": ["ssm:SendCommand"],
+            "Resource": [format!("arn:{partition}:ec2:{region}:{account}:instance/*")],
+            "Condition": {"StringEquals": {format!("ssm:resourceTag/{}", scope.tag_key): [scope.tag_value.clone()]}}}));
+        statements.push(allow(
+            "RunShellScriptDocument",
+            &["ssm:SendCommand"],
+            vec![format!(
+                "arn:{partition}:ssm:{region}::document/{}",
+                crate::rules::action::RUN_SHELL_SCRIPT
+            )],
+        ));
     }
 
     // DescribeInstances has no resource type; pin it to the region.

@@ -108,6 +108,15 @@ pub struct ActionReport {
     /// was attempted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetUse>,
+    /// `run_command`: each instance's invocation status, with the
+    /// script's exit code, e.g. `Success (exit 0)`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub command_status: BTreeMap<String, String>,
+    /// The write failed — a timeout whose request may have gone through —
+    /// and re-reading the target showed the change made: the write's
+    /// error. The action is done, and was not repeated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown_outcome: Option<String>,
 }
 
 /// How much of a target's remediation budget is spent: `used` attempts

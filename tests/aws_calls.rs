@@ -10,11 +10,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use reflex::aws::sdk::{AutoScalingGroups, ClassicElb, CloudWatch, Ec2, Elbv2, Sns, SqsQueue};
+use reflex::aws::sdk::{AutoScalingGroups, ClassicElb, CloudWatch, Ec2, Elbv2, Sns, SqsQueue, Ssm};
 use reflex::aws::timeouts::AwsTimeouts;
 use reflex::aws::{
-    Alarms, AutoScaling, Datum, InstanceOp, Instances, LoadBalancers, MetricPublisher, Notifier,
-    Queue, Target, TargetGroups,
+    Alarms, AutoScaling, CommandRequest, Commands, Datum, InstanceOp, Instances, LoadBalancers,
+    MetricPublisher, Notifier, Queue, Target, TargetGroups,
 };
 
 const SDK_FILE: &str = include_str!("../src/aws/sdk.rs");
@@ -129,6 +129,7 @@ async fn every_operation_reflex_calls_is_counted() {
         AwsTimeouts::default(),
     );
     let sns = Sns::new(aws_sdk_sns::Client::new(&config), AwsTimeouts::default());
+    let ssm = Ssm::new(aws_sdk_ssm::Client::new(&config), AwsTimeouts::default());
     let ids = vec!["i-0123456789abcdef0".to_string()];
     let before = reflex::telemetry::metrics().encode();
 
@@ -213,14 +214,25 @@ async fn every_operation_reflex_calls_is_counted() {
             .await
             .is_err(),
     );
-    assert_eq!(failed.len(), 22, "{failed:?}");
+    expect_err("managed", ssm.managed(&ids).await.is_err());
+    let request = CommandRequest {
+        instance_ids: ids.clone(),
+        commands: vec!["true".into()],
+        max_concurrency: "1".into(),
+        max_errors: "0".into(),
+        execution_timeout: Duration::from_secs(60),
+        comment: "test".into(),
+    };
+    expect_err("send_command", ssm.send_command(&request).await.is_err());
+    expect_err("invocation", ssm.invocation("cmd", &ids[0]).await.is_err());
+    assert_eq!(failed.len(), 25, "{failed:?}");
 
     let after = reflex::telemetry::metrics().encode();
     let wrapped = wrapped_operations();
     let distinct: BTreeSet<&(String, String)> = wrapped.iter().collect();
     assert_eq!(
         distinct.len(),
-        22,
+        25,
         "src/aws/sdk.rs calls operations this test does not run; add them above: {distinct:?}"
     );
     for (service, operation) in distinct {

@@ -46,7 +46,7 @@ fn check_accepts_the_example_rules() {
     assert_eq!(code(&out), 0, "{}", describe(&out));
     let text = stdout(&out);
     assert!(
-        text.starts_with("ok: 4 rules in 4 files, version "),
+        text.starts_with("ok: 6 rules in 6 files, version "),
         "{text}"
     );
     // `rules` is the default.

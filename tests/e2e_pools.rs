@@ -261,3 +261,89 @@ max_event_age = "15m"
     );
     reflex.shutdown_cleanly().await;
 }
+
+/// `run_command`'s calls over the wire to moto: `SendCommand` with
+/// `AWS-RunShellScript`, the rule's parameters and the script timeout, and
+/// `GetCommandInvocation` reading the invocation's status (moto reports
+/// every invocation `Success` at once).
+#[tokio::test]
+async fn ssm_send_command_and_get_command_invocation_over_the_wire() {
+    use ::reflex::aws::sdk::Ssm;
+    use ::reflex::aws::timeouts::AwsTimeouts;
+    use ::reflex::aws::{CommandRequest, Commands, InvocationStatus};
+
+    let world = World::new("ssmwire").await;
+    let fleet = world.fleet("ssmwire", 2, &[]).await;
+    let id = fleet.instance_ids[0].clone();
+    let ssm = Ssm::new(world.aws.ssm.clone(), AwsTimeouts::default());
+    let request = CommandRequest {
+        instance_ids: vec![id.clone()],
+        commands: vec!["systemctl restart app".to_string()],
+        max_concurrency: "1".to_string(),
+        max_errors: "0".to_string(),
+        execution_timeout: std::time::Duration::from_secs(120),
+        comment: "reflex rule restart-app on alarm app-health".to_string(),
+    };
+    let command_id = ssm
+        .send_command(&request)
+        .await
+        .unwrap_or_else(|e| panic!("SendCommand: {e}"));
+    assert!(!command_id.is_empty());
+    // moto echoes every instance of the region in the command's
+    // InstanceIds; the parameters and the document are what reflex sent.
+    let sent = world.aws.ssm_commands().await;
+    assert_eq!(sent.len(), 1, "one command: {sent:?}");
+    let (instances, commands, document) = &sent[0];
+    assert!(instances.contains(&id), "{sent:?}");
+    assert_eq!(commands, &vec!["systemctl restart app".to_string()]);
+    assert_eq!(document, "AWS-RunShellScript");
+    let invocation = ssm
+        .invocation(&command_id, &id)
+        .await
+        .unwrap_or_else(|e| panic!("GetCommandInvocation: {e}"))
+        .unwrap_or_else(|| panic!("moto knows the invocation"));
+    assert_eq!(invocation.status, InvocationStatus::Success);
+    assert_eq!(invocation.response_code, Some(0));
+}
+
+/// The real binary with a `run_command` rule on moto. moto 5.2.5 does not
+/// implement `DescribeInstanceInformation` (it answers 500), so reflex
+/// cannot confirm SSM manages the instance: it fails closed — no command
+/// is sent, and the message is retried rather than deleted.
+#[tokio::test]
+async fn run_command_sends_nothing_when_ssm_management_cannot_be_confirmed() {
+    let world = World::new("ssmclosed").await;
+    let fleet = world.fleet("ssmclosed", 2, &[]).await;
+    let id = fleet.instance_ids[0].clone();
+    let alarm = world.system_check_alarm(&id, "ALARM").await;
+    let rule = r#"
+[[rule]]
+name = "restart-app"
+[rule.match]
+metric_name = "StatusCheckFailed_System"
+dimensions.InstanceId = { exists = true }
+[[rule.actions]]
+type = "run_command"
+commands = ["systemctl restart app"]
+require_tag = { key = "reflex:managed", value = "true" }
+"#;
+    let reflex = world.reflex().rule("ssm.toml", rule).spawn();
+    world.publish(&alarm.notification("ALARM", "OK")).await;
+    let failed = reflex
+        .wait_for_event(WAIT, "the run_command action failed (transient)", |e| {
+            e["kind"] == "run_command" && e["outcome"] == "failed"
+        })
+        .await;
+    assert!(
+        failed.to_string().contains("DescribeInstanceInformation"),
+        "{failed}"
+    );
+    assert!(world.aws.ssm_commands().await.is_empty(), "nothing sent");
+    // Not deleted: the message waits for its retry on the queue.
+    reflex
+        .wait_for_event(WAIT, "the message is retried", |e| {
+            e["message"] == "Message handled." && e["disposition"] == "retry"
+        })
+        .await;
+    reflex.shutdown_cleanly().await;
+}

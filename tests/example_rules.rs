@@ -21,6 +21,7 @@ fn load() -> RuleSet {
 
 /// The rules each example file must define, by file name.
 const EXPECTED: &[(&str, &[&str])] = &[
+    ("alb-replace-through-asg.toml", &["alb-replace-through-asg"]),
     (
         "ec2-reboot-on-system-check.toml",
         &["ec2-reboot-on-system-check"],
@@ -34,6 +35,10 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &["elb-terminate-out-of-service"],
     ),
     ("notify-any-alarm.toml", &["notify-any-alarm"]),
+    (
+        "ssm-restart-app-on-process-down.toml",
+        &["ssm-restart-app-on-process-down"],
+    ),
 ];
 
 #[test]
@@ -150,6 +155,7 @@ fn destructive_example_rules_are_guarded() {
                 | Action::StopInstance(a)
                 | Action::TerminateInstance(a) => &a.require_tag,
                 Action::RemediatePool(a) => &a.require_tag,
+                Action::RunCommand(a) => &a.instance.require_tag,
                 Action::Notify(_) | Action::PutMetric(_) => unreachable!("not destructive"),
             };
             assert!(

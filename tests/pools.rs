@@ -654,6 +654,10 @@ async fn asg_methods_refuse_a_group_with_replacement_suspended() {
         ("asg_set_unhealthy", "Terminate"),
         ("asg_terminate", "ReplaceUnhealthy"),
         ("asg_terminate", "Terminate"),
+        // With Launch suspended the group would take the instance away
+        // and launch nothing in its place.
+        ("asg_set_unhealthy", "Launch"),
+        ("asg_terminate", "Launch"),
     ] {
         let h = harness(&tg_rule(&format!("method = \"{method}\"")));
         asg_pool(&h);
@@ -796,4 +800,46 @@ min_in_service = 0
             vec![ids[0].clone()]
         )]
     );
+}
+
+/// Issue 13: a write whose reply is lost is an unknown outcome. The group
+/// already has the instance Unhealthy / Terminating, so re-reading shows
+/// the change made: done, not repeated, and the lost reply on record.
+#[tokio::test]
+async fn asg_writes_whose_reply_is_lost_are_done_after_a_re_read() {
+    for (method, op) in [
+        ("asg_set_unhealthy", "autoscaling:SetInstanceHealth"),
+        (
+            "asg_terminate",
+            "autoscaling:TerminateInstanceInAutoScalingGroup",
+        ),
+    ] {
+        let h = harness(&tg_rule(&format!("method = \"{method}\"")));
+        let ids = asg_pool(&h);
+        h.aws.lose_reply_next(
+            op,
+            reflex::aws::AwsError::timeout(
+                "autoscaling",
+                "write",
+                std::time::Duration::from_secs(5),
+            ),
+        );
+        let handled = h.deliver(&tg_alarm("m1"), "sqs-1").await;
+        let r = &handled.reports[0];
+        assert_eq!(r.outcome, Outcome::Done, "{method}: {r:?}");
+        assert!(
+            r.unknown_outcome
+                .as_deref()
+                .is_some_and(|e| e.contains("no reply within")),
+            "{method}: {r:?}"
+        );
+        assert_eq!(
+            changes(&h).len(),
+            1,
+            "{method}: made once: {:?}",
+            changes(&h)
+        );
+        assert_eq!(r.targets, vec![ids[0].clone()]);
+        assert_eq!(handled.disposition, Disposition::Ack, "{method}");
+    }
 }

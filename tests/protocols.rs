@@ -35,9 +35,25 @@ const CALLED: &[&str] = &[
     "aws-sdk-dynamodb",
 ];
 
+/// The host's target triple (`rustc -vV`): `cargo metadata --offline`
+/// needs every dependency of every platform downloaded unless filtered to
+/// one, and a fresh machine has only the host's.
+fn host_triple() -> String {
+    let out = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run rustc -vV: {e}"));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("rustc -vV names no host"))
+}
+
 fn sdk_protocols() -> BTreeMap<String, (String, Option<String>)> {
     let out = Command::new(env!("CARGO"))
         .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["--filter-platform", &host_triple()])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap_or_else(|e| panic!("cannot run cargo metadata: {e}"));

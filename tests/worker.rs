@@ -779,7 +779,10 @@ async fn one_stalled_heartbeat_is_retried_and_does_not_stall_the_message() {
         .settings(settings())
         .audit(recorded.clone())
         .build();
-    assert_eq!(h.worker.settings.heartbeat_timeout(), Duration::from_secs(6));
+    assert_eq!(
+        h.worker.settings.heartbeat_timeout(),
+        Duration::from_secs(6)
+    );
     let ids = h.fleet(6, 2);
     h.aws.stall_next(CHANGE_VISIBILITY, 1);
     let started = tokio::time::Instant::now();
@@ -826,9 +829,16 @@ async fn heartbeats_stalled_until_the_visibility_runs_out_start_no_further_actio
     let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
     assert!(handled.visibility_lost);
     assert_eq!(handled.reports.len(), 1, "only the running action finished");
-    assert_eq!(handled.reports[0].outcome, Outcome::Done, "never cancelled half-way");
+    assert_eq!(
+        handled.reports[0].outcome,
+        Outcome::Done,
+        "never cancelled half-way"
+    );
     assert_eq!(h.terminated(), ids[..2].to_vec());
-    assert!(h.aws.state().published.is_empty(), "the notify was not started");
+    assert!(
+        h.aws.state().published.is_empty(),
+        "the notify was not started"
+    );
     assert_eq!(handled.disposition, Disposition::Release);
     let s = h.aws.state();
     assert!(s.deleted.is_empty());
@@ -837,9 +847,17 @@ async fn heartbeats_stalled_until_the_visibility_runs_out_start_no_further_actio
         Some(&("rh-sqs-1".to_string(), 0)),
         "released at once"
     );
-    assert_eq!(s.visibility_changes.len(), 1, "only the release got through");
+    assert_eq!(
+        s.visibility_changes.len(),
+        1,
+        "only the release got through"
+    );
     drop(s);
-    assert_eq!(heartbeats(&h), 5 + 1, "five heartbeat attempts, then the release");
+    assert_eq!(
+        heartbeats(&h),
+        5 + 1,
+        "five heartbeat attempts, then the release"
+    );
     let m = recorded.message().expect("a message record");
     assert!(m.visibility_lost);
     assert_eq!(m.disposition, reflex::audit::DispositionRecord::Release);
@@ -853,4 +871,116 @@ async fn heartbeats_stalled_until_the_visibility_runs_out_start_no_further_actio
     assert_eq!(again.reports[0].outcome, Outcome::Duplicate);
     assert_eq!(h.terminated(), ids[..2].to_vec());
     assert_eq!(h.aws.state().published.len(), 1);
+}
+
+/// Issue 13: a write whose reply is lost is an unknown outcome, not a
+/// failure. TerminateInstances went through but its reply timed out:
+/// re-reading shows the instance terminated, so the action is done, the
+/// message deleted, and nothing is terminated twice.
+#[tokio::test]
+async fn a_terminate_whose_reply_is_lost_is_done_after_a_re_read() {
+    let h = harness(&oos_rule(1, 50, 1, ""), settings());
+    let ids = h.fleet(4, 1);
+    h.aws.lose_reply_next(
+        "ec2:TerminateInstances",
+        AwsError::timeout("ec2", "TerminateInstances", Duration::from_secs(5)),
+    );
+    let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+    let r = &handled.reports[0];
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    assert!(
+        r.unknown_outcome
+            .as_deref()
+            .is_some_and(|e| e.contains("ec2:TerminateInstances") && e.contains("no reply within")),
+        "{r:?}"
+    );
+    assert_eq!(h.terminated(), vec![ids[0].clone()], "terminated once");
+    assert_eq!(handled.disposition, Disposition::Ack);
+}
+
+/// The same for an instance action, and the cases where re-reading cannot
+/// help: a write that failed *before* changing anything stays a
+/// (transient) failure and the message is retried, and the retry acts
+/// once; a reboot leaves nothing to read, so its lost reply stays a
+/// failure too.
+#[tokio::test]
+async fn a_failed_write_that_changed_nothing_is_retried_and_acts_once() {
+    let rules = r#"
+[[rule]]
+name = "terminate-instance"
+[rule.match]
+metric_name = "StatusCheckFailed_System"
+dimensions.InstanceId = { exists = true }
+[[rule.actions]]
+type = "terminate_instance"
+require_tag = { key = "reflex:managed" }
+"#;
+    let h = harness(rules, settings());
+    let ids = h.fleet(2, 0);
+    h.aws
+        .state()
+        .alarms
+        .insert("sys-check".into(), AlarmState::Alarm);
+    let body = AlarmBody::new("sys-check")
+        .dimensions(&[("InstanceId", &ids[1])])
+        .metric("AWS/EC2", "StatusCheckFailed_System")
+        .sns(TOPIC, "m1");
+    // Refused before it reached EC2: nothing changed, so a failure.
+    h.aws.fail_next(
+        "ec2:TerminateInstances",
+        AwsError::timeout("ec2", "TerminateInstances", Duration::from_secs(5)),
+    );
+    let first = h.deliver(&body, "sqs-1").await;
+    assert!(
+        matches!(
+            first.reports[0].outcome,
+            Outcome::Failed {
+                transient: true,
+                ..
+            }
+        ),
+        "{:?}",
+        first.reports[0]
+    );
+    assert!(first.reports[0].unknown_outcome.is_none());
+    assert!(matches!(first.disposition, Disposition::Retry { .. }));
+    assert!(h.terminated().is_empty());
+    // The retry terminates it, once.
+    let second = h.deliver_with(&body, "sqs-1", 2).await;
+    assert_eq!(
+        second.reports[0].outcome,
+        Outcome::Done,
+        "{:?}",
+        second.reports[0]
+    );
+    assert_eq!(h.terminated(), vec![ids[1].clone()]);
+
+    // A reboot whose reply is lost: nothing to re-read.
+    let rules = rules.replace("terminate_instance", "reboot_instance");
+    let h = harness(&rules, settings());
+    let ids = h.fleet(2, 0);
+    h.aws
+        .state()
+        .alarms
+        .insert("sys-check".into(), AlarmState::Alarm);
+    h.aws.lose_reply_next(
+        "ec2:RebootInstances",
+        AwsError::timeout("ec2", "RebootInstances", Duration::from_secs(5)),
+    );
+    let body = AlarmBody::new("sys-check")
+        .dimensions(&[("InstanceId", &ids[1])])
+        .metric("AWS/EC2", "StatusCheckFailed_System")
+        .sns(TOPIC, "m1");
+    let handled = h.deliver(&body, "sqs-1").await;
+    assert!(
+        matches!(
+            handled.reports[0].outcome,
+            Outcome::Failed {
+                transient: true,
+                ..
+            }
+        ),
+        "{:?}",
+        handled.reports[0]
+    );
 }

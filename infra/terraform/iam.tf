@@ -186,6 +186,40 @@ data "aws_iam_policy_document" "daemon" {
     }
   }
 
+  # run_command (SSM Run Command): which instances SSM manages and each
+  # invocation's status have no resource type, so "*".
+  statement {
+    sid    = "ReadCommandStatus"
+    effect = "Allow"
+    actions = [
+      "ssm:DescribeInstanceInformation",
+      "ssm:GetCommandInvocation",
+    ]
+    resources = ["*"]
+  }
+
+  # SendCommand on instances carrying the managed tag...
+  statement {
+    sid       = "RunCommandOnTaggedInstances"
+    effect    = "Allow"
+    actions   = ["ssm:SendCommand"]
+    resources = ["arn:${local.partition}:ec2:${local.region}:${local.account_id}:instance/*"]
+
+    condition {
+      test     = "StringEquals"
+      variable = "ssm:resourceTag/${var.managed_tag_key}"
+      values   = [var.managed_tag_value]
+    }
+  }
+
+  # ...with the one document reflex runs (AWS-owned: no account in its ARN).
+  statement {
+    sid       = "RunShellScriptDocument"
+    effect    = "Allow"
+    actions   = ["ssm:SendCommand"]
+    resources = ["arn:${local.partition}:ssm:${local.region}::document/AWS-RunShellScript"]
+  }
+
   # DescribeInstances has no resource type; pin it to this region.
   statement {
     sid       = "DescribeInstances"

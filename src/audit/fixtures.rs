@@ -36,6 +36,8 @@ pub fn report(outcome: Outcome) -> ActionReport {
         escalation_message_id: None,
         taken_over_from: None,
         budget: None,
+        command_status: Default::default(),
+        unknown_outcome: None,
     }
 }
 

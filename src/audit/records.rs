@@ -104,6 +104,13 @@ pub struct ActionRecord {
     /// The target's remediation budget after this action's attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<crate::outcome::BudgetUse>,
+    /// `run_command`: each instance's invocation status and exit code.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub command_status: BTreeMap<String, String>,
+    /// The write failed (its reply lost, say) and re-reading the target
+    /// showed the change made: the write's error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_outcome: Option<String>,
 }
 
 /// What became of an action: [`Outcome`] as written, under `"outcome"`.
@@ -380,6 +387,8 @@ impl AuditRecord {
             escalation_message_id: report.escalation_message_id.clone(),
             taken_over_from: report.taken_over_from.clone(),
             budget: report.budget,
+            command_status: report.command_status.clone(),
+            unknown_outcome: report.unknown_outcome.clone(),
         }))
     }
 

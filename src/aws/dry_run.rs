@@ -8,10 +8,45 @@ use async_trait::async_trait;
 use tracing::info;
 
 use super::{
-    AutoScaling, AutoScalingGroup, AwsError, Datum, GroupInstance, InstanceHealth, InstanceInfo,
-    InstanceOp, Instances, LoadBalancers, MetricPublisher, Notifier, Target, TargetGroupInfo,
-    TargetGroups, TargetHealth,
+    AutoScaling, AutoScalingGroup, AwsError, CommandRequest, Commands, Datum, GroupInstance,
+    InstanceHealth, InstanceInfo, InstanceOp, Instances, Invocation, LoadBalancers,
+    ManagedInstance, MetricPublisher, Notifier, Target, TargetGroupInfo, TargetGroups,
+    TargetHealth,
 };
+
+/// Run Command: which instances SSM manages is read; the command is only
+/// logged (`SendCommand` has no `DryRun` parameter), so there is no
+/// invocation to read.
+pub struct DryRunCommands(pub Arc<dyn Commands>);
+
+#[async_trait]
+impl Commands for DryRunCommands {
+    async fn managed(&self, instance_ids: &[String]) -> Result<Vec<ManagedInstance>, AwsError> {
+        self.0.managed(instance_ids).await
+    }
+
+    async fn send_command(&self, request: &CommandRequest) -> Result<String, AwsError> {
+        info!(
+            instance_ids = ?request.instance_ids,
+            commands = ?request.commands,
+            max_concurrency = %request.max_concurrency,
+            max_errors = %request.max_errors,
+            "Dry run: would call ssm:SendCommand (AWS-RunShellScript)."
+        );
+        Ok(DRY_RUN_COMMAND_ID.to_string())
+    }
+
+    async fn invocation(
+        &self,
+        _command_id: &str,
+        _instance_id: &str,
+    ) -> Result<Option<Invocation>, AwsError> {
+        Ok(None)
+    }
+}
+
+/// The command id a dry run's `SendCommand` returns: nothing was sent.
+pub const DRY_RUN_COMMAND_ID: &str = "dry-run";
 
 /// Classic ELB: health is read, deregistration is only logged.
 pub struct DryRunLoadBalancers(pub Arc<dyn LoadBalancers>);

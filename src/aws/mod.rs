@@ -31,8 +31,9 @@ use chrono::{DateTime, Utc};
 
 use crate::event::AlarmState;
 pub use crate::fleet::{
-    AutoScalingGroup, GroupInstance, HealthState, InstanceHealth, InstanceInfo, InstanceOp,
-    InstanceState, Target, TargetGroupInfo, TargetHealth, TargetState, TargetType,
+    AutoScalingGroup, CommandRequest, GroupInstance, HealthState, InstanceHealth, InstanceInfo,
+    InstanceOp, InstanceState, Invocation, InvocationStatus, ManagedInstance, Target,
+    TargetGroupInfo, TargetHealth, TargetState, TargetType,
 };
 
 /// An AWS call that failed.
@@ -208,6 +209,24 @@ pub trait AutoScaling: Send + Sync {
     /// `ShouldDecrementDesiredCapacity = false`, so the group launches a
     /// replacement; returns the request id.
     async fn terminate_in_group(&self, instance_id: &str) -> Result<Option<String>, AwsError>;
+}
+
+/// Systems Manager Run Command: which instances it manages, sending
+/// `AWS-RunShellScript`, and reading each invocation's status.
+#[async_trait]
+pub trait Commands: Send + Sync {
+    /// `DescribeInstanceInformation` for `instance_ids`: the ones SSM
+    /// manages (the others are simply absent).
+    async fn managed(&self, instance_ids: &[String]) -> Result<Vec<ManagedInstance>, AwsError>;
+    /// `SendCommand`; returns the command id.
+    async fn send_command(&self, request: &CommandRequest) -> Result<String, AwsError>;
+    /// `GetCommandInvocation`; `None` while SSM does not know the
+    /// invocation yet (`InvocationDoesNotExist` just after the send).
+    async fn invocation(
+        &self,
+        command_id: &str,
+        instance_id: &str,
+    ) -> Result<Option<Invocation>, AwsError>;
 }
 
 /// EC2 instances.

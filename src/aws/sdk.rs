@@ -17,12 +17,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use super::observe::{self, AwsCallFinished, CallOutcome};
 use super::timeouts::{AwsTimeouts, CallKind, CallLimits, DEADLINE_SLACK};
 use super::{
-    Alarms, AutoScaling, AutoScalingGroup, AwsError, Datum, GroupInstance, HealthState,
-    InstanceHealth, InstanceInfo, InstanceOp, InstanceState, Instances, LoadBalancers,
-    MetricPublisher, Notifier, Queue, QueueMessage, Target, TargetGroupInfo, TargetGroups,
-    TargetHealth, TargetState, TargetType,
+    Alarms, AutoScaling, AutoScalingGroup, AwsError, CommandRequest, Commands, Datum,
+    GroupInstance, HealthState, InstanceHealth, InstanceInfo, InstanceOp, InstanceState, Instances,
+    Invocation, InvocationStatus, LoadBalancers, ManagedInstance, MetricPublisher, Notifier, Queue,
+    QueueMessage, Target, TargetGroupInfo, TargetGroups, TargetHealth, TargetState, TargetType,
 };
 use crate::event::AlarmState;
+use crate::fleet::RUN_SHELL_SCRIPT;
 
 /// AWS error codes after which a retry can succeed.
 const TRANSIENT_CODES: &[&str] = &[
@@ -790,6 +791,127 @@ impl AutoScaling for AutoScalingGroups {
         )
         .await?;
         Ok(out.request_id().map(str::to_string))
+    }
+}
+
+/// Systems Manager Run Command.
+#[derive(Clone, Debug)]
+pub struct Ssm {
+    client: aws_sdk_ssm::Client,
+    timeouts: AwsTimeouts,
+}
+
+impl Ssm {
+    pub fn new(client: aws_sdk_ssm::Client, timeouts: AwsTimeouts) -> Self {
+        Ssm { client, timeouts }
+    }
+}
+
+#[async_trait]
+impl Commands for Ssm {
+    async fn managed(&self, instance_ids: &[String]) -> Result<Vec<ManagedInstance>, AwsError> {
+        let mut found = Vec::new();
+        // The `InstanceIds` filter takes at most 50 values.
+        for chunk in instance_ids.chunks(50) {
+            let filter = aws_sdk_ssm::types::InstanceInformationStringFilter::builder()
+                .key("InstanceIds")
+                .set_values(Some(chunk.to_vec()))
+                .build()
+                .map_err(|e| {
+                    AwsError::permanent("ssm", "DescribeInstanceInformation", e.to_string())
+                })?;
+            let out = call(
+                "ssm",
+                "DescribeInstanceInformation",
+                &self.timeouts,
+                self.timeouts.limits(CallKind::Read, Duration::ZERO),
+                |t| {
+                    send_with!(
+                        aws_sdk_ssm,
+                        self.client
+                            .describe_instance_information()
+                            .filters(filter)
+                            .max_results(50),
+                        t
+                    )
+                },
+            )
+            .await?;
+            found.extend(out.instance_information_list().iter().filter_map(|i| {
+                Some(ManagedInstance {
+                    instance_id: i.instance_id()?.to_string(),
+                    ping_status: i
+                        .ping_status()
+                        .map(|p| p.as_str().to_string())
+                        .unwrap_or_default(),
+                })
+            }));
+        }
+        Ok(found)
+    }
+
+    async fn send_command(&self, request: &CommandRequest) -> Result<String, AwsError> {
+        let execution_timeout = request.execution_timeout.as_secs().max(1).to_string();
+        let out = call(
+            "ssm",
+            "SendCommand",
+            &self.timeouts,
+            self.timeouts.limits(CallKind::Write, Duration::ZERO),
+            |t| {
+                send_with!(
+                    aws_sdk_ssm,
+                    self.client
+                        .send_command()
+                        .document_name(RUN_SHELL_SCRIPT)
+                        .set_instance_ids(Some(request.instance_ids.clone()))
+                        .parameters("commands", request.commands.clone())
+                        .parameters("executionTimeout", vec![execution_timeout])
+                        .max_concurrency(&request.max_concurrency)
+                        .max_errors(&request.max_errors)
+                        .comment(&request.comment),
+                    t
+                )
+            },
+        )
+        .await?;
+        out.command()
+            .and_then(|c| c.command_id())
+            .map(str::to_string)
+            .ok_or_else(|| AwsError::permanent("ssm", "SendCommand", "the reply has no command id"))
+    }
+
+    async fn invocation(
+        &self,
+        command_id: &str,
+        instance_id: &str,
+    ) -> Result<Option<Invocation>, AwsError> {
+        let out = match call(
+            "ssm",
+            "GetCommandInvocation",
+            &self.timeouts,
+            self.timeouts.limits(CallKind::Read, Duration::ZERO),
+            |t| {
+                send_with!(
+                    aws_sdk_ssm,
+                    self.client
+                        .get_command_invocation()
+                        .command_id(command_id)
+                        .instance_id(instance_id),
+                    t
+                )
+            },
+        )
+        .await
+        {
+            Ok(out) => out,
+            Err(e) if e.code.as_deref() == Some("InvocationDoesNotExist") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(Invocation {
+            instance_id: instance_id.to_string(),
+            status: InvocationStatus::parse(out.status().map(|s| s.as_str()).unwrap_or("")),
+            response_code: Some(out.response_code()),
+        }))
     }
 }
 

@@ -23,6 +23,7 @@ pub enum Action<S> {
     StopInstance(OnInstance<S>),
     TerminateInstance(OnInstance<S>),
     RemediatePool(Pool<S>),
+    RunCommand(InstanceCommand<S>),
     Notify(Notify<S>),
     PutMetric(PutMetric<S>),
 }
@@ -65,6 +66,7 @@ impl<S: Clone> OutOfService<S> {
             require_tag: self.require_tag.clone(),
             confirm_after: self.confirm_after,
             escalate_topic_arn: self.escalate_topic_arn.clone(),
+            command: None,
         }
     }
 }
@@ -97,6 +99,45 @@ pub struct Pool<S> {
     #[serde(serialize_with = "serialize_opt_duration")]
     pub confirm_after: Option<Duration>,
     pub escalate_topic_arn: Option<S>,
+    /// With method `run_command`: what to run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<RunCommand<S>>,
+}
+
+/// The one SSM document `run_command` runs (and the IAM policy allows).
+pub const RUN_SHELL_SCRIPT: &str = "AWS-RunShellScript";
+
+/// Shell commands run with SSM Run Command (`AWS-RunShellScript`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunCommand<S> {
+    pub commands: Vec<S>,
+    /// `MaxConcurrency`: `"1"` or `"25%"`.
+    pub max_concurrency: String,
+    /// `MaxErrors`: `"0"` or `"10%"`.
+    pub max_errors: String,
+    /// The script's `executionTimeout`, and how long reflex waits for it.
+    #[serde(serialize_with = "serialize_duration")]
+    pub timeout: Duration,
+}
+
+impl<S> RunCommand<S> {
+    fn map<T>(&self, f: &mut dyn FnMut(&S) -> T) -> RunCommand<T> {
+        RunCommand {
+            commands: self.commands.iter().map(f).collect(),
+            max_concurrency: self.max_concurrency.clone(),
+            max_errors: self.max_errors.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// `run_command` on the instance named by the event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceCommand<S> {
+    #[serde(flatten)]
+    pub instance: OnInstance<S>,
+    #[serde(flatten)]
+    pub command: RunCommand<S>,
 }
 
 /// One instance named by the event.
@@ -136,6 +177,7 @@ impl<S> Action<S> {
             Action::StopInstance(_) => ActionKind::StopInstance,
             Action::TerminateInstance(_) => ActionKind::TerminateInstance,
             Action::RemediatePool(_) => ActionKind::RemediatePool,
+            Action::RunCommand(_) => ActionKind::RunCommand,
             Action::Notify(_) => ActionKind::Notify,
             Action::PutMetric(_) => ActionKind::PutMetric,
         }
@@ -187,6 +229,11 @@ impl<S> Action<S> {
                 require_tag: p.require_tag.clone(),
                 confirm_after: p.confirm_after,
                 escalate_topic_arn: p.escalate_topic_arn.as_ref().map(&mut *f),
+                command: p.command.as_ref().map(|c| c.map(&mut *f)),
+            }),
+            Action::RunCommand(c) => Action::RunCommand(InstanceCommand {
+                instance: inst(&c.instance, f),
+                command: c.command.map(f),
             }),
             Action::Notify(n) => Action::Notify(Notify {
                 topic_arn: f(&n.topic_arn),
@@ -222,6 +269,12 @@ impl<S> Action<S> {
             Action::RemediatePool(p) => {
                 refs.push(p.source.name());
                 refs.extend(p.escalate_topic_arn.as_ref());
+                refs.extend(p.command.iter().flat_map(|c| &c.commands));
+            }
+            Action::RunCommand(c) => {
+                refs.push(&c.instance.instance_id);
+                refs.extend(c.instance.escalate_topic_arn.as_ref());
+                refs.extend(&c.command.commands);
             }
             Action::Notify(n) => refs.extend([&n.topic_arn, &n.subject, &n.message]),
             Action::PutMetric(p) => {
@@ -251,6 +304,7 @@ impl PlannedAction {
             Action::RebootInstance(o) | Action::StopInstance(o) | Action::TerminateInstance(o) => {
                 format!("instance:{}", o.instance_id)
             }
+            Action::RunCommand(c) => format!("instance:{}", c.instance.instance_id),
             Action::RemediatePool(p) => p.source.target(),
             Action::Notify(n) => format!("topic:{}", n.topic_arn),
             Action::PutMetric(p) => format!("metric:{}/{}", p.namespace, p.metric_name),

@@ -6,13 +6,16 @@ use std::time::Duration;
 
 use serde_spanned::Spanned;
 
-use super::action::{Action, Notify, OnInstance, OutOfService, Pool, PoolSource, PutMetric};
+use super::action::{
+    Action, InstanceCommand, Notify, OnInstance, OutOfService, Pool, PoolSource, PutMetric,
+    RunCommand,
+};
 use super::limits::{parse_duration, MaxUnhealthy, Rate};
 use super::matcher::{StringMatcher, StringMatcherSpec};
 use super::source::{SourceError, SourceFile};
 use super::spec::{
-    ActionKind, ActionSpec, LimitsSpec, MatchSpec, MaxUnhealthySpec, Method, PoolKind, RuleSpec,
-    TargetTypeSpec,
+    ActionKind, ActionSpec, CountOrPercentSpec, LimitsSpec, MatchSpec, MaxUnhealthySpec, Method,
+    PoolKind, RuleSpec, TargetTypeSpec,
 };
 use super::template::Template;
 use super::{Limits, Rule, RuleMatcher};
@@ -24,6 +27,15 @@ pub const DEFAULT_MAX_INSTANCES: u32 = 1;
 pub const DEFAULT_MAX_PERCENT: u32 = 50;
 pub const DEFAULT_MIN_IN_SERVICE: u32 = 1;
 pub const DEFAULT_MIN_INSTANCE_AGE: Duration = Duration::from_secs(600);
+/// `run_command`: one instance at a time, stop at the first failure, and
+/// five minutes for the script.
+pub const DEFAULT_MAX_CONCURRENCY: &str = "1";
+pub const DEFAULT_MAX_ERRORS: &str = "0";
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// The bounds of `timeout`: SSM's `executionTimeout` allows 1 s to 48 h;
+/// under 30 s leaves no time for the agent to pick the command up.
+const COMMAND_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_secs(30), Duration::from_secs(48 * 3600));
 
 /// CloudWatch's metric units, for checking `put_metric`.
 const UNITS: &[&str] = &[
@@ -186,7 +198,14 @@ fn compile_action(
     let before = cx.errors.len();
 
     // Parameters given that this kind does not take.
-    let given: [(&str, Option<Range<usize>>); 24] = [
+    let given: [(&str, Option<Range<usize>>); 28] = [
+        ("commands", spec.commands.as_ref().map(|_| here.clone())),
+        (
+            "max_concurrency",
+            spec.max_concurrency.as_ref().map(Spanned::span),
+        ),
+        ("max_errors", spec.max_errors.as_ref().map(Spanned::span)),
+        ("timeout", spec.timeout.as_ref().map(Spanned::span)),
         (
             "respect_grace_period",
             spec.respect_grace_period.as_ref().map(Spanned::span),
@@ -361,6 +380,88 @@ fn compile_action(
         .as_ref()
         .and_then(|t| template(Some(t), None, "escalate_topic_arn", cx));
 
+    // `commands`, `max_concurrency`, `max_errors` and `timeout`, for
+    // `run_command` and method `run_command`.
+    let command = |cx: &mut Ctx| -> Option<RunCommand<Template>> {
+        let lines = match spec.commands.as_deref() {
+            None | Some([]) => {
+                cx.err(
+                    here.clone(),
+                    format!("`{kind}` needs `commands`: the shell lines to run"),
+                );
+                return None;
+            }
+            Some(lines) => lines,
+        };
+        let mut commands = Vec::with_capacity(lines.len());
+        for line in lines {
+            commands.push(template(Some(line), None, "commands", cx)?);
+        }
+        let count_or_percent = |v: Option<&Spanned<CountOrPercentSpec>>,
+                                default: &str,
+                                min: u32,
+                                what: &str,
+                                cx: &mut Ctx|
+         -> String {
+            let Some(v) = v else {
+                return default.to_string();
+            };
+            match v.get_ref() {
+                CountOrPercentSpec::Count(n) if *n >= i64::from(min) && *n <= 10_000 => {
+                    n.to_string()
+                }
+                CountOrPercentSpec::Text(t)
+                    if t.strip_suffix('%')
+                        .and_then(|n| n.parse::<u32>().ok())
+                        .is_some_and(|n| n >= min.max(1) && n <= 100) =>
+                {
+                    t.clone()
+                }
+                CountOrPercentSpec::Text(t)
+                    if t.parse::<u32>().is_ok_and(|n| n >= min && n <= 10_000) =>
+                {
+                    t.clone()
+                }
+                other => {
+                    let shown = match other {
+                        CountOrPercentSpec::Count(n) => n.to_string(),
+                        CountOrPercentSpec::Text(t) => format!("{t:?}"),
+                    };
+                    cx.err(
+                        v.span(),
+                        format!("`{what}` must be a count from {min} to 10000 or a percentage like \"25%\", not {shown}"),
+                    );
+                    default.to_string()
+                }
+            }
+        };
+        let timeout = duration(spec.timeout.as_ref(), cx).unwrap_or(DEFAULT_COMMAND_TIMEOUT);
+        if let Some(t) = &spec.timeout {
+            let (lo, hi) = COMMAND_TIMEOUT_RANGE;
+            if timeout < lo || timeout > hi {
+                cx.err(t.span(), "`timeout` must be between 30s and 48h");
+            }
+        }
+        Some(RunCommand {
+            commands,
+            max_concurrency: count_or_percent(
+                spec.max_concurrency.as_ref(),
+                DEFAULT_MAX_CONCURRENCY,
+                1,
+                "max_concurrency",
+                cx,
+            ),
+            max_errors: count_or_percent(
+                spec.max_errors.as_ref(),
+                DEFAULT_MAX_ERRORS,
+                0,
+                "max_errors",
+                cx,
+            ),
+            timeout,
+        })
+    };
+
     let action = match kind {
         ActionKind::TerminateOutOfService | ActionKind::DeregisterOutOfService => {
             let o = OutOfService {
@@ -434,6 +535,21 @@ fn compile_action(
                     _ => {}
                 }
             }
+            let command = if method == Method::RunCommand {
+                Some(command(cx)?)
+            } else {
+                for (param, given) in [
+                    ("commands", spec.commands.is_some().then(|| here.clone())),
+                    ("max_concurrency", spec.max_concurrency.as_ref().map(Spanned::span)),
+                    ("max_errors", spec.max_errors.as_ref().map(Spanned::span)),
+                    ("timeout", spec.timeout.as_ref().map(Spanned::span)),
+                ] {
+                    if let Some(span) = given {
+                        cx.err(span, format!("`{param}` applies only to method = \"run_command\", not `{method}`"));
+                    }
+                }
+                None
+            };
             let source = match pool {
                 PoolKind::ClassicElb => PoolSource::ClassicElb {
                     load_balancer: template(
@@ -466,8 +582,18 @@ fn compile_action(
                 require_tag: spec.require_tag.clone(),
                 confirm_after: duration(spec.confirm_after.as_ref(), cx),
                 escalate_topic_arn: escalate,
+                command,
             })
         }
+        ActionKind::RunCommand => Action::RunCommand(InstanceCommand {
+            command: command(cx)?,
+            instance: OnInstance {
+                instance_id: template(spec.instance_id.as_ref(), Some("{{ instance_id }}"), "instance_id", cx)?,
+                min_instance_age: duration(spec.min_instance_age.as_ref(), cx).unwrap_or(Duration::ZERO),
+                require_tag: spec.require_tag.clone(),
+                escalate_topic_arn: escalate,
+            },
+        }),
         ActionKind::RebootInstance | ActionKind::StopInstance | ActionKind::TerminateInstance => {
             let o = OnInstance {
                 instance_id: template(spec.instance_id.as_ref(), Some("{{ instance_id }}"), "instance_id", cx)?,

@@ -137,6 +137,10 @@ pub enum ActionKind {
     /// (`terminate_out_of_service` and `deregister_out_of_service` are this
     /// with `pool = "classic_elb"` and method `terminate` or `deregister`.)
     RemediatePool,
+    /// Run shell commands on the instance named by the event with SSM Run
+    /// Command (`AWS-RunShellScript`), and wait for their outcome: a
+    /// restart, not a replacement.
+    RunCommand,
     /// Publish a message to an SNS topic.
     Notify,
     /// Put one CloudWatch metric data point.
@@ -144,13 +148,14 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 8] = [
+    pub const ALL: [ActionKind; 9] = [
         ActionKind::TerminateOutOfService,
         ActionKind::DeregisterOutOfService,
         ActionKind::RebootInstance,
         ActionKind::StopInstance,
         ActionKind::TerminateInstance,
         ActionKind::RemediatePool,
+        ActionKind::RunCommand,
         ActionKind::Notify,
         ActionKind::PutMetric,
     ];
@@ -163,6 +168,7 @@ impl ActionKind {
             ActionKind::StopInstance => "stop_instance",
             ActionKind::TerminateInstance => "terminate_instance",
             ActionKind::RemediatePool => "remediate_pool",
+            ActionKind::RunCommand => "run_command",
             ActionKind::Notify => "notify",
             ActionKind::PutMetric => "put_metric",
         }
@@ -197,6 +203,20 @@ impl ActionKind {
                 "min_instance_age",
                 "require_tag",
                 "confirm_after",
+                "escalate_topic_arn",
+                "commands",
+                "max_concurrency",
+                "max_errors",
+                "timeout",
+            ],
+            ActionKind::RunCommand => &[
+                "instance_id",
+                "commands",
+                "max_concurrency",
+                "max_errors",
+                "timeout",
+                "min_instance_age",
+                "require_tag",
                 "escalate_topic_arn",
             ],
             ActionKind::RebootInstance
@@ -293,6 +313,24 @@ pub struct ActionSpec {
     /// SNS topic to tell when a guard stops this action.
     #[schemars(with = "Option<String>")]
     pub escalate_topic_arn: Option<Spanned<String>>,
+    /// Shell lines for `run_command` and method `run_command` (templates),
+    /// run in order by `AWS-RunShellScript`.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub commands: Option<Vec<Spanned<String>>>,
+    /// `MaxConcurrency` of the command: how many instances run it at
+    /// once, a count (`1`) or a percentage (`"25%"`). Default 1.
+    #[schemars(with = "Option<CountOrPercentSpec>")]
+    pub max_concurrency: Option<Spanned<CountOrPercentSpec>>,
+    /// `MaxErrors` of the command: after this many failed invocations, a
+    /// count or a percentage, SSM sends it to no more instances.
+    /// Default 0: stop at the first failure.
+    #[schemars(with = "Option<CountOrPercentSpec>")]
+    pub max_errors: Option<Spanned<CountOrPercentSpec>>,
+    /// How long the command may run, e.g. `"2m"` (30s to 48h): SSM stops
+    /// the script after this (`executionTimeout`), and reflex stops
+    /// waiting for it. Default `"5m"`.
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Spanned<String>>,
     /// SNS topic ARN to publish to (template).
     #[schemars(with = "Option<String>")]
     pub topic_arn: Option<Spanned<String>>,
@@ -319,13 +357,16 @@ pub struct ActionSpec {
     pub dimensions: Option<BTreeMap<String, Spanned<String>>>,
 }
 
-/// `max_unhealthy` as written: a count or a `"N%"` string.
+/// A count (`3`) or a percentage (`"40%"`), as written.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged)]
-pub enum MaxUnhealthySpec {
+pub enum CountOrPercentSpec {
     Count(i64),
     Text(String),
 }
+
+/// `max_unhealthy` as written.
+pub type MaxUnhealthySpec = CountOrPercentSpec;
 
 /// The kinds of pool `remediate_pool` acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
@@ -354,6 +395,9 @@ pub enum Method {
     /// desired capacity: the group terminates it through its lifecycle
     /// hooks and launches a replacement.
     AsgTerminate,
+    /// Run `commands` on it with SSM Run Command (`AWS-RunShellScript`):
+    /// restart what died, leave the instance in place.
+    RunCommand,
 }
 
 impl Method {
@@ -363,6 +407,7 @@ impl Method {
             Method::Deregister => "deregister",
             Method::AsgSetUnhealthy => "asg_set_unhealthy",
             Method::AsgTerminate => "asg_terminate",
+            Method::RunCommand => "run_command",
         }
     }
 

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::{Guard, GuardTrip};
 use crate::fleet::{
-    AutoScalingGroup, GroupInstance, InstanceHealth, InstanceInfo, InstanceOp, PoolMember,
-    IN_SERVICE, REPLACEMENT_PROCESSES,
+    AutoScalingGroup, GroupInstance, InstanceHealth, InstanceInfo, InstanceOp, ManagedInstance,
+    PoolMember, IN_SERVICE, REPLACEMENT_PROCESSES, SSM_ONLINE,
 };
 use crate::rules::limits::MaxUnhealthy;
 use crate::rules::spec::TagSpec;
@@ -144,8 +144,8 @@ pub fn select(
 
 /// The instances of `ids` an Auto Scaling method must refuse, with the
 /// reason: in no group (`DescribeAutoScalingInstances` does not list it),
-/// not `InService` in it, or its group has `ReplaceUnhealthy` or
-/// `Terminate` suspended. In each case `SetInstanceHealth` or
+/// not `InService` in it, or its group has `ReplaceUnhealthy`,
+/// `Terminate` or `Launch` suspended. In each case `SetInstanceHealth` or
 /// `TerminateInstanceInAutoScalingGroup` would be a no-op that looks like
 /// success (or take capacity away). A group `DescribeAutoScalingGroups`
 /// did not return is refused too: nothing is known about its processes.
@@ -208,6 +208,33 @@ pub fn auto_scaling_refusals(
         }
     }
     out
+}
+
+/// The instances of `ids` SSM cannot run a command on, with the reason:
+/// not managed (`DescribeInstanceInformation` does not list it), or its
+/// agent is not `Online` (`ConnectionLost`, `Inactive`).
+pub fn ssm_refusals(ids: &[String], managed: &[ManagedInstance]) -> Vec<Excluded> {
+    ids.iter()
+        .filter_map(|id| {
+            let reason = match managed.iter().find(|m| &m.instance_id == id) {
+                None => "Systems Manager does not manage the instance".to_string(),
+                Some(m) if m.ping_status == SSM_ONLINE => return None,
+                Some(m) => format!(
+                    "its SSM agent is {}, not {SSM_ONLINE}",
+                    if m.ping_status.is_empty() {
+                        "in no known state"
+                    } else {
+                        m.ping_status.as_str()
+                    }
+                ),
+            };
+            Some(Excluded {
+                instance_id: id.clone(),
+                guard: Guard::NotManaged,
+                reason,
+            })
+        })
+        .collect()
 }
 
 /// What the pool's bad members are, for the per-member checks.

@@ -31,10 +31,13 @@ pub enum Guard {
     /// An Auto Scaling method, and the instance is not `InService` in its
     /// group (Pending, Terminating, Standby...).
     NotInService,
-    /// An Auto Scaling method, and the group has `ReplaceUnhealthy` or
-    /// `Terminate` suspended: the call would be a no-op that looks like
+    /// An Auto Scaling method, and the group has `ReplaceUnhealthy`,
+    /// `Terminate` or `Launch` suspended: the call would be a no-op that looks like
     /// success.
     ProcessSuspended,
+    /// `run_command`, and Systems Manager does not manage the instance, or
+    /// its agent is not `Online`: the command could not run.
+    NotManaged,
     AlarmRecovered,
     AlarmNotFound,
     Cooldown,
@@ -61,6 +64,7 @@ impl Guard {
             Guard::NotInGroup => "not_in_group",
             Guard::NotInService => "not_in_service",
             Guard::ProcessSuspended => "process_suspended",
+            Guard::NotManaged => "not_managed",
             Guard::AlarmRecovered => "alarm_recovered",
             Guard::AlarmNotFound => "alarm_not_found",
             Guard::Cooldown => "cooldown",

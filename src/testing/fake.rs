@@ -9,10 +9,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::aws::{
-    Alarms, AutoScaling, AutoScalingGroup, AwsError, Datum, GroupInstance, HealthState,
-    InstanceHealth, InstanceInfo, InstanceOp, InstanceState, Instances, LoadBalancers,
-    MetricPublisher, Notifier, Queue, QueueMessage, SigningCerts, Target, TargetGroupInfo,
-    TargetGroups, TargetHealth, TargetState, TargetType,
+    Alarms, AutoScaling, AutoScalingGroup, AwsError, CommandRequest, Commands, Datum,
+    GroupInstance, HealthState, InstanceHealth, InstanceInfo, InstanceOp, InstanceState, Instances,
+    Invocation, InvocationStatus, LoadBalancers, ManagedInstance, MetricPublisher, Notifier, Queue,
+    QueueMessage, SigningCerts, Target, TargetGroupInfo, TargetGroups, TargetHealth, TargetState,
+    TargetType,
 };
 use crate::event::AlarmState;
 
@@ -46,6 +47,16 @@ pub struct FakeState {
     /// How many of the next calls of an operation hang without a reply
     /// (a black-holed reply on a lossy network). Queue operations only.
     pub stalls: HashMap<&'static str, usize>,
+    /// Errors to return from the next calls of a write *after* making the
+    /// change: the reply was lost (a timeout), the request went through.
+    pub lost_replies: HashMap<&'static str, VecDeque<AwsError>>,
+    /// SSM agents by instance id: their ping status (`Online`...).
+    pub ssm_agents: HashMap<String, String>,
+    /// Commands sent, in order: (command id, request).
+    pub commands: Vec<(String, CommandRequest)>,
+    /// What successive `GetCommandInvocation`s report per instance, in
+    /// order (the last one repeats); `Success` with exit 0 when unset.
+    pub invocation_plan: HashMap<String, VecDeque<(InvocationStatus, i32)>>,
     /// SNS signing certificates (PEM) by URL, besides the tests' own
     /// signer's, which is always served.
     pub signing_certs: HashMap<String, String>,
@@ -111,6 +122,16 @@ impl FakeAws {
         if stalled {
             std::future::pending::<()>().await;
         }
+    }
+
+    /// Makes the next call of the write `operation` make its change and
+    /// then fail with `error`, as a request whose reply never came back.
+    pub fn lose_reply_next(&self, operation: &'static str, error: AwsError) {
+        self.state()
+            .lost_replies
+            .entry(operation)
+            .or_default()
+            .push_back(error);
     }
 
     fn call(&self, operation: &'static str) -> Result<MutexGuard<'_, FakeState>, AwsError> {
@@ -222,11 +243,80 @@ impl FakeAws {
         );
     }
 
+    /// Registers an SSM agent on an instance, with its ping status.
+    pub fn add_ssm_agent(&self, instance_id: &str, ping_status: &str) {
+        self.state()
+            .ssm_agents
+            .insert(instance_id.to_string(), ping_status.to_string());
+    }
+
+    /// Makes the invocations of commands on `instance_id` report these
+    /// statuses, one per `GetCommandInvocation` (the last one repeats).
+    pub fn plan_invocations(&self, instance_id: &str, plan: &[(InvocationStatus, i32)]) {
+        self.state()
+            .invocation_plan
+            .insert(instance_id.to_string(), plan.iter().cloned().collect());
+    }
+
     /// Suspends a process (`ReplaceUnhealthy`, `Terminate`...) of a group.
     pub fn suspend(&self, group: &str, process: &str) {
         if let Some(g) = self.state().groups.get_mut(group) {
             g.suspended_processes.push(process.to_string());
         }
+    }
+}
+
+#[async_trait]
+impl Commands for FakeAws {
+    async fn managed(&self, instance_ids: &[String]) -> Result<Vec<ManagedInstance>, AwsError> {
+        let s = self.call("ssm:DescribeInstanceInformation")?;
+        Ok(instance_ids
+            .iter()
+            .filter_map(|id| {
+                Some(ManagedInstance {
+                    instance_id: id.clone(),
+                    ping_status: s.ssm_agents.get(id)?.clone(),
+                })
+            })
+            .collect())
+    }
+
+    async fn send_command(&self, request: &CommandRequest) -> Result<String, AwsError> {
+        let mut s = self.call("ssm:SendCommand")?;
+        let id = format!("cmd-{}", s.commands.len() + 1);
+        s.commands.push((id.clone(), request.clone()));
+        s.changes.push((
+            "SendCommand".to_string(),
+            request.instance_ids.clone(),
+            false,
+        ));
+        Ok(id)
+    }
+
+    async fn invocation(
+        &self,
+        command_id: &str,
+        instance_id: &str,
+    ) -> Result<Option<Invocation>, AwsError> {
+        let mut s = self.call("ssm:GetCommandInvocation")?;
+        let sent = s
+            .commands
+            .iter()
+            .any(|(id, r)| id == command_id && r.instance_ids.iter().any(|i| i == instance_id));
+        if !sent {
+            return Ok(None);
+        }
+        let (status, code) = match s.invocation_plan.get_mut(instance_id) {
+            Some(plan) if plan.len() > 1 => plan.pop_front(),
+            Some(plan) => plan.front().cloned(),
+            None => None,
+        }
+        .unwrap_or((InvocationStatus::Success, 0));
+        Ok(Some(Invocation {
+            instance_id: instance_id.to_string(),
+            status,
+            response_code: Some(code),
+        }))
     }
 }
 
@@ -267,6 +357,13 @@ impl AutoScaling for FakeAws {
         };
         s.changes
             .push((op.to_string(), vec![instance_id.to_string()], false));
+        if let Some(e) = s
+            .lost_replies
+            .get_mut("autoscaling:SetInstanceHealth")
+            .and_then(VecDeque::pop_front)
+        {
+            return Err(e);
+        }
         Ok(Some(format!("req-{}", s.changes.len())))
     }
 
@@ -283,6 +380,13 @@ impl AutoScaling for FakeAws {
             vec![instance_id.to_string()],
             false,
         ));
+        if let Some(e) = s
+            .lost_replies
+            .get_mut("autoscaling:TerminateInstanceInAutoScalingGroup")
+            .and_then(VecDeque::pop_front)
+        {
+            return Err(e);
+        }
         Ok(Some(format!("req-{}", s.changes.len())))
     }
 }
@@ -385,6 +489,13 @@ impl LoadBalancers for FakeAws {
             instance_ids.to_vec(),
             false,
         ));
+        if let Some(e) = s
+            .lost_replies
+            .get_mut("elasticloadbalancing:DeregisterInstancesFromLoadBalancer")
+            .and_then(VecDeque::pop_front)
+        {
+            return Err(e);
+        }
         Ok(Some("req-deregister".into()))
     }
 }
@@ -422,6 +533,13 @@ impl TargetGroups for FakeAws {
             registered.retain(|t| !ids.contains(&t.id));
         }
         s.changes.push(("DeregisterTargets".into(), ids, false));
+        if let Some(e) = s
+            .lost_replies
+            .get_mut("elasticloadbalancing:DeregisterTargets")
+            .and_then(VecDeque::pop_front)
+        {
+            return Err(e);
+        }
         Ok(Some("req-deregister-targets".into()))
     }
 }
@@ -461,6 +579,9 @@ impl Instances for FakeAws {
                     i.state = st.clone();
                 }
             }
+        }
+        if let Some(e) = s.lost_replies.get_mut(name).and_then(VecDeque::pop_front) {
+            return Err(e);
         }
         Ok(Some(format!("req-{}", s.changes.len())))
     }

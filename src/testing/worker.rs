@@ -123,6 +123,7 @@ impl WorkerBuilder {
             target_groups: a.clone(),
             auto_scaling: a.clone(),
             ec2: a.clone(),
+            ssm: a.clone(),
             alarms: a.clone(),
             sns: a.clone(),
             metrics: a.clone(),

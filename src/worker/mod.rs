@@ -29,12 +29,12 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::audit::{AuditRecord, AuditSink, NoAudit};
 use crate::aws::dry_run::{
-    DryRunAutoScaling, DryRunInstances, DryRunLoadBalancers, DryRunMetrics, DryRunNotifier,
-    DryRunTargetGroups,
+    DryRunAutoScaling, DryRunCommands, DryRunInstances, DryRunLoadBalancers, DryRunMetrics,
+    DryRunNotifier, DryRunTargetGroups,
 };
 use crate::aws::{
-    Alarms, AutoScaling, Instances, LoadBalancers, MetricPublisher, Notifier, Queue, QueueMessage,
-    SigningCerts, TargetGroups,
+    Alarms, AutoScaling, Commands, Instances, LoadBalancers, MetricPublisher, Notifier, Queue,
+    QueueMessage, SigningCerts, TargetGroups,
 };
 use crate::disposition::{
     decide, decide_poison, decide_unfinished, Backoff, Disposition, MessageOutcome,
@@ -60,6 +60,7 @@ pub struct Effects {
     pub target_groups: Arc<dyn TargetGroups>,
     pub auto_scaling: Arc<dyn AutoScaling>,
     pub ec2: Arc<dyn Instances>,
+    pub ssm: Arc<dyn Commands>,
     pub alarms: Arc<dyn Alarms>,
     pub sns: Arc<dyn Notifier>,
     pub metrics: Arc<dyn MetricPublisher>,
@@ -73,6 +74,7 @@ impl Effects {
             target_groups: Arc::new(DryRunTargetGroups(Arc::clone(&self.target_groups))),
             auto_scaling: Arc::new(DryRunAutoScaling(Arc::clone(&self.auto_scaling))),
             ec2: Arc::new(DryRunInstances(Arc::clone(&self.ec2))),
+            ssm: Arc::new(DryRunCommands(Arc::clone(&self.ssm))),
             alarms: Arc::clone(&self.alarms),
             sns: Arc::new(DryRunNotifier),
             metrics: Arc::new(DryRunMetrics),

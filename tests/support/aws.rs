@@ -39,6 +39,7 @@ pub struct Aws {
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub ssm: aws_sdk_ssm::Client,
 }
 
 /// What [`Aws::create_pipeline`] built.
@@ -112,6 +113,7 @@ impl Aws {
             elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&config),
             autoscaling: aws_sdk_autoscaling::Client::new(&config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+            ssm: aws_sdk_ssm::Client::new(&config),
         }
     }
 
@@ -835,6 +837,30 @@ impl Aws {
 
     /// The alarm's state as DescribeAlarms reports it, `None` if there is no
     /// such alarm.
+    /// Every command SSM was sent: (instance ids, the `commands`
+    /// parameter, document name).
+    pub async fn ssm_commands(&self) -> Vec<(Vec<String>, Vec<String>, String)> {
+        let out = self
+            .ssm
+            .list_commands()
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("ssm:ListCommands: {e:?}"));
+        out.commands()
+            .iter()
+            .map(|c| {
+                (
+                    c.instance_ids().to_vec(),
+                    c.parameters()
+                        .and_then(|p| p.get("commands"))
+                        .cloned()
+                        .unwrap_or_default(),
+                    c.document_name().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
     pub async fn alarm_state(&self, name: &str) -> Option<String> {
         let output = ok_cw(
             "cloudwatch:DescribeAlarms",

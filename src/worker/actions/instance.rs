@@ -1,10 +1,11 @@
-//! One instance named by the event: reboot, stop or terminate it, if its
-//! state, tag and age allow.
+//! One instance named by the event: reboot, stop or terminate it, or run
+//! a command on it, if its state, tag and age allow.
 
-use super::{failed, Findings, Run};
+use super::settle::{self, Write};
+use super::{command, failed, Findings, Run};
 use crate::fleet::{InstanceOp, InstanceState};
 use crate::outcome::Outcome;
-use crate::rules::action::OnInstance;
+use crate::rules::action::{OnInstance, RunCommand};
 use crate::safety::blast_radius::{check_instance, BlastRadius};
 use crate::safety::{Guard, GuardTrip};
 
@@ -28,13 +29,26 @@ pub(super) fn already_applied(state: &InstanceState, op: InstanceOp) -> bool {
     }
 }
 
-/// Applies `op` to `o.instance_id`.
+/// What to do to the instance.
+pub(super) enum Change<'a> {
+    /// An EC2 call: reboot, stop, terminate.
+    Ec2(InstanceOp),
+    /// A command through SSM, on a running instance SSM manages.
+    Command(&'a RunCommand<String>),
+}
+
+/// Applies `change` to `o.instance_id`.
 pub(super) async fn on_instance(
     run: &Run<'_>,
     o: &OnInstance<String>,
-    op: InstanceOp,
+    change: Change<'_>,
     findings: &mut Findings,
 ) -> Outcome {
+    // A command needs a running instance, as a reboot does.
+    let op = match change {
+        Change::Ec2(op) => op,
+        Change::Command(_) => InstanceOp::Reboot,
+    };
     let ec2 = &run.effects.ec2;
     let id = o.instance_id.clone();
     let infos = match findings.aws(ec2.describe(std::slice::from_ref(&id))).await {
@@ -47,7 +61,7 @@ pub(super) async fn on_instance(
             format!("EC2 does not know instance {id}"),
         ));
     };
-    if run.taken_over && already_applied(&info.state, op) {
+    if run.taken_over && matches!(change, Change::Ec2(_)) && already_applied(&info.state, op) {
         // The holder that died got this far: the change is made.
         findings.targets = vec![id.clone()];
         return run.done();
@@ -70,6 +84,18 @@ pub(super) async fn on_instance(
         findings.excluded.push(excluded);
         return Outcome::suppressed(trip);
     }
+    if let Change::Command(_) = change {
+        match command::refusals(run, std::slice::from_ref(&id), findings).await {
+            Ok(mut refused) => {
+                if let Some(excluded) = refused.pop() {
+                    let trip = GuardTrip::new(excluded.guard, excluded.reason.clone());
+                    findings.excluded.push(excluded);
+                    return Outcome::suppressed(trip);
+                }
+            }
+            Err(e) => return failed(&e),
+        }
+    }
     findings.targets = vec![id.clone()];
     if let Err(outcome) = run.spend_budget(findings).await {
         return outcome;
@@ -77,6 +103,17 @@ pub(super) async fn on_instance(
     if let Err(outcome) = run.take_global(1).await {
         return outcome;
     }
-    let result = findings.aws(ec2.change(op, &[id], run.dry_run())).await;
-    findings.changed(run, result)
+    match change {
+        Change::Ec2(op) => {
+            let ids = [id];
+            let result = match findings.aws(ec2.change(op, &ids, run.dry_run())).await {
+                Err(e) if settle::made_anyway(run, Write::Ec2(op, &ids), &e, findings).await => {
+                    Ok(None)
+                }
+                r => r,
+            };
+            findings.changed(run, result)
+        }
+        Change::Command(c) => command::send_and_wait(run, &[id], c, findings).await,
+    }
 }

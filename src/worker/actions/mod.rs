@@ -10,10 +10,15 @@
 //!   instances or a target group's unhealthy targets — and the method
 //!   applied to them (terminate, deregister).
 //! - [`instance`]: one instance named by the event — reboot, stop,
-//!   terminate.
+//!   terminate, or a command run on it.
+//! - [`command`]: SSM Run Command — which instances SSM manages, sending
+//!   `AWS-RunShellScript`, and waiting for the invocations' status (for
+//!   `run_command` and the pool method of that name).
 //! - [`notify`]: publish to SNS; also the escalation sent when a guard
 //!   stops an action, and the footer both carry.
 //! - [`metric`]: put one CloudWatch data point.
+//! - [`settle`]: a write that failed is an unknown outcome — the target is
+//!   re-read, and a change that shows was made (not repeated).
 //!
 //! # Adding an action kind
 //!
@@ -39,10 +44,12 @@
 //! 8. **Effects**: a new AWS operation goes through `call` in
 //!    `src/aws/sdk.rs`, so it is counted (`tests/aws_calls.rs`).
 
+mod command;
 mod instance;
 mod metric;
 mod notify;
 mod pool;
+mod settle;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,6 +71,7 @@ use crate::state::{
     StoreError, TargetLease,
 };
 use crate::telemetry::events;
+use instance::Change;
 
 pub use notify::footer;
 
@@ -249,6 +257,11 @@ struct Findings {
     taken_over_from: Option<String>,
     /// The target's remediation budget after this run spent an attempt.
     budget: Option<crate::outcome::BudgetUse>,
+    /// Each instance's command invocation status (`run_command`).
+    command_status: std::collections::BTreeMap<String, String>,
+    /// A write failed (its reply lost, say), and re-reading the target
+    /// showed the change made: the write's error.
+    unknown_outcome: Option<String>,
 }
 
 impl Findings {
@@ -393,6 +406,8 @@ impl Worker {
             escalation_message_id: None,
             taken_over_from: findings.taken_over_from,
             budget: findings.budget,
+            command_status: findings.command_status,
+            unknown_outcome: findings.unknown_outcome,
         };
         if let (Outcome::Suppressed { .. }, Some(topic)) =
             (&report.outcome, escalation_topic(action))
@@ -585,11 +600,16 @@ async fn guarded(
         Action::DeregisterOutOfService(o) => pool::out_of_service(run, o, true, findings).await,
         Action::RemediatePool(p) => pool::remediate(run, p, findings).await,
         Action::RebootInstance(o) => {
-            instance::on_instance(run, o, InstanceOp::Reboot, findings).await
+            instance::on_instance(run, o, Change::Ec2(InstanceOp::Reboot), findings).await
         }
-        Action::StopInstance(o) => instance::on_instance(run, o, InstanceOp::Stop, findings).await,
+        Action::StopInstance(o) => {
+            instance::on_instance(run, o, Change::Ec2(InstanceOp::Stop), findings).await
+        }
         Action::TerminateInstance(o) => {
-            instance::on_instance(run, o, InstanceOp::Terminate, findings).await
+            instance::on_instance(run, o, Change::Ec2(InstanceOp::Terminate), findings).await
+        }
+        Action::RunCommand(c) => {
+            instance::on_instance(run, &c.instance, Change::Command(&c.command), findings).await
         }
         Action::Notify(n) => notify::notify(run, n, findings).await,
         Action::PutMetric(p) => metric::put_metric(run, p, findings).await,
@@ -608,6 +628,7 @@ fn escalation_topic(action: &PlannedAction) -> Option<&str> {
             o.escalate_topic_arn.as_deref()
         }
         Action::RemediatePool(p) => p.escalate_topic_arn.as_deref(),
+        Action::RunCommand(c) => c.instance.escalate_topic_arn.as_deref(),
         Action::Notify(_) | Action::PutMetric(_) => None,
     }
 }
@@ -678,6 +699,7 @@ message = "then"
             | ActionKind::StopInstance
             | ActionKind::TerminateInstance
             | ActionKind::RemediatePool
+            | ActionKind::RunCommand
             | ActionKind::Notify
             | ActionKind::PutMetric => k,
         };
@@ -688,6 +710,7 @@ message = "then"
             listed(ActionKind::StopInstance),
             listed(ActionKind::TerminateInstance),
             listed(ActionKind::RemediatePool),
+            listed(ActionKind::RunCommand),
             listed(ActionKind::Notify),
             listed(ActionKind::PutMetric),
         ]
@@ -791,6 +814,10 @@ method = "deregister"
 max_percent = 100
 min_in_service = 1
 [[rule.actions]]
+type = "run_command"
+instance_id = "i-cmd"
+commands = ["systemctl restart app"]
+[[rule.actions]]
 type = "notify"
 topic_arn = "arn:aws:sns:us-east-1:123456789012:ops"
 subject = "s"
@@ -822,11 +849,12 @@ value = 1.0
             Some("Target.FailedHealthChecks"),
             Some(info("tg-bad", "running")),
         );
-        for id in ["i-reboot", "i-stop", "i-term"] {
+        for id in ["i-reboot", "i-stop", "i-term", "i-cmd"] {
             aws.state()
                 .instances
                 .insert(id.to_string(), info(id, "running"));
         }
+        aws.add_ssm_agent("i-cmd", "Online");
         aws.state()
             .alarms
             .insert("web-unhealthy".into(), crate::event::AlarmState::Alarm);

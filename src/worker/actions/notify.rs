@@ -107,6 +107,8 @@ mod tests {
             escalation_message_id: None,
             taken_over_from: None,
             budget: None,
+            command_status: Default::default(),
+            unknown_outcome: None,
         }
     }
 

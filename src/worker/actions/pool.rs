@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use tracing::info;
 
-use super::{failed, Findings, Run};
+use super::settle::{self, Write};
+use super::{command, failed, Findings, Run};
 use crate::aws::AwsError;
 use crate::event::AlarmState;
 use crate::fleet::{InstanceOp, PoolMember, Target, TargetType};
@@ -244,25 +245,37 @@ pub(super) async fn remediate(run: &Run<'_>, p: &Pool<String>, findings: &mut Fi
     // refused (the call would be a no-op that looks like success).
     // The pool guards come before the Auto Scaling reads: a pool that
     // may not be acted on at all needs no group looked up.
-    if p.method.through_auto_scaling() {
+    // `run_command` likewise asks SSM which instances it manages.
+    let asks_first = p.method.through_auto_scaling() || p.method == Method::RunCommand;
+    if asks_first {
         if let Some(trip) = blast_radius::pool_trip(&members, &radius) {
             return Outcome::suppressed(trip);
         }
     }
     let refused = if p.method.through_auto_scaling() {
-        match auto_scaling_refusals(run, &bad, findings).await {
-            Ok(r) => r,
-            Err(e) => return failed(&e),
-        }
+        auto_scaling_refusals(run, &bad, findings).await
+    } else if p.method == Method::RunCommand {
+        command::refusals(run, &bad, findings).await
     } else {
-        Vec::new()
+        Ok(Vec::new())
+    };
+    let refused = match refused {
+        Ok(r) => r,
+        Err(e) => return failed(&e),
+    };
+    // A command runs on a running instance, as a reboot does; the other
+    // methods follow TerminateInstances' rules.
+    let op = if p.method == Method::RunCommand {
+        InstanceOp::Reboot
+    } else {
+        InstanceOp::Terminate
     };
     let candidates = if ip {
         Candidates::IpAddresses
     } else {
         Candidates::Instances {
             infos: &infos,
-            op: InstanceOp::Terminate,
+            op,
             refused: &refused,
         }
     };
@@ -307,6 +320,15 @@ pub(super) async fn remediate(run: &Run<'_>, p: &Pool<String>, findings: &mut Fi
         (Method::AsgSetUnhealthy | Method::AsgTerminate, _) => {
             return through_auto_scaling(run, p, &targets, findings).await;
         }
+        (Method::RunCommand, _) => {
+            let Some(c) = &p.command else {
+                return Outcome::Failed {
+                    transient: false,
+                    error: "method run_command without commands".to_string(),
+                };
+            };
+            return command::send_and_wait(run, &targets, c, findings).await;
+        }
         (Method::Deregister, PoolSource::TargetGroup { target_group_arn }) => {
             let targets: Vec<Target> = targets
                 .iter()
@@ -323,6 +345,14 @@ pub(super) async fn remediate(run: &Run<'_>, p: &Pool<String>, findings: &mut Fi
                 )
                 .await
         }
+    };
+    let write = match p.method {
+        Method::Deregister => Write::Deregister(&p.source, &targets),
+        _ => Write::Ec2(InstanceOp::Terminate, &targets),
+    };
+    let result = match result {
+        Err(e) if settle::made_anyway(run, write, &e, findings).await => Ok(None),
+        r => r,
     };
     findings.changed(run, result)
 }
@@ -366,8 +396,13 @@ async fn through_auto_scaling(
             }
             _ => findings.aws(asg.terminate_in_group(id)).await,
         };
+        let write = match p.method {
+            Method::AsgSetUnhealthy => Write::SetUnhealthy(id),
+            _ => Write::TerminateInGroup(id),
+        };
         match result {
             Ok(request) => findings.request(request),
+            Err(e) if settle::made_anyway(run, write, &e, findings).await => {}
             Err(e) => return failed(&e),
         }
     }
