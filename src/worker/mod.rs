@@ -396,6 +396,7 @@ impl Worker {
         );
         async {
             let started = Instant::now();
+            let _in_flight = metrics().in_flight_since.start(started);
             let heartbeat = self.start_heartbeat(&msg);
             let handled = self.handle_watched(&msg, shutdown, &heartbeat.lost).await;
             heartbeat.stop.cancel();
