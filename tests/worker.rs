@@ -980,3 +980,55 @@ require_tag = { key = "reflex:managed" }
         handled.reports[0]
     );
 }
+
+/// SIGTERM while a long poll is out: the receive is let finish, and the
+/// message it brings is made visible again at once, not processed and not
+/// left invisible for the visibility timeout.
+#[tokio::test(start_paused = true)]
+async fn shutdown_lets_the_outstanding_receive_finish_and_releases_what_it_brings() {
+    let h = harness(
+        &oos_rule(5, 100, 1, ""),
+        Settings {
+            wait: Duration::from_secs(5),
+            ..settings()
+        },
+    );
+    h.fleet(4, 1);
+    // The first long poll is out for 4 s and sees the queue as it is then.
+    h.aws
+        .slow_next("sqs:ReceiveMessage", Duration::from_secs(4));
+    let worker = Arc::new(h.worker);
+    let shutdown = CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let started = tokio::time::Instant::now();
+    let pollers = tokio::spawn(Arc::clone(&worker).run(shutdown.clone(), tracker.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    shutdown.cancel();
+    // The alarm arrives after SIGTERM, while the old poll is still out.
+    h.aws.enqueue("m1", &web_alarm("m1"), 1);
+    pollers.await.expect("the pollers stop");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(5 + 2),
+        "the receive was let finish, bounded by its wait: {took:?}"
+    );
+    tracker.close();
+    tracker.wait().await;
+    let s = h.aws.state();
+    assert_eq!(
+        s.visibility_changes,
+        [("rh-m1".to_string(), 0)],
+        "released at once"
+    );
+    assert!(s.queue.iter().all(|(_, visible)| *visible), "visible again");
+    assert!(s.deleted.is_empty());
+    assert!(s.changes.is_empty(), "not processed");
+    assert_eq!(
+        s.calls
+            .iter()
+            .filter(|c| *c == "sqs:ReceiveMessage")
+            .count(),
+        1,
+        "no new receive after shutdown"
+    );
+}

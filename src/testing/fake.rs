@@ -47,6 +47,9 @@ pub struct FakeState {
     /// How many of the next calls of an operation hang without a reply
     /// (a black-holed reply on a lossy network). Queue operations only.
     pub stalls: HashMap<&'static str, usize>,
+    /// How long each of the next calls of an operation waits before it
+    /// is carried out (a long poll that is still out). Queue operations only.
+    pub delays: HashMap<&'static str, VecDeque<std::time::Duration>>,
     /// Errors to return from the next calls of a write *after* making the
     /// change: the reply was lost (a timeout), the request went through.
     pub lost_replies: HashMap<&'static str, VecDeque<AwsError>>,
@@ -106,7 +109,18 @@ impl FakeAws {
         *self.state().stalls.entry(operation).or_default() += n;
     }
 
-    /// Hangs forever if a stall of `operation` is pending (taking it).
+    /// Makes the next call of `operation` wait `after` (tokio time)
+    /// before it is carried out: a receive sees the queue as it is then.
+    pub fn slow_next(&self, operation: &'static str, after: Duration) {
+        self.state()
+            .delays
+            .entry(operation)
+            .or_default()
+            .push_back(after);
+    }
+
+    /// Waits if a delay of `operation` is pending; hangs forever if a
+    /// stall is (taking either).
     async fn stall(&self, operation: &'static str) {
         let stalled = {
             let mut s = self.state();
@@ -121,6 +135,14 @@ impl FakeAws {
         };
         if stalled {
             std::future::pending::<()>().await;
+        }
+        let delay = self
+            .state()
+            .delays
+            .get_mut(operation)
+            .and_then(VecDeque::pop_front);
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
         }
     }
 

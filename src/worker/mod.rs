@@ -187,6 +187,9 @@ impl Settings {
 const HEARTBEAT_RETRY_FIRST: Duration = Duration::from_millis(250);
 const HEARTBEAT_RETRY_MAX: Duration = Duration::from_secs(2);
 
+/// How long past its wait a receive outstanding at shutdown may take.
+const DRAIN_MARGIN: Duration = Duration::from_secs(2);
+
 impl Default for Settings {
     /// What a `reflex.toml` without any key gives: [`Settings::DEFAULT`].
     fn default() -> Self {
@@ -348,9 +351,20 @@ impl Worker {
                     "Sending the first ReceiveMessage."
                 );
             }
+            let receive =
+                self.queue
+                    .receive(max, self.settings.wait, self.settings.visibility_timeout);
+            tokio::pin!(receive);
             let received = tokio::select! {
-                r = self.queue.receive(max, self.settings.wait, self.settings.visibility_timeout) => r,
-                () = shutdown.cancelled() => break,
+                r = &mut receive => r,
+                () = shutdown.cancelled() => {
+                    // Dropping the long poll would not cancel it on the
+                    // server: SQS could still hand it a message, which
+                    // would then stay invisible for the whole visibility
+                    // timeout. Let it finish, and release what it brings.
+                    self.drain_receive(poller, receive).await;
+                    break;
+                }
             };
             let messages = match received {
                 Ok(m) => {
@@ -383,6 +397,46 @@ impl Worker {
             }
         }
         info!(poller, "Poller stopped receiving.");
+    }
+
+    /// Lets a receive outstanding at shutdown finish — it started at most
+    /// `wait` ago, so it is given `wait` plus [`DRAIN_MARGIN`] — and makes
+    /// whatever it brings visible again at once.
+    async fn drain_receive(
+        &self,
+        poller: u32,
+        receive: impl std::future::Future<Output = Result<Vec<QueueMessage>, crate::aws::AwsError>>,
+    ) {
+        info!(
+            poller,
+            "Shutting down: letting the outstanding ReceiveMessage finish."
+        );
+        let messages = match tokio::time::timeout(self.settings.wait + DRAIN_MARGIN, receive).await
+        {
+            Ok(Ok(m)) => m,
+            Ok(Err(error)) => {
+                info!(%error, poller, "The last ReceiveMessage failed; nothing to release.");
+                return;
+            }
+            Err(_) => {
+                warn!(poller, "The last ReceiveMessage did not finish in time; a message it got returns when its visibility times out.");
+                return;
+            }
+        };
+        MessagesReceived {
+            count: messages.len(),
+        }
+        .emit();
+        for msg in messages {
+            MessageReleased.emit();
+            if let Err(error) = self
+                .queue
+                .change_visibility(&msg.receipt_handle, Duration::ZERO)
+                .await
+            {
+                warn!(%error, sqs_message_id = %msg.message_id, "Could not release a message received at shutdown; it returns when its visibility times out.");
+            }
+        }
     }
 
     /// Handles one message start to finish: heartbeat, decide, dispose.
