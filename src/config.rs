@@ -576,6 +576,7 @@ impl From<&Config> for Settings {
             dedup_window: c.dedup_window,
             remediation_budget: c.remediation_budget,
             lease: c.state.lease,
+            queue_timeout: c.aws_timeouts.queue.operation,
         }
     }
 }

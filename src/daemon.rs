@@ -220,9 +220,14 @@ pub async fn run(
         "Shutdown requested: no new messages; letting in-flight ones finish."
     );
     shutdown.cancel();
-    let _ = pollers.await;
-    tracker.close();
-    if tokio::time::timeout(config.shutdown_grace, tracker.wait())
+    // One grace period for both: the outstanding long poll finishing (its
+    // messages are released) and the in-flight messages.
+    let stopped = async {
+        let _ = pollers.await;
+        tracker.close();
+        tracker.wait().await;
+    };
+    if tokio::time::timeout(config.shutdown_grace, stopped)
         .await
         .is_err()
     {

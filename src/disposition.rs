@@ -24,6 +24,9 @@ pub struct MessageOutcome {
     /// skipped.
     pub matched: Vec<String>,
     pub skipped: Vec<Skipped>,
+    /// The heartbeat could not keep the message invisible: its visibility
+    /// ran out while it was being handled.
+    pub visibility_lost: bool,
 }
 
 impl MessageOutcome {
@@ -37,6 +40,7 @@ impl MessageOutcome {
             rules_version: None,
             matched: vec![],
             skipped: vec![],
+            visibility_lost: false,
         }
     }
 }
@@ -134,6 +138,21 @@ pub fn decide(reports: &[ActionReport], receive_count: u32, backoff: Backoff) ->
     Disposition::Ack
 }
 
+/// Decides a message whose visibility was lost before all its actions
+/// were started: the rest must run on a redelivery, so it is never acked.
+/// A retry (with its backoff) stands; anything else is released, to come
+/// back at once — the finished actions' claims stop them running twice.
+pub fn decide_unfinished(
+    reports: &[ActionReport],
+    receive_count: u32,
+    backoff: Backoff,
+) -> Disposition {
+    match decide(reports, receive_count, backoff) {
+        retry @ Disposition::Retry { .. } => retry,
+        _ => Disposition::Release,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +234,26 @@ mod tests {
             decide(&[report(Outcome::Busy)], 1, B),
             Disposition::Retry {
                 after: Duration::from_secs(10)
+            }
+        );
+    }
+
+    #[test]
+    fn an_unfinished_message_is_released_or_retried_never_acked() {
+        assert_eq!(decide_unfinished(&[], 1, B), Disposition::Release);
+        assert_eq!(
+            decide_unfinished(&[report(Outcome::Done)], 1, B),
+            Disposition::Release
+        );
+        let p = report(Outcome::Failed {
+            transient: false,
+            error: "denied".into(),
+        });
+        assert_eq!(decide_unfinished(&[p], 1, B), Disposition::Release);
+        assert_eq!(
+            decide_unfinished(&[report(Outcome::Busy)], 2, B),
+            Disposition::Retry {
+                after: Duration::from_secs(20)
             }
         );
     }

@@ -722,6 +722,157 @@ async fn dry_runs_do_not_spend_the_remediation_budget() {
     }
 }
 
+/// Keeps every audit record written, in order.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<reflex::audit::AuditRecord>>);
+
+impl reflex::audit::AuditSink for Recorded {
+    fn record(&self, rec: &reflex::audit::AuditRecord) {
+        self.0.lock().expect("recorded lock").push(rec.clone());
+    }
+}
+
+impl Recorded {
+    /// The message record written, if any.
+    fn message(&self) -> Option<reflex::audit::MessageRecord> {
+        self.0
+            .lock()
+            .expect("recorded lock")
+            .iter()
+            .find_map(|r| match r {
+                reflex::audit::AuditRecord::Message(m) => Some((**m).clone()),
+                _ => None,
+            })
+    }
+}
+
+/// A terminate that waits `confirm_after`, then a notify: two actions of
+/// one message, the second started only after the first's wait.
+fn slow_then_notify(confirm_after: &str) -> String {
+    let mut rules = oos_rule(5, 100, 1, &format!("confirm_after = \"{confirm_after}\""));
+    rules.push_str(
+        r#"
+[[rule.actions]]
+type = "notify"
+topic_arn = "arn:aws:sns:us-east-1:123456789012:oncall"
+subject = "terminated"
+message = "terminated"
+"#,
+    );
+    rules
+}
+
+const CHANGE_VISIBILITY: &str = "sqs:ChangeMessageVisibility";
+
+fn heartbeats(h: &TestWorker) -> usize {
+    h.aws
+        .state()
+        .calls
+        .iter()
+        .filter(|c| *c == CHANGE_VISIBILITY)
+        .count()
+}
+
+/// Visibility 60 s, heartbeat 20 s: each heartbeat may take 6 s. The first
+/// one hangs; it is given up at 26 s and retried at once, which gets
+/// through: the message finishes normally, its visibility never lost.
+#[tokio::test(start_paused = true)]
+async fn one_stalled_heartbeat_is_retried_and_does_not_stall_the_message() {
+    let recorded = Arc::new(Recorded::default());
+    let h = TestWorker::builder(&slow_then_notify("40s"))
+        .settings(settings())
+        .audit(recorded.clone())
+        .build();
+    assert_eq!(
+        h.worker.settings.heartbeat_timeout(),
+        Duration::from_secs(6)
+    );
+    let ids = h.fleet(6, 2);
+    h.aws.stall_next(CHANGE_VISIBILITY, 1);
+    let started = tokio::time::Instant::now();
+    let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+    let took = started.elapsed();
+    assert_eq!(handled.disposition, Disposition::Ack);
+    assert!(!handled.visibility_lost);
+    assert_eq!(handled.reports.len(), 2, "{:?}", handled.reports);
+    assert_eq!(h.terminated(), ids[..2].to_vec());
+    assert_eq!(h.aws.state().published.len(), 1, "the notify ran");
+    // The stalled heartbeat (20 s) and its retry (26.25 s); the next one
+    // would be at 46.25 s, after the message finished (~40 s).
+    assert!(took < Duration::from_secs(46), "took {took:?}");
+    assert_eq!(heartbeats(&h), 2);
+    let s = h.aws.state();
+    assert_eq!(
+        s.visibility_changes,
+        [("rh-sqs-1".to_string(), 60)],
+        "the retry extended the visibility"
+    );
+    assert_eq!(s.deleted, ["rh-sqs-1"]);
+    drop(s);
+    let m = recorded.message().expect("a message record");
+    assert!(!m.visibility_lost);
+}
+
+/// Every heartbeat hangs: the visibility (60 s from receipt) is given up
+/// before it runs out. The action then running (a 70 s wait) finishes; the
+/// notify after it is not started, the message is released, and the audit
+/// record and the counter say the visibility was lost.
+#[tokio::test(start_paused = true)]
+async fn heartbeats_stalled_until_the_visibility_runs_out_start_no_further_action() {
+    let recorded = Arc::new(Recorded::default());
+    let h = TestWorker::builder(&slow_then_notify("70s"))
+        .settings(settings())
+        .audit(recorded.clone())
+        .build();
+    let ids = h.fleet(6, 2);
+    // Attempts at 20 s, 26.25 s, 32.75 s, 39.75 s and 47.75 s, each given
+    // up after 6 s; the next could not finish before 54 s (the visibility
+    // runs out at 60 s): lost. (The release after it is answered.)
+    h.aws.stall_next(CHANGE_VISIBILITY, 5);
+    let lost_before = reflex::telemetry::metrics().visibility_lost.get();
+    let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+    assert!(handled.visibility_lost);
+    assert_eq!(handled.reports.len(), 1, "only the running action finished");
+    assert_eq!(
+        handled.reports[0].outcome,
+        Outcome::Done,
+        "never cancelled half-way"
+    );
+    assert_eq!(h.terminated(), ids[..2].to_vec());
+    assert!(
+        h.aws.state().published.is_empty(),
+        "the notify was not started"
+    );
+    assert_eq!(handled.disposition, Disposition::Release);
+    {
+        let s = h.aws.state();
+        assert!(s.deleted.is_empty());
+        assert_eq!(
+            s.visibility_changes,
+            [("rh-sqs-1".to_string(), 0)],
+            "only the release got through: visible again at once"
+        );
+    }
+    assert_eq!(
+        heartbeats(&h),
+        5 + 1,
+        "five heartbeat attempts, then the release"
+    );
+    let m = recorded.message().expect("a message record");
+    assert!(m.visibility_lost);
+    assert_eq!(m.disposition, reflex::audit::DispositionRecord::Release);
+    let line = String::from_utf8(reflex::audit::AuditRecord::Message(Box::new(m)).to_line())
+        .expect("utf-8");
+    assert!(line.contains("\"visibility_lost\":true"), "{line}");
+    assert!(reflex::telemetry::metrics().visibility_lost.get() > lost_before);
+    // The redelivery runs the rest, and does not terminate again.
+    let again = h.deliver_with(&web_alarm("m1"), "sqs-1b", 2).await;
+    assert_eq!(again.disposition, Disposition::Ack);
+    assert_eq!(again.reports[0].outcome, Outcome::Duplicate);
+    assert_eq!(h.terminated(), ids[..2].to_vec());
+    assert_eq!(h.aws.state().published.len(), 1);
+}
+
 /// Issue 13: a write whose reply is lost is an unknown outcome, not a
 /// failure. TerminateInstances went through but its reply timed out:
 /// re-reading shows the instance terminated, so the action is done, the
@@ -851,5 +1002,57 @@ require_tag = { key = "reflex:managed" }
         ),
         "{:?}",
         handled.reports[0]
+    );
+}
+
+/// SIGTERM while a long poll is out: the receive is let finish, and the
+/// message it brings is made visible again at once, not processed and not
+/// left invisible for the visibility timeout.
+#[tokio::test(start_paused = true)]
+async fn shutdown_lets_the_outstanding_receive_finish_and_releases_what_it_brings() {
+    let h = harness(
+        &oos_rule(5, 100, 1, ""),
+        Settings {
+            wait: Duration::from_secs(5),
+            ..settings()
+        },
+    );
+    h.fleet(4, 1);
+    // The first long poll is out for 4 s and sees the queue as it is then.
+    h.aws
+        .slow_next("sqs:ReceiveMessage", Duration::from_secs(4));
+    let worker = Arc::new(h.worker);
+    let shutdown = CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let started = tokio::time::Instant::now();
+    let pollers = tokio::spawn(Arc::clone(&worker).run(shutdown.clone(), tracker.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    shutdown.cancel();
+    // The alarm arrives after SIGTERM, while the old poll is still out.
+    h.aws.enqueue("m1", &web_alarm("m1"), 1);
+    pollers.await.expect("the pollers stop");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(5 + 2),
+        "the receive was let finish, bounded by its wait: {took:?}"
+    );
+    tracker.close();
+    tracker.wait().await;
+    let s = h.aws.state();
+    assert_eq!(
+        s.visibility_changes,
+        [("rh-m1".to_string(), 0)],
+        "released at once"
+    );
+    assert!(s.queue.iter().all(|(_, visible)| *visible), "visible again");
+    assert!(s.deleted.is_empty());
+    assert!(s.changes.is_empty(), "not processed");
+    assert_eq!(
+        s.calls
+            .iter()
+            .filter(|c| *c == "sqs:ReceiveMessage")
+            .count(),
+        1,
+        "no new receive after shutdown"
     );
 }

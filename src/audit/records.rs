@@ -6,7 +6,8 @@
 //! The records are their own types, copied out of the worker's values when
 //! written: the trail is a contract with the files already on disk, and must
 //! not change shape because an internal type did. Fields written only when
-//! they have something to say (`capped`, `excluded`, `escalation_message_id`)
+//! they have something to say (`capped`, `excluded`, `escalation_message_id`,
+//! `visibility_lost`)
 //! default when absent; every other field is required, and a line without it
 //! is reported as malformed.
 
@@ -253,6 +254,11 @@ pub struct MessageRecord {
     pub disposition: DispositionRecord,
     /// From receipt to the decision.
     pub duration_ms: u64,
+    /// The heartbeat could not keep the message invisible: its visibility
+    /// ran out while it was handled, and the actions not yet started were
+    /// not started. Written only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub visibility_lost: bool,
 }
 
 /// A rule that matched but did not act, and why.
@@ -300,7 +306,8 @@ pub enum DispositionRecord {
         code: DeadLetterCode,
         reason: String,
     },
-    /// Made visible again untouched (shutdown).
+    /// Made visible again at once (shutdown, or the visibility was lost
+    /// before every action was started).
     Release,
 }
 
@@ -412,6 +419,7 @@ impl AuditRecord {
             outcomes,
             disposition: (&handled.disposition).into(),
             duration_ms: elapsed.as_millis() as u64,
+            visibility_lost: handled.visibility_lost,
         }))
     }
 
@@ -565,6 +573,7 @@ mod tests {
                 rule: "old".into(),
                 reason: "disabled".into(),
             }],
+            visibility_lost: false,
         };
         let msg = queue_message("sqs-9");
         let v = json(&AuditRecord::message(
@@ -598,6 +607,8 @@ mod tests {
             serde_json::json!({"kind": "retry", "retry_after_s": 20})
         );
         assert_eq!(v["duration_ms"], 1500);
+        // Written only when true: older readers see the same shape.
+        assert!(v.get("visibility_lost").is_none(), "{v}");
     }
 
     #[test]
@@ -612,6 +623,7 @@ mod tests {
             rules_version: None,
             matched: vec![],
             skipped: vec![],
+            visibility_lost: false,
         };
         let msg = queue_message("sqs-p");
         let v = json(&AuditRecord::message(
@@ -773,6 +785,7 @@ mod tests {
                     rule: "old".into(),
                     reason: "disabled".into(),
                 }],
+                visibility_lost: decoded,
             };
             let msg = queue_message("sqs-9");
             let written = AuditRecord::message(time(), &msg, &handled, Duration::from_millis(15));
@@ -799,6 +812,7 @@ mod tests {
             assert_eq!(m.disposition, DispositionRecord::from(disposition));
             assert_eq!(m.disposition.label(), disposition.label());
             assert_eq!(m.duration_ms, 15);
+            assert_eq!(m.visibility_lost, decoded);
             match (&m.alarm, &handled.event) {
                 (Some(a), Some(e)) => {
                     assert_eq!(a.name, e.alarm_name);

@@ -175,8 +175,29 @@ pub struct MessageReleased;
 
 impl MessageReleased {
     pub fn emit(&self) {
-        info!("Shutting down: releasing the message untouched.");
+        info!("Releasing the message: it is visible again at once.");
         metrics().messages_released.inc();
+    }
+}
+
+/// A message's heartbeat could not extend its visibility before it ran
+/// out: another consumer may receive it now. Its remaining actions are not
+/// started.
+pub struct VisibilityLost<'a> {
+    /// Heartbeat attempts made since the last one that got through.
+    pub attempts: u32,
+    /// The last attempt's error.
+    pub error: &'a str,
+}
+
+impl VisibilityLost<'_> {
+    pub fn emit(&self) {
+        warn!(
+            attempts = self.attempts,
+            error = %self.error,
+            "The message's visibility ran out before a heartbeat got through; its remaining actions will not be started."
+        );
+        metrics().visibility_lost.inc();
     }
 }
 

@@ -108,6 +108,12 @@ pub struct MetricRegistry {
     pub aws_call_seconds: HistogramFamily<AwsOperationLabels>,
     pub aws_timeouts: Family<AwsOperationLabels, Counter>,
     pub in_flight: Gauge,
+    /// The age of the oldest message being worked on, set from
+    /// [`MetricRegistry::in_flight_since`] on each scrape.
+    pub oldest_in_flight_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// When each message being worked on started.
+    pub in_flight_since: InFlightStarts,
+    pub visibility_lost: Counter,
     pub alarm_to_action_seconds: Histogram,
     pub processing_seconds: Histogram,
     pub rules_info: Family<VersionLabel, Gauge>,
@@ -146,6 +152,9 @@ impl MetricRegistry {
             aws_call_seconds: Family::new_with_constructor(aws_call_histogram),
             aws_timeouts: Family::default(),
             in_flight: Gauge::default(),
+            oldest_in_flight_seconds: Gauge::default(),
+            in_flight_since: InFlightStarts::default(),
+            visibility_lost: Counter::default(),
             // 1 s to ~9 h: alarms reach reflex after CloudWatch's evaluation
             // periods, so this is seconds to minutes.
             alarm_to_action_seconds: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
@@ -177,7 +186,7 @@ impl MetricRegistry {
         );
         registry.register(
             "messages_released",
-            "Messages made visible again untouched at shutdown",
+            "Messages made visible again at once: at shutdown, or after their visibility was lost with actions not started",
             m.messages_released.clone(),
         );
         registry.register(
@@ -234,6 +243,16 @@ impl MetricRegistry {
             "messages_in_flight",
             "Messages being worked on",
             m.in_flight.clone(),
+        );
+        registry.register(
+            "oldest_in_flight_seconds",
+            "Age of the oldest message being worked on (0 when none is)",
+            m.oldest_in_flight_seconds.clone(),
+        );
+        registry.register(
+            "visibility_lost",
+            "Messages whose visibility ran out before a heartbeat could extend it (their remaining actions are not started)",
+            m.visibility_lost.clone(),
         );
         registry.register(
             "alarm_to_action_seconds",
@@ -333,11 +352,63 @@ impl MetricRegistry {
 
     /// The registry in Prometheus text format.
     pub fn encode(&self) -> String {
+        // Computed here, on scrape, not on the message path.
+        self.oldest_in_flight_seconds.set(
+            self.in_flight_since
+                .oldest_age(std::time::Instant::now())
+                .as_secs_f64(),
+        );
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
         out
+    }
+}
+
+/// When each message being worked on started, for the age of the oldest
+/// (`reflex_oldest_in_flight_seconds`). Starting one is a map insert;
+/// the age is computed only when asked.
+#[derive(Debug, Default)]
+pub struct InFlightStarts {
+    started: std::sync::Mutex<std::collections::BTreeMap<u64, std::time::Instant>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl InFlightStarts {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u64, std::time::Instant>> {
+        self.started.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes a message started at `at`; it counts until the guard drops.
+    pub fn start(&self, at: std::time::Instant) -> InFlightGuard<'_> {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.lock().insert(id, at);
+        InFlightGuard { starts: self, id }
+    }
+
+    /// How long the oldest message being worked on has been, at `now`
+    /// (zero when none is).
+    pub fn oldest_age(&self, now: std::time::Instant) -> Duration {
+        self.lock()
+            .values()
+            .min()
+            .map_or(Duration::ZERO, |&t| now.saturating_duration_since(t))
+    }
+}
+
+/// A message being worked on; dropping it ends it.
+#[derive(Debug)]
+pub struct InFlightGuard<'a> {
+    starts: &'a InFlightStarts,
+    id: u64,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.starts.lock().remove(&self.id);
     }
 }
 
@@ -351,6 +422,24 @@ pub fn metrics() -> &'static MetricRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_oldest_in_flight_age_follows_the_messages_being_worked_on() {
+        let starts = InFlightStarts::default();
+        let t0 = std::time::Instant::now();
+        let s = Duration::from_secs;
+        assert_eq!(starts.oldest_age(t0 + s(9)), Duration::ZERO, "none yet");
+        let first = starts.start(t0);
+        let second = starts.start(t0 + s(3));
+        assert_eq!(starts.oldest_age(t0 + s(10)), s(10));
+        drop(first);
+        assert_eq!(starts.oldest_age(t0 + s(10)), s(7), "the next oldest");
+        drop(second);
+        assert_eq!(starts.oldest_age(t0 + s(10)), Duration::ZERO);
+        // The gauge is set on scrape.
+        let text = metrics().encode();
+        assert!(text.contains("reflex_oldest_in_flight_seconds "), "{text}");
+    }
 
     #[test]
     fn encodes_prometheus_text_with_labels() {

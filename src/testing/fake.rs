@@ -44,6 +44,12 @@ pub struct FakeState {
     pub calls: Vec<String>,
     /// Errors to return from the next calls of an operation, in order.
     pub failures: HashMap<&'static str, VecDeque<AwsError>>,
+    /// How many of the next calls of an operation hang without a reply
+    /// (a black-holed reply on a lossy network). Queue operations only.
+    pub stalls: HashMap<&'static str, usize>,
+    /// How long each of the next calls of an operation waits before it
+    /// is carried out (a long poll that is still out). Queue operations only.
+    pub delays: HashMap<&'static str, VecDeque<std::time::Duration>>,
     /// Errors to return from the next calls of a write *after* making the
     /// change: the reply was lost (a timeout), the request went through.
     pub lost_replies: HashMap<&'static str, VecDeque<AwsError>>,
@@ -93,6 +99,51 @@ impl FakeAws {
             .entry(operation)
             .or_default()
             .push_back(error);
+    }
+
+    /// Makes the next `n` calls of `operation` hang: they are recorded in
+    /// `calls` and never answer (the caller's timeout must end them).
+    /// Applies to the queue operations (`sqs:ReceiveMessage`,
+    /// `sqs:ChangeMessageVisibility`, `sqs:DeleteMessage`, `sqs:SendMessage`).
+    pub fn stall_next(&self, operation: &'static str, n: usize) {
+        *self.state().stalls.entry(operation).or_default() += n;
+    }
+
+    /// Makes the next call of `operation` wait `after` (tokio time)
+    /// before it is carried out: a receive sees the queue as it is then.
+    pub fn slow_next(&self, operation: &'static str, after: Duration) {
+        self.state()
+            .delays
+            .entry(operation)
+            .or_default()
+            .push_back(after);
+    }
+
+    /// Waits if a delay of `operation` is pending; hangs forever if a
+    /// stall is (taking either).
+    async fn stall(&self, operation: &'static str) {
+        let stalled = {
+            let mut s = self.state();
+            match s.stalls.get_mut(operation) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    s.calls.push(operation.to_string());
+                    true
+                }
+                _ => false,
+            }
+        };
+        if stalled {
+            std::future::pending::<()>().await;
+        }
+        let delay = self
+            .state()
+            .delays
+            .get_mut(operation)
+            .and_then(VecDeque::pop_front);
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
     }
 
     /// Makes the next call of the write `operation` make its change and
@@ -370,6 +421,7 @@ impl Queue for FakeAws {
         _wait: Duration,
         _visibility: Duration,
     ) -> Result<Vec<QueueMessage>, AwsError> {
+        self.stall("sqs:ReceiveMessage").await;
         let mut s = self.call("sqs:ReceiveMessage")?;
         let mut out = Vec::new();
         for (m, visible) in s.queue.iter_mut() {
@@ -382,6 +434,7 @@ impl Queue for FakeAws {
     }
 
     async fn delete(&self, receipt_handle: &str) -> Result<(), AwsError> {
+        self.stall("sqs:DeleteMessage").await;
         let mut s = self.call("sqs:DeleteMessage")?;
         s.queue.retain(|(m, _)| m.receipt_handle != receipt_handle);
         s.deleted.push(receipt_handle.to_string());
@@ -393,6 +446,7 @@ impl Queue for FakeAws {
         receipt_handle: &str,
         timeout: Duration,
     ) -> Result<(), AwsError> {
+        self.stall("sqs:ChangeMessageVisibility").await;
         let mut s = self.call("sqs:ChangeMessageVisibility")?;
         s.visibility_changes
             .push((receipt_handle.to_string(), timeout.as_secs()));
@@ -411,6 +465,7 @@ impl Queue for FakeAws {
         body: &str,
         attributes: &BTreeMap<String, String>,
     ) -> Result<String, AwsError> {
+        self.stall("sqs:SendMessage").await;
         let mut s = self.call("sqs:SendMessage")?;
         s.sent.push((body.to_string(), attributes.clone()));
         Ok(format!("sent-{}", s.sent.len()))

@@ -36,7 +36,9 @@ use crate::aws::{
     Alarms, AutoScaling, Commands, Instances, LoadBalancers, MetricPublisher, Notifier, Queue,
     QueueMessage, SigningCerts, TargetGroups,
 };
-use crate::disposition::{decide, decide_poison, Backoff, Disposition, MessageOutcome};
+use crate::disposition::{
+    decide, decide_poison, decide_unfinished, Backoff, Disposition, MessageOutcome,
+};
 use crate::event::{decode_str, Poison};
 use crate::outcome::ActionReport;
 use crate::plan::{evaluate_with, EvalOptions};
@@ -44,7 +46,7 @@ use crate::rules::{Rate, RuleSet};
 use crate::state::StateStore;
 use crate::telemetry::events::{
     MessageDeadLettered, MessageDeleted, MessageRejected, MessageReleased, MessageRetried,
-    MessagesReceived, RuleMatched,
+    MessagesReceived, RuleMatched, VisibilityLost,
 };
 use crate::telemetry::metrics;
 use crate::trust::TrustPolicy;
@@ -104,6 +106,9 @@ pub struct Settings {
     /// How long a claim or target lease holds without a heartbeat
     /// (`state.lease`).
     pub lease: Duration,
+    /// The deadline of a whole queue call (`aws.queue_timeout`): bounds
+    /// each heartbeat, with [`Settings::heartbeat_timeout`].
+    pub queue_timeout: Duration,
 }
 
 /// The default of each setting: what a `reflex.toml` without the key gives.
@@ -165,14 +170,38 @@ impl Settings {
         dedup_window: defaults::DEDUP_WINDOW,
         remediation_budget: None,
         lease: crate::state::config::DEFAULT_LEASE,
+        queue_timeout: crate::aws::timeouts::defaults::QUEUE.operation,
     };
+
+    /// How long one heartbeat (`ChangeMessageVisibility`) may take before
+    /// it is given up and retried: the queue call's deadline, and at most
+    /// a third of the heartbeat interval, so that a stalled one is retried
+    /// well before the visibility runs out.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        self.queue_timeout.min(self.heartbeat / 3)
+    }
 }
+
+/// The first pause before a failed heartbeat is retried; it doubles up to
+/// [`HEARTBEAT_RETRY_MAX`].
+const HEARTBEAT_RETRY_FIRST: Duration = Duration::from_millis(250);
+const HEARTBEAT_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// How long past its wait a receive outstanding at shutdown may take.
+const DRAIN_MARGIN: Duration = Duration::from_secs(2);
 
 impl Default for Settings {
     /// What a `reflex.toml` without any key gives: [`Settings::DEFAULT`].
     fn default() -> Self {
         Settings::DEFAULT
     }
+}
+
+/// A message's heartbeat: `stop` ends it; it cancels `lost` when the
+/// message's visibility ran out for want of an extension.
+struct Heartbeat {
+    stop: CancellationToken,
+    lost: CancellationToken,
 }
 
 /// A clock, injectable for tests.
@@ -322,9 +351,20 @@ impl Worker {
                     "Sending the first ReceiveMessage."
                 );
             }
+            let receive =
+                self.queue
+                    .receive(max, self.settings.wait, self.settings.visibility_timeout);
+            tokio::pin!(receive);
             let received = tokio::select! {
-                r = self.queue.receive(max, self.settings.wait, self.settings.visibility_timeout) => r,
-                () = shutdown.cancelled() => break,
+                r = &mut receive => r,
+                () = shutdown.cancelled() => {
+                    // Dropping the long poll would not cancel it on the
+                    // server: SQS could still hand it a message, which
+                    // would then stay invisible for the whole visibility
+                    // timeout. Let it finish, and release what it brings.
+                    self.drain_receive(poller, receive).await;
+                    break;
+                }
             };
             let messages = match received {
                 Ok(m) => {
@@ -359,6 +399,46 @@ impl Worker {
         info!(poller, "Poller stopped receiving.");
     }
 
+    /// Lets a receive outstanding at shutdown finish — it started at most
+    /// `wait` ago, so it is given `wait` plus [`DRAIN_MARGIN`] — and makes
+    /// whatever it brings visible again at once.
+    async fn drain_receive(
+        &self,
+        poller: u32,
+        receive: impl std::future::Future<Output = Result<Vec<QueueMessage>, crate::aws::AwsError>>,
+    ) {
+        info!(
+            poller,
+            "Shutting down: letting the outstanding ReceiveMessage finish."
+        );
+        let messages = match tokio::time::timeout(self.settings.wait + DRAIN_MARGIN, receive).await
+        {
+            Ok(Ok(m)) => m,
+            Ok(Err(error)) => {
+                info!(%error, poller, "The last ReceiveMessage failed; nothing to release.");
+                return;
+            }
+            Err(_) => {
+                warn!(poller, "The last ReceiveMessage did not finish in time; a message it got returns when its visibility times out.");
+                return;
+            }
+        };
+        MessagesReceived {
+            count: messages.len(),
+        }
+        .emit();
+        for msg in messages {
+            MessageReleased.emit();
+            if let Err(error) = self
+                .queue
+                .change_visibility(&msg.receipt_handle, Duration::ZERO)
+                .await
+            {
+                warn!(%error, sqs_message_id = %msg.message_id, "Could not release a message received at shutdown; it returns when its visibility times out.");
+            }
+        }
+    }
+
     /// Handles one message start to finish: heartbeat, decide, dispose.
     pub async fn process(&self, msg: QueueMessage, shutdown: &CancellationToken) -> MessageOutcome {
         let span = info_span!(
@@ -370,9 +450,10 @@ impl Worker {
         );
         async {
             let started = Instant::now();
+            let _in_flight = metrics().in_flight_since.start(started);
             let heartbeat = self.start_heartbeat(&msg);
-            let handled = self.handle(&msg, shutdown).await;
-            heartbeat.cancel();
+            let handled = self.handle_watched(&msg, shutdown, &heartbeat.lost).await;
+            heartbeat.stop.cancel();
             // reflex's own processing: everything but AWS calls and waits.
             let outside: u64 = handled.reports.iter().map(|r| r.aws_us + r.waited_us).sum();
             let own_us = (started.elapsed().as_micros() as u64).saturating_sub(outside);
@@ -399,34 +480,98 @@ impl Worker {
         .await
     }
 
-    /// Keeps the message invisible while it is being worked on.
-    fn start_heartbeat(&self, msg: &QueueMessage) -> CancellationToken {
+    /// Keeps the message invisible while it is being worked on: every
+    /// `heartbeat`, its visibility is extended to `visibility_timeout`
+    /// from then. Each extension may take [`Settings::heartbeat_timeout`];
+    /// one that fails or times out is retried after a short pause, until
+    /// one gets through or the visibility it last had runs out (less that
+    /// timeout: a call started later might land after it). Then the
+    /// message is as good as visible to another consumer: `lost` is
+    /// cancelled, and the heartbeat stops.
+    fn start_heartbeat(&self, msg: &QueueMessage) -> Heartbeat {
         let stop = CancellationToken::new();
+        let lost = CancellationToken::new();
         let queue = Arc::clone(&self.queue);
         let receipt = msg.receipt_handle.clone();
         let every = self.settings.heartbeat;
         let extend_to = self.settings.visibility_timeout;
-        let stopped = stop.clone();
+        let call_timeout = self.settings.heartbeat_timeout();
+        let (stopped, lost_tx) = (stop.clone(), lost.clone());
         tokio::spawn(
             async move {
+                use tokio::time::Instant;
+                // SQS hid the message when it handed it out, just before
+                // this; an extension counts from when it was sent.
+                let mut expires = Instant::now() + extend_to;
+                let mut next = Instant::now() + every;
                 loop {
                     tokio::select! {
-                        () = tokio::time::sleep(every) => {}
+                        () = tokio::time::sleep_until(next) => {}
                         () = stopped.cancelled() => return,
                     }
-                    if let Err(error) = queue.change_visibility(&receipt, extend_to).await {
-                        warn!(%error, "Heartbeat could not extend the message's visibility.");
+                    let mut pause = HEARTBEAT_RETRY_FIRST;
+                    let mut attempts: u32 = 0;
+                    loop {
+                        attempts += 1;
+                        let sent = Instant::now();
+                        let result = tokio::select! {
+                            r = tokio::time::timeout(call_timeout, queue.change_visibility(&receipt, extend_to)) => r,
+                            () = stopped.cancelled() => return,
+                        };
+                        let error = match result {
+                            Ok(Ok(())) => {
+                                if attempts > 1 {
+                                    info!(attempts, "Heartbeat got through after a retry.");
+                                }
+                                expires = sent + extend_to;
+                                next = sent + every;
+                                break;
+                            }
+                            Ok(Err(error)) => error.to_string(),
+                            Err(_) => format!(
+                                "no reply within {}",
+                                humantime::format_duration(call_timeout)
+                            ),
+                        };
+                        let give_up_at = expires.checked_sub(call_timeout).unwrap_or(expires);
+                        if Instant::now() + pause >= give_up_at {
+                            VisibilityLost {
+                                attempts,
+                                error: &error,
+                            }
+                            .emit();
+                            lost_tx.cancel();
+                            return;
+                        }
+                        warn!(%error, attempts, retry_in_ms = pause.as_millis() as u64, "Heartbeat could not extend the message's visibility; retrying.");
+                        tokio::select! {
+                            () = tokio::time::sleep(pause) => {}
+                            () = stopped.cancelled() => return,
+                        }
+                        pause = (pause * 2).min(HEARTBEAT_RETRY_MAX);
                     }
                 }
             }
             .in_current_span(),
         );
-        stop
+        Heartbeat { stop, lost }
     }
 
     /// Decides what happens to a message, running its actions. Pure of
     /// queue effects: [`dispose`](Self::dispose) carries the decision out.
     pub async fn handle(&self, msg: &QueueMessage, shutdown: &CancellationToken) -> MessageOutcome {
+        self.handle_watched(msg, shutdown, &CancellationToken::new())
+            .await
+    }
+
+    /// [`handle`](Self::handle), starting no further action once
+    /// `visibility_lost` is cancelled (the running one always finishes).
+    async fn handle_watched(
+        &self,
+        msg: &QueueMessage,
+        shutdown: &CancellationToken,
+        visibility_lost: &CancellationToken,
+    ) -> MessageOutcome {
         if shutdown.is_cancelled() {
             return MessageOutcome::unevaluated(Disposition::Release);
         }
@@ -475,10 +620,16 @@ impl Worker {
             info!(rule = %s.rule, reason = %s.reason, "Rule matched but skipped.");
         }
         let mut reports: Vec<ActionReport> = Vec::new();
-        for m in &plan.matches {
+        let planned: usize = plan.matches.iter().map(|m| m.actions.len()).sum();
+        'matches: for m in &plan.matches {
             RuleMatched { rule: &m.rule.name }.emit();
             let mut rule_rate_checked = None;
             for (index, action) in m.actions.iter().enumerate() {
+                // Another consumer may hold the message now: start nothing
+                // more (its claim stops a double action on a redelivery).
+                if visibility_lost.is_cancelled() {
+                    break 'matches;
+                }
                 let ctx = ActionContext {
                     event: &event,
                     matched: m,
@@ -501,8 +652,19 @@ impl Worker {
                 reports.push(report);
             }
         }
-        let disposition = decide(&reports, msg.receive_count, self.settings.backoff);
+        let not_started = planned - reports.len();
+        let lost = visibility_lost.is_cancelled();
+        let disposition = if not_started > 0 {
+            warn!(
+                not_started,
+                "The message's visibility was lost; its remaining actions were not started and it will be released."
+            );
+            decide_unfinished(&reports, msg.receive_count, self.settings.backoff)
+        } else {
+            decide(&reports, msg.receive_count, self.settings.backoff)
+        };
         MessageOutcome {
+            visibility_lost: lost,
             event: Some(event),
             reports,
             disposition,
