@@ -808,3 +808,67 @@ async fn finished_messages_are_deleted_in_batches() {
     );
     reflex.shutdown_cleanly().await;
 }
+
+// SIGTERM mid long poll (issue 13): the outstanding ReceiveMessage is let
+// finish and what it brings is released at once, so an alarm published
+// just after SIGTERM is handled by the next reflex within seconds, not
+// after the 60 s visibility timeout; the old process exits within
+// shutdown_grace.
+#[tokio::test]
+async fn sigterm_mid_poll_releases_what_the_last_poll_brings() {
+    let world = World::new("sigterm-poll").await;
+    let fleet = world.fleet("web", 4, &[1]).await;
+    let victim = fleet.instance_ids[1].clone();
+    let alarm = world.elb_alarm("web").await;
+    let rule = terminate_rule("", "max_instances = 1", "");
+    let daemon = || {
+        world
+            .reflex()
+            .rule("elb.toml", &rule)
+            .set("receive.wait", "5s")
+            .set("receive.visibility_timeout", "60s")
+            .set("receive.heartbeat", "20s")
+            .spawn()
+    };
+    let old = daemon();
+    old.wait_for_event(WAIT, "the first long poll", |e| {
+        e["message"] == "Sending the first ReceiveMessage."
+    })
+    .await;
+    // The poll is out (5 s); SIGTERM, then the alarm arrives.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = tokio::time::Instant::now();
+    old.sigterm();
+    world.publish(&alarm.notification("ALARM", "OK")).await;
+    let status = old.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "reflex exited with {status}");
+    let stopped_in = asked.elapsed();
+    assert!(
+        stopped_in < Duration::from_secs(10),
+        "stopped in {stopped_in:?}, over shutdown_grace (10 s)"
+    );
+    assert!(
+        !old.events_with_message("Shutting down: letting the outstanding ReceiveMessage finish.")
+            .is_empty(),
+        "the outstanding poll was let finish"
+    );
+    let released = old.events_with_message("Releasing the message: it is visible again at once.");
+    assert_eq!(released.len(), 1, "the alarm it brought was released");
+
+    let new = daemon();
+    let started = tokio::time::Instant::now();
+    let (aws, id) = (&world.aws, &victim);
+    new.wait_until(
+        Duration::from_secs(20),
+        "the alarm is handled by the next reflex",
+        || async move { aws.instance_states(std::slice::from_ref(id)).await[id] == "terminated" },
+    )
+    .await;
+    let handled_in = started.elapsed();
+    assert!(
+        handled_in < Duration::from_secs(20),
+        "handled in {handled_in:?}: well under the 60 s visibility timeout"
+    );
+    eprintln!("sigterm mid poll: old reflex stopped in {stopped_in:?}; the next handled the alarm in {handled_in:?}");
+    new.shutdown_cleanly().await;
+}
