@@ -342,6 +342,30 @@ pub enum InstanceOp {
 }
 
 impl InstanceOp {
+    /// Whether the instance's state shows this change made already (a
+    /// reboot never shows): what a taken-over claim and a failed write
+    /// re-read before acting again.
+    pub fn shows_in(self, state: &InstanceState) -> bool {
+        match self {
+            InstanceOp::Terminate => {
+                matches!(
+                    state,
+                    InstanceState::Terminated | InstanceState::ShuttingDown
+                )
+            }
+            InstanceOp::Stop => matches!(
+                state,
+                InstanceState::Stopped
+                    | InstanceState::Stopping
+                    | InstanceState::Terminated
+                    | InstanceState::ShuttingDown
+            ),
+            InstanceOp::Reboot => false,
+        }
+    }
+}
+
+impl InstanceOp {
     /// The states an instance must be in for this change: terminating acts
     /// on running or stopped instances, stopping and rebooting on running
     /// ones; none acts on an instance that is starting or already dying.

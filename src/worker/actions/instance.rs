@@ -3,31 +3,11 @@
 
 use super::settle::{self, Write};
 use super::{command, failed, Findings, Run};
-use crate::fleet::{InstanceOp, InstanceState};
+use crate::fleet::InstanceOp;
 use crate::outcome::Outcome;
 use crate::rules::action::{OnInstance, RunCommand};
 use crate::safety::blast_radius::{check_instance, BlastRadius};
 use crate::safety::{Guard, GuardTrip};
-
-/// Whether `op` is visibly done already (a reboot never is).
-pub(super) fn already_applied(state: &InstanceState, op: InstanceOp) -> bool {
-    match op {
-        InstanceOp::Terminate => {
-            matches!(
-                state,
-                InstanceState::Terminated | InstanceState::ShuttingDown
-            )
-        }
-        InstanceOp::Stop => matches!(
-            state,
-            InstanceState::Stopped
-                | InstanceState::Stopping
-                | InstanceState::Terminated
-                | InstanceState::ShuttingDown
-        ),
-        InstanceOp::Reboot => false,
-    }
-}
 
 /// What to do to the instance.
 pub(super) enum Change<'a> {
@@ -61,7 +41,7 @@ pub(super) async fn on_instance(
             format!("EC2 does not know instance {id}"),
         ));
     };
-    if run.taken_over && matches!(change, Change::Ec2(_)) && already_applied(&info.state, op) {
+    if run.taken_over && matches!(change, Change::Ec2(_)) && op.shows_in(&info.state) {
         // The holder that died got this far: the change is made.
         findings.targets = vec![id.clone()];
         return run.done();

@@ -183,10 +183,9 @@ pub(super) async fn remediate(run: &Run<'_>, p: &Pool<String>, findings: &mut Fi
         if run.taken_over
             && matches!(p.method, Method::Terminate | Method::AsgTerminate)
             && bad.iter().all(|id| {
-                infos.iter().any(|i| {
-                    &i.instance_id == id
-                        && super::instance::already_applied(&i.state, InstanceOp::Terminate)
-                })
+                infos
+                    .iter()
+                    .any(|i| &i.instance_id == id && InstanceOp::Terminate.shows_in(&i.state))
             })
         {
             // The holder that died terminated them already: record it, do

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::{instance, Findings, Run};
+use super::{Findings, Run};
 use crate::aws::AwsError;
 use crate::fleet::{InstanceOp, TargetState};
 use crate::rules::action::PoolSource;
@@ -92,7 +92,7 @@ async fn made_anyway(
             Ok(infos) => ids.iter().all(|id| {
                 infos
                     .iter()
-                    .any(|i| &i.instance_id == id && instance::already_applied(&i.state, *op))
+                    .any(|i| &i.instance_id == id && op.shows_in(&i.state))
             }),
             Err(_) => false,
         },
@@ -151,8 +151,7 @@ async fn made_anyway(
                     .await
                     .map(|infos| {
                         infos.iter().any(|i| {
-                            i.instance_id == **id
-                                && instance::already_applied(&i.state, InstanceOp::Terminate)
+                            i.instance_id == **id && InstanceOp::Terminate.shows_in(&i.state)
                         })
                     })
                     .unwrap_or(false)
