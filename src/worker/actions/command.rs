@@ -138,7 +138,8 @@ fn comment(rule: &str, alarm: &str) -> String {
     }
 }
 
-/// Each target's last known status (`Pending` when SSM gave none yet).
+/// Each target's status with its exit code, or `unfinished` while SSM
+/// reports none that is terminal.
 fn statuses(
     targets: &[String],
     finished: &BTreeMap<String, Invocation>,
