@@ -671,12 +671,15 @@ fn destructive_ec2_actions_are_tag_conditioned() {
 fn daemon_policy_actions_equal_reflex_iam_policy_all_actions() {
     let files = module();
     let terraform = allowed_actions(&policy_document(&files, "daemon"));
-    // The Terraform policy's dynamic StateTable statement counts as
-    // granted; the generator grants it when given the table.
+    // The Terraform policy's dynamic StateTable and rule-file statements
+    // count as granted; the generator grants them when given the table and
+    // an s3:// rules source.
     let reflex = json_allowed_actions(&reflex_iam_policy(&[
         "--all-actions",
         "--state-table",
         "reflex-state",
+        "--rules-source",
+        "s3://reflex-rules-example/rules/",
     ]));
     assert!(
         !reflex.is_empty(),
@@ -766,8 +769,9 @@ fn daemon_role_has_only_the_daemon_policies() {
         [
             "data.aws_iam_policy_document.daemon.json",
             "data.aws_iam_policy_document.daemon_kms[0].json",
+            "data.aws_iam_policy_document.daemon_rules_kms[0].json",
         ],
-        "the daemon role's inline policies must be the daemon policy and the optional notification-key policy"
+        "the daemon role's inline policies must be the daemon policy and the optional notification-key and rules-key policies"
     );
 
     // The key policy grants key use only, only through SNS.
@@ -790,6 +794,54 @@ fn daemon_role_has_only_the_daemon_policies() {
             "daemon_kms must be limited to calls through SNS (kms:ViaService)"
         );
     }
+
+    // The rules key policy grants decryption only, of the rules bucket's
+    // objects, only through S3.
+    let rules_kms = policy_document(&files, "daemon_rules_kms");
+    for s in &rules_kms {
+        assert_eq!(s.effect, "Allow");
+        assert_eq!(
+            s.actions,
+            ["kms:Decrypt"],
+            "daemon_rules_kms may only grant decryption"
+        );
+        assert_eq!(
+            s.resources,
+            ["local.customer_kms_key_arn"],
+            "daemon_rules_kms may only grant the module's key, which encrypts the rules bucket"
+        );
+        let conditions: Vec<(&str, &str, Vec<&str>)> = s
+            .conditions
+            .iter()
+            .map(|c| {
+                (
+                    c.test.as_str(),
+                    c.variable.as_str(),
+                    c.values.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            conditions,
+            [
+                (
+                    "StringEquals",
+                    "kms:ViaService",
+                    vec!["s3.${local.region}.${local.dns_suffix}"]
+                ),
+                (
+                    "StringLike",
+                    "kms:EncryptionContext:aws:s3:arn",
+                    vec![
+                        "aws_s3_bucket.rules[0].arn",
+                        "${aws_s3_bucket.rules[0].arn}/${local.rules_prefix}*"
+                    ]
+                ),
+            ],
+            "daemon_rules_kms must be limited to calls through S3 (kms:ViaService) for the rules bucket (encryption context)"
+        );
+    }
+    assert_eq!(rules_kms.len(), 1, "daemon_rules_kms has one statement");
 }
 
 /// The container is pointed at this stack's queues and trusts only its topic.
@@ -822,6 +874,17 @@ fn task_environment_points_at_the_stack() {
         "reflex must trust the alarm topic, the only one the queue policy admits"
     );
     assert_eq!(get("AWS_REGION"), "local.region");
+    assert_eq!(
+        get("REFLEX_RULES_SOURCE"),
+        "local.rules_source",
+        "with rules_dir, the task must read the rules the module uploaded"
+    );
+    assert_eq!(get("REFLEX_RULES_CACHE"), "local.rules_cache_path");
+    assert_eq!(
+        get("REFLEX_RULES_REJECTED_TOPIC_ARN"),
+        "var.operator_topic_arn",
+        "rejected rule sets go to the operators, whom the daemon may already notify"
+    );
     assert_eq!(
         text(field(container, "readonlyRootFilesystem", what)),
         "true"
@@ -903,6 +966,77 @@ fn example_wires_an_elb_alarm_to_reflex() {
     assert_eq!(
         texts(must_attr(alarm.body(), "alarm_actions", what)),
         ["module.reflex.alarm_topic_arn"]
+    );
+
+    // Its rule ships from the example's own directory, through the rules
+    // bucket (tests/hooks.rs runs `reflex check` and `reflex test` there).
+    assert_eq!(
+        text(must_attr(module_call.body(), "rules_dir", "module.reflex")),
+        "${path.module}/rules"
+    );
+    let rules = dir.join("rules");
+    let files: Vec<_> = std::fs::read_dir(&rules)
+        .unwrap_or_else(|e| panic!("{}: {e}", rules.display()))
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
+        .collect();
+    assert!(
+        !files.is_empty(),
+        "{} holds no rule file for the module to upload",
+        rules.display()
+    );
+    assert!(
+        dir.join("rule-tests").is_dir(),
+        "the example's rules need their tests in rule-tests/"
+    );
+}
+
+/// A rule edit must re-upload its object, and nothing else may: the object's
+/// content hash is `source_hash` (an `etag` from the file's MD5 would differ
+/// from S3's SSE-KMS ETag on every plan), and every object is encrypted.
+#[test]
+fn rule_objects_are_hashed_by_content_and_encrypted() {
+    let files = module();
+    let object = block(&files, "resource", "aws_s3_object", "rule");
+    let what = "aws_s3_object.rule";
+    assert_eq!(
+        text(must_attr(object.body(), "for_each", what)),
+        r#"local.rules_from_s3 ? fileset(var.rules_dir, "**/*.toml") : toset([])"#
+    );
+    assert_eq!(
+        text(must_attr(object.body(), "source_hash", what)),
+        r#"filesha256("${var.rules_dir}/${each.value}")"#
+    );
+    assert!(
+        attr(object.body(), "etag").is_none(),
+        "{what} must not set etag: with SSE-KMS, S3's ETag is not the file's MD5"
+    );
+    assert_eq!(
+        text(must_attr(object.body(), "server_side_encryption", what)),
+        "aws:kms"
+    );
+    assert_eq!(
+        text(must_attr(object.body(), "kms_key_id", what)),
+        "local.customer_kms_key_arn"
+    );
+
+    // The bucket refuses plain HTTP for everyone.
+    let deny = policy_document(&files, "rules_bucket")
+        .into_iter()
+        .find(|s| s.effect == "Deny" && s.actions == ["s3:*"])
+        .expect("the rules bucket policy must deny s3:* without TLS");
+    assert!(
+        deny.conditions.iter().any(|c| c.test == "Bool"
+            && c.variable == "aws:SecureTransport"
+            && c.values == ["false"]),
+        "the rules bucket's Deny must be on aws:SecureTransport = false"
+    );
+    assert_eq!(
+        deny.resources,
+        [
+            "aws_s3_bucket.rules[0].arn",
+            "${aws_s3_bucket.rules[0].arn}/*"
+        ]
     );
 }
 
@@ -1114,6 +1248,11 @@ fn module_context(files: &[TfFile], d: &Deployment) -> Context<'static> {
             "name": format!("{name}-state"),
         }]},
         "aws_ecs_cluster": {"reflex": {"arn": format!("arn:{p}:ecs:{r}:{a}:cluster/{name}")}},
+        "aws_s3_bucket": {"rules": [{
+            "arn": format!("arn:{p}:s3:::{}", rules_bucket(&name)),
+            "id": rules_bucket(&name),
+            "bucket": rules_bucket(&name),
+        }]},
     });
     let base = |locals: &serde_json::Map<String, serde_json::Value>| {
         let mut ctx = Context::new();
@@ -1155,6 +1294,12 @@ fn module_context(files: &[TfFile], d: &Deployment) -> Context<'static> {
             return base(&locals);
         }
     }
+}
+
+/// The rules bucket's name as S3 makes it from the module's bucket_prefix
+/// (`<name>-rules-` and a unique suffix).
+fn rules_bucket(name: &str) -> String {
+    format!("{name}-rules-20260102030405060708090001")
 }
 
 fn eval(ctx: &Context, expr: &Expression, what: &str) -> serde_json::Value {
@@ -1380,6 +1525,18 @@ fn assert_generator_matches_terraform(d: &Deployment) {
     if var("state_backend") == "dynamodb" {
         args.extend(["--state-table".to_string(), format!("{name}-state")]);
     }
+    // With rules_dir the task reads local.rules_source (its
+    // REFLEX_RULES_SOURCE), and the generator is given the same URL.
+    if !var("rules_dir").is_null() {
+        let source = eval_src(&ctx, "local.rules_source");
+        let source = source.as_str().expect("local.rules_source is a string");
+        assert_eq!(
+            source,
+            format!("s3://{}/rules/", rules_bucket(&name)),
+            "local.rules_source must name the rules bucket's prefix"
+        );
+        args.extend(["--rules-source".to_string(), source.to_string()]);
+    }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let reflex = json_policy_tuples(&reflex_iam_policy(&args));
 
@@ -1457,6 +1614,63 @@ fn daemon_policy_tuples_equal_reflex_iam_policy_in_aws_cn_with_dynamodb_state() 
         ("state_backend", serde_json::json!("dynamodb")),
     ];
     assert_generator_matches_terraform(&d);
+}
+
+/// With rules_dir the daemon may list the rules prefix and read the objects
+/// under it, exactly as `reflex iam-policy --rules-source` grants; in
+/// aws-us-gov, so the S3 ARNs must take the partition too.
+#[test]
+fn daemon_policy_tuples_equal_reflex_iam_policy_with_rules_from_s3() {
+    let mut d = Deployment {
+        partition: "aws-us-gov",
+        dns_suffix: "amazonaws.com",
+        region: "us-gov-west-1",
+        account: "345678901234",
+        vars: vec![],
+    };
+    d.vars = vec![
+        ("name", serde_json::json!("fleet")),
+        ("operator_topic_arn", operator_topic(&d)),
+        ("load_balancer_names", serde_json::json!(["web"])),
+        (
+            "rules_dir",
+            serde_json::json!("examples/elb-unhealthy-host/rules"),
+        ),
+    ];
+    assert_generator_matches_terraform(&d);
+
+    // And the two S3 statements are there, scoped to the bucket and prefix.
+    let files = module();
+    let ctx = module_context(&files, &d);
+    let s3: BTreeSet<Tuple> = evaluated_policy(&files, "daemon", &ctx)
+        .into_iter()
+        .filter(|t| t.1.starts_with("s3:"))
+        .collect();
+    let bucket = format!("arn:aws-us-gov:s3:::{}", rules_bucket("fleet"));
+    let expected: BTreeSet<Tuple> = [
+        (
+            "Allow".to_string(),
+            "s3:ListBucket".to_string(),
+            bucket.clone(),
+            vec![(
+                "StringLike".to_string(),
+                "s3:prefix".to_string(),
+                vec!["rules/*".to_string()],
+            )],
+        ),
+        (
+            "Allow".to_string(),
+            "s3:GetObject".to_string(),
+            format!("{bucket}/rules/*"),
+            vec![],
+        ),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(
+        s3, expected,
+        "the daemon's S3 access must be ListBucket on the rules prefix and GetObject under it, nothing more"
+    );
 }
 
 /// The daemon re-checks an alarm with DescribeAlarms for metric and

@@ -117,9 +117,10 @@ resource "aws_ecs_task_definition" "daemon" {
     cpu_architecture        = var.cpu_architecture
   }
 
-  # Task storage for the local state store (no host path on Fargate).
+  # Task storage for the local state store and the rules cache (no host
+  # path on Fargate).
   dynamic "volume" {
-    for_each = local.state_dynamodb ? [] : [1]
+    for_each = local.task_volume ? [1] : []
 
     content {
       name = "state"
@@ -131,8 +132,9 @@ resource "aws_ecs_task_definition" "daemon" {
     image     = local.image
     essential = true
     user      = local.container_user
-    # The rules and the config are baked into the image; the daemon writes
-    # only the local state store, on its own volume (mountPoints below).
+    # The config (and, without rules_dir, the rules) is baked into the
+    # image; the daemon writes only the local state store and the rules
+    # cache, on their own volume (mountPoints below).
     readonlyRootFilesystem = true
     privileged             = false
     stopTimeout            = local.stop_timeout_seconds
@@ -157,13 +159,22 @@ resource "aws_ecs_task_definition" "daemon" {
       { name = "REFLEX_STATE_TABLE", value = aws_dynamodb_table.state[0].name },
       ] : [
       { name = "REFLEX_STATE_PATH", value = local.state_path },
-    ])
-    # The local store's file: the root filesystem stays read-only, the
-    # store writes to a task volume. It lives as long as the task; state
-    # that must outlive a task replacement needs state_backend = "dynamodb".
-    mountPoints = local.state_dynamodb ? [] : [
+      ], local.rules_from_s3 ? [
+      # The rules from the bucket (rules.tf) instead of the image's; the
+      # last good set cached on the task volume; a rejected set told to
+      # the operators (the daemon may already publish there).
+      { name = "REFLEX_RULES_SOURCE", value = local.rules_source },
+      { name = "REFLEX_RULES_CACHE", value = local.rules_cache_path },
+      { name = "REFLEX_RULES_REJECTED_TOPIC_ARN", value = var.operator_topic_arn },
+    ] : [])
+    # The local store's file and the rules cache: the root filesystem stays
+    # read-only, the daemon writes to a task volume. It lives as long as the
+    # task; state that must outlive a task replacement needs
+    # state_backend = "dynamodb", and a replacement task starts without the
+    # rules cache.
+    mountPoints = local.task_volume ? [
       { sourceVolume = "state", containerPath = local.state_volume_path, readOnly = false },
-    ]
+    ] : []
     # /readyz (rules loaded, queue reachable) on loopback, checked by the
     # binary itself: the distroless image has no shell and no curl. An
     # unhealthy task is replaced; a stuck or denied daemon does not linger.

@@ -5,7 +5,9 @@
 # statements, as (effect, action, resource, condition) tuples, must equal
 # those `reflex iam-policy --all-actions` prints for the same inputs
 # (--partition, --region, --account, queue URLs, tag, load balancers, topics,
-# namespaces, state table). tests/terraform.rs fails when the two drift apart.
+# namespaces, state table, rules source). tests/terraform.rs fails when the
+# two drift apart. Key use (daemon_kms here, daemon_rules_kms in rules.tf) is
+# in separate policies, which the generator does not print.
 
 data "aws_iam_policy_document" "ecs_tasks_assume" {
   statement {
@@ -278,6 +280,37 @@ data "aws_iam_policy_document" "daemon" {
     effect    = "Allow"
     actions   = ["sns:Publish"]
     resources = local.notification_topic_arns
+  }
+
+  # The rules from S3 (rules_dir set): listing the rule files' prefix and
+  # reading them, in the rules bucket only. `reflex iam-policy
+  # --rules-source s3://BUCKET/PREFIX/` prints the same two statements.
+  dynamic "statement" {
+    for_each = local.rules_from_s3 ? [1] : []
+
+    content {
+      sid       = "ListRuleFiles"
+      effect    = "Allow"
+      actions   = ["s3:ListBucket"]
+      resources = [aws_s3_bucket.rules[0].arn]
+
+      condition {
+        test     = "StringLike"
+        variable = "s3:prefix"
+        values   = ["${local.rules_prefix}*"]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.rules_from_s3 ? [1] : []
+
+    content {
+      sid       = "ReadRuleFiles"
+      effect    = "Allow"
+      actions   = ["s3:GetObject"]
+      resources = ["${aws_s3_bucket.rules[0].arn}/${local.rules_prefix}*"]
+    }
   }
 
   # The shared state table (state_backend = "dynamodb"): the item operations

@@ -7,6 +7,7 @@
 #   ecs.tf        image repository, cluster, task definition, service, logs
 #   monitoring.tf alarms on reflex itself, and the task-stopped event rule
 #   state.tf      the DynamoDB table shared by replicas (state_backend = "dynamodb")
+#   rules.tf      the rules bucket and its objects (rules_dir set)
 
 data "aws_partition" "current" {}
 data "aws_region" "current" {}
@@ -82,6 +83,19 @@ locals {
   state_volume_path = "/var/lib/reflex"
   state_path        = "${local.state_volume_path}/state.db"
   state_dynamodb    = var.state_backend == "dynamodb"
+
+  # The rules from S3 (rules.tf): the files of var.rules_dir under this
+  # prefix, polled by every task. The last good set is cached on the same
+  # task volume as the local state store (the image's /var/lib/reflex,
+  # owned by the daemon's user), so a restarted container starts even while
+  # S3 is unreachable; reflex writes the cache through a temporary file in
+  # the same directory.
+  rules_from_s3    = var.rules_dir != null
+  rules_prefix     = "rules/"
+  rules_source     = local.rules_from_s3 ? "s3://${aws_s3_bucket.rules[0].id}/${local.rules_prefix}" : null
+  rules_cache_path = "${local.state_volume_path}/rules-cache.json"
+  # The task volume exists for the local state store, the rules cache, or both.
+  task_volume = !local.state_dynamodb || local.rules_from_s3
 
   # Computed from names rather than resource attributes so the KMS key policy
   # can name the log group before the log group exists.

@@ -95,3 +95,13 @@ output "daemon_settings" {
     stop_timeout_seconds       = local.stop_timeout_seconds
   }
 }
+
+output "rules_bucket_name" {
+  description = "The bucket holding the rule files (rules_dir set); null when the rules are baked into the image."
+  value       = local.rules_from_s3 ? aws_s3_bucket.rules[0].id : null
+}
+
+output "rules_source" {
+  description = "Where every task reads its rules: s3://BUCKET/rules/ with rules_dir set, null with the image's rules. Pass it to `reflex iam-policy --rules-source` to print the same policy."
+  value       = local.rules_source
+}

@@ -10,7 +10,7 @@ variable "name" {
 }
 
 variable "image_tag" {
-  description = "Tag of the reflex image in the module's ECR repository to run. Tags are immutable: every rule change is a new image and a new tag (the git commit is a good choice)."
+  description = "Tag of the reflex image in the module's ECR repository to run. Tags are immutable (the git commit is a good choice). Without rules_dir the rules are baked into the image, so every rule change is a new image and a new tag; with rules_dir a rule change needs no new image."
   type        = string
 
   validation {
@@ -375,4 +375,22 @@ variable "tags" {
   description = "Tags added to every resource the module creates."
   type        = map(string)
   default     = {}
+}
+
+variable "rules_dir" {
+  description = "A local directory of rule files (every *.toml under it, subdirectories included). Set: the module uploads them to a versioned, KMS-encrypted S3 bucket, and every task reads its rules from there, polling for changes (30 s by default), so a rule edit reaches every replica on the next `terraform apply` with no image build. null (default): the task runs the rules baked into its image."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.rules_dir == null || length(fileset(coalesce(var.rules_dir, "."), "**/*.toml")) > 0
+    error_message = "rules_dir must be a directory holding at least one *.toml rule file (paths are relative to where terraform runs; use path.module in a module)."
+  }
+}
+
+variable "rules_bucket_force_destroy" {
+  description = "Let terraform destroy delete the rules bucket with every version of every rule file in it. The bucket is versioned, so without this a destroy fails on it."
+  type        = bool
+  default     = false
+  nullable    = false
 }

@@ -46,6 +46,14 @@ mock_provider "aws" {
   mock_resource "aws_cloudwatch_event_rule" {
     defaults = { arn = "arn:aws:events:eu-west-1:123456789012:rule/reflex-task-stopped" }
   }
+  # S3 appends a unique suffix to bucket_prefix.
+  mock_resource "aws_s3_bucket" {
+    defaults = {
+      arn    = "arn:aws:s3:::reflex-rules-20260101000000000000000001"
+      id     = "reflex-rules-20260101000000000000000001"
+      bucket = "reflex-rules-20260101000000000000000001"
+    }
+  }
 }
 
 override_resource {
@@ -328,6 +336,18 @@ run "defaults" {
   assert {
     condition     = local.alarm_topic_arn == aws_sns_topic.alarm.arn
     error_message = "The topic ARN computed for the key policy must be the topic's ARN."
+  }
+
+  # --- rules: baked into the image by default --------------------------------
+
+  assert {
+    condition = (
+      length(aws_s3_bucket.rules) == 0 && length(aws_s3_object.rule) == 0 &&
+      length(aws_iam_role_policy.daemon_rules_kms) == 0 &&
+      length([for s in data.aws_iam_policy_document.daemon.statement : s if anytrue([for a in s.actions : startswith(a, "s3:")])]) == 0 &&
+      output.rules_source == null && output.rules_bucket_name == null
+    )
+    error_message = "Without rules_dir there must be no rules bucket, no S3 permission and no rules source: the task runs the image's rules."
   }
 
   # --- state: local by default ------------------------------------------------
@@ -680,4 +700,204 @@ run "rejects_unknown_key_form" {
     kms_key = "alias/my-key"
   }
   expect_failures = [var.kms_key]
+}
+
+# --- rules from S3 (rules_dir) -----------------------------------------------
+
+run "rules_from_s3" {
+  variables {
+    rules_dir = "tests/rules"
+  }
+
+  assert {
+    condition = (
+      length(aws_s3_bucket.rules) == 1 && startswith(aws_s3_bucket.rules[0].bucket_prefix, "reflex-rules-") &&
+      !aws_s3_bucket.rules[0].force_destroy &&
+      one(aws_s3_bucket_versioning.rules[0].versioning_configuration).status == "Enabled" &&
+      one(aws_s3_bucket_ownership_controls.rules[0].rule).object_ownership == "BucketOwnerEnforced"
+    )
+    error_message = "The rules bucket must be versioned, without ACLs, and kept on destroy by default."
+  }
+
+  assert {
+    condition = (
+      aws_s3_bucket_public_access_block.rules[0].block_public_acls &&
+      aws_s3_bucket_public_access_block.rules[0].block_public_policy &&
+      aws_s3_bucket_public_access_block.rules[0].ignore_public_acls &&
+      aws_s3_bucket_public_access_block.rules[0].restrict_public_buckets
+    )
+    error_message = "Public access to the rules bucket must be blocked, all four ways."
+  }
+
+  assert {
+    condition = (
+      one(one(aws_s3_bucket_server_side_encryption_configuration.rules[0].rule).apply_server_side_encryption_by_default).sse_algorithm == "aws:kms" &&
+      one(one(aws_s3_bucket_server_side_encryption_configuration.rules[0].rule).apply_server_side_encryption_by_default).kms_master_key_id == aws_kms_key.reflex[0].arn &&
+      one(aws_s3_bucket_server_side_encryption_configuration.rules[0].rule).bucket_key_enabled
+    )
+    error_message = "The rules bucket must be encrypted with the module's key, with a bucket key."
+  }
+
+  assert {
+    condition = length([
+      for s in data.aws_iam_policy_document.rules_bucket[0].statement : s
+      if s.effect == "Deny" && toset(s.actions) == toset(["s3:*"]) && one(s.principals).identifiers == toset(["*"])
+      && toset(s.resources) == toset([aws_s3_bucket.rules[0].arn, "${aws_s3_bucket.rules[0].arn}/*"])
+      && toset([for c in s.condition : "${c.test} ${c.variable} ${join(",", c.values)}"]) == toset(["Bool aws:SecureTransport false"])
+    ]) == 1 && aws_s3_bucket_policy.rules[0].bucket == aws_s3_bucket.rules[0].id
+    error_message = "The rules bucket must refuse every request without TLS, on the bucket and its objects."
+  }
+
+  assert {
+    condition = (
+      one(aws_s3_bucket_lifecycle_configuration.rules[0].rule).status == "Enabled" &&
+      one(one(aws_s3_bucket_lifecycle_configuration.rules[0].rule).noncurrent_version_expiration).noncurrent_days == 90
+    )
+    error_message = "Replaced rule files must expire after 90 days."
+  }
+
+  # Every *.toml, subdirectories included, and nothing else (README.md).
+  assert {
+    condition     = toset([for o in aws_s3_object.rule : o.key]) == toset(["rules/web.toml", "rules/team-db/db.toml"])
+    error_message = "Every *.toml under rules_dir, and only those, must be uploaded under rules/, keeping subdirectories."
+  }
+
+  assert {
+    condition = alltrue([
+      for f, o in aws_s3_object.rule :
+      o.bucket == aws_s3_bucket.rules[0].id && o.source == "tests/rules/${f}" &&
+      o.source_hash == filesha256("tests/rules/${f}") && o.etag != filemd5("tests/rules/${f}") &&
+      o.server_side_encryption == "aws:kms" && o.kms_key_id == aws_kms_key.reflex[0].arn
+    ])
+    error_message = "Each rule file must be uploaded from rules_dir with a content hash (source_hash, not etag: SSE-KMS ETags are not MD5s) and the module's key."
+  }
+
+  assert {
+    condition = toset([
+      for s in data.aws_iam_policy_document.daemon.statement :
+      "${s.sid} ${s.effect} ${join(",", s.actions)} ${join(",", s.resources)} ${join(";", [for c in s.condition : "${c.test} ${c.variable} ${join(",", c.values)}"])}"
+      if anytrue([for a in s.actions : startswith(a, "s3:")])
+      ]) == toset([
+      "ListRuleFiles Allow s3:ListBucket ${aws_s3_bucket.rules[0].arn} StringLike s3:prefix rules/*",
+      "ReadRuleFiles Allow s3:GetObject ${aws_s3_bucket.rules[0].arn}/rules/* ",
+    ])
+    error_message = "The daemon may list the rules prefix and read the objects under it, in the rules bucket, and no other S3 action."
+  }
+
+  assert {
+    condition = (
+      length(aws_iam_role_policy.daemon_rules_kms) == 1 &&
+      aws_iam_role_policy.daemon_rules_kms[0].role == aws_iam_role.daemon.id &&
+      one(data.aws_iam_policy_document.daemon_rules_kms[0].statement).actions == toset(["kms:Decrypt"]) &&
+      toset(one(data.aws_iam_policy_document.daemon_rules_kms[0].statement).resources) == toset([aws_kms_key.reflex[0].arn]) &&
+      toset([for c in one(data.aws_iam_policy_document.daemon_rules_kms[0].statement).condition : "${c.test} ${c.variable} ${join(",", c.values)}"]) == toset([
+        "StringEquals kms:ViaService s3.eu-west-1.amazonaws.com",
+        "StringLike kms:EncryptionContext:aws:s3:arn ${aws_s3_bucket.rules[0].arn},${aws_s3_bucket.rules[0].arn}/rules/*",
+      ])
+    )
+    error_message = "The daemon may decrypt with the bucket's key only through S3 and only for the rules bucket."
+  }
+
+  assert {
+    condition = {
+      for e in jsondecode(aws_ecs_task_definition.daemon.container_definitions)[0].environment : e.name => e.value
+      if startswith(e.name, "REFLEX_RULES_") || e.name == "REFLEX_STATE_PATH"
+      } == {
+      REFLEX_RULES_SOURCE             = "s3://${aws_s3_bucket.rules[0].id}/rules/"
+      REFLEX_RULES_CACHE              = "/var/lib/reflex/rules-cache.json"
+      REFLEX_RULES_REJECTED_TOPIC_ARN = var.operator_topic_arn
+      REFLEX_STATE_PATH               = "/var/lib/reflex/state.db"
+    }
+    error_message = "The task must read the rules from the bucket's prefix, cache them on its volume, and report rejected sets to the operator topic."
+  }
+
+  assert {
+    condition = (
+      jsondecode(aws_ecs_task_definition.daemon.container_definitions)[0].mountPoints == [{ sourceVolume = "state", containerPath = "/var/lib/reflex", readOnly = false }] &&
+      jsondecode(aws_ecs_task_definition.daemon.container_definitions)[0].readonlyRootFilesystem
+    )
+    error_message = "The rules cache must be on the writable task volume; the root filesystem stays read-only."
+  }
+
+  assert {
+    condition     = output.rules_source == "s3://${aws_s3_bucket.rules[0].id}/rules/" && output.rules_bucket_name == aws_s3_bucket.rules[0].id
+    error_message = "The outputs must name the bucket and the rules source."
+  }
+}
+
+# Rule files removed from rules_dir leave the for_each, so apply deletes
+# their objects: this run follows rules_from_s3 in the same state.
+run "rules_from_s3_removed_files_are_deleted" {
+  variables {
+    rules_dir = "examples/elb-unhealthy-host/rules"
+  }
+
+  assert {
+    condition     = toset(keys(aws_s3_object.rule)) == toset(["elb-terminate-out-of-service.toml"]) && toset([for o in aws_s3_object.rule : o.key]) == toset(["rules/elb-terminate-out-of-service.toml"])
+    error_message = "Only the files now in rules_dir may have objects; the earlier ones must be deleted."
+  }
+}
+
+# With the DynamoDB store there is no state file, but the rules cache still
+# needs the task volume.
+run "rules_from_s3_with_dynamodb_state" {
+  variables {
+    rules_dir     = "tests/rules"
+    state_backend = "dynamodb"
+    desired_count = 2
+  }
+
+  assert {
+    condition = (
+      one(aws_ecs_task_definition.daemon.volume).name == "state" &&
+      jsondecode(aws_ecs_task_definition.daemon.container_definitions)[0].mountPoints == [{ sourceVolume = "state", containerPath = "/var/lib/reflex", readOnly = false }] &&
+      { for e in jsondecode(aws_ecs_task_definition.daemon.container_definitions)[0].environment : e.name => e.value }.REFLEX_RULES_CACHE == "/var/lib/reflex/rules-cache.json" &&
+      !contains(keys({ for e in jsondecode(aws_ecs_task_definition.daemon.container_definitions)[0].environment : e.name => e.value }), "REFLEX_STATE_PATH")
+    )
+    error_message = "With the DynamoDB store the task volume must remain for the rules cache, without a local state path."
+  }
+}
+
+run "rules_from_s3_own_key" {
+  variables {
+    rules_dir = "tests/rules"
+    kms_key   = "arn:aws:kms:eu-west-1:123456789012:key/0b6a8c1e-1111-2222-3333-444455556666"
+  }
+
+  assert {
+    condition = (
+      one(one(aws_s3_bucket_server_side_encryption_configuration.rules[0].rule).apply_server_side_encryption_by_default).kms_master_key_id == var.kms_key &&
+      alltrue([for o in aws_s3_object.rule : o.kms_key_id == var.kms_key]) &&
+      toset(one(data.aws_iam_policy_document.daemon_rules_kms[0].statement).resources) == toset([var.kms_key])
+    )
+    error_message = "A given key must encrypt the rules, and be the key the daemon may decrypt with."
+  }
+}
+
+# The AWS-managed S3 key needs no grant: S3 uses it for any principal of the
+# account that may read the object.
+run "rules_from_s3_aws_managed_key" {
+  variables {
+    rules_dir = "tests/rules"
+    kms_key   = "alias/aws/sns"
+  }
+
+  expect_failures = [check.alarm_topic_key_lets_cloudwatch_publish]
+
+  assert {
+    condition = (
+      one(one(aws_s3_bucket_server_side_encryption_configuration.rules[0].rule).apply_server_side_encryption_by_default).sse_algorithm == "aws:kms" &&
+      one(one(aws_s3_bucket_server_side_encryption_configuration.rules[0].rule).apply_server_side_encryption_by_default).kms_master_key_id == null &&
+      length(aws_iam_role_policy.daemon_rules_kms) == 0
+    )
+    error_message = "Without a customer-managed key the bucket must use S3's AWS-managed key, and the daemon gets no key permission."
+  }
+}
+
+run "rejects_rules_dir_without_rule_files" {
+  command = plan
+  variables {
+    rules_dir = "no-such-directory" # a typo: no rule file there
+  }
+  expect_failures = [var.rules_dir]
 }

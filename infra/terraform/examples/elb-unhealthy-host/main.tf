@@ -2,8 +2,10 @@
 # instances are terminated and the Auto Scaling group replaces them.
 #
 # The rule that turns this alarm into "terminate the OutOfService instances
-# of the alarm's LoadBalancerName" lives in the repository's rules/ and is
-# baked into the image; see README.md.
+# of the alarm's LoadBalancerName" is in rules/ beside this file, with its
+# tests in rule-tests/. The module uploads rules/ to its rules bucket, and
+# reflex reads it from there: a rule edit ships with `terraform apply`, no
+# image build. See README.md.
 
 data "aws_elb" "web" {
   name = var.elb_name
@@ -20,6 +22,11 @@ module "reflex" {
   load_balancer_names = [data.aws_elb.web.name]
   desired_count       = var.desired_count
   ecr_force_delete    = var.ecr_force_delete
+
+  # Every *.toml here goes to the rules bucket; each task polls it and
+  # loads a changed set within 30 s, after validating it whole.
+  rules_dir                  = "${path.module}/rules"
+  rules_bucket_force_destroy = var.rules_bucket_force_destroy
 }
 
 resource "aws_cloudwatch_metric_alarm" "unhealthy_hosts" {

@@ -22,3 +22,8 @@ output "log_group_name" {
   description = "reflex's logs: what it decided and did, per message."
   value       = module.reflex.log_group_name
 }
+
+output "rules_source" {
+  description = "Where reflex reads the rules from: the module's bucket, under rules/."
+  value       = module.reflex.rules_source
+}

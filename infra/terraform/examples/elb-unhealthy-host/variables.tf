@@ -56,3 +56,9 @@ variable "ecr_force_delete" {
   type        = bool
   default     = false
 }
+
+variable "rules_bucket_force_destroy" {
+  description = "Let terraform destroy delete the rules bucket with every version of the rule files."
+  type        = bool
+  default     = false
+}
