@@ -114,7 +114,11 @@ fn hooks_file_declares_check_and_test() {
     };
     let check = hook("reflex-check");
     let test = hook("reflex-test");
-    for path in ["rules/web.toml", "rules/team/db.toml", "rule-tests/web.toml"] {
+    for path in [
+        "rules/web.toml",
+        "rules/team/db.toml",
+        "rule-tests/web.toml",
+    ] {
         assert!(runs_on(&check, path), "reflex-check must run for {path}");
         assert!(runs_on(&test, path), "reflex-test must run for {path}");
     }
@@ -123,7 +127,10 @@ fn hooks_file_declares_check_and_test() {
         "reflex-test must run when a test's message body changes"
     );
     for path in ["README.md", "main.tf"] {
-        assert!(!runs_on(&check, path), "reflex-check must not run for {path}");
+        assert!(
+            !runs_on(&check, path),
+            "reflex-check must not run for {path}"
+        );
         assert!(!runs_on(&test, path), "reflex-test must not run for {path}");
     }
 }
@@ -161,7 +168,12 @@ fn reflex_test_hook_passes_on_the_rules_repositories() {
         let summary = text
             .lines()
             .find(|l| l.ends_with(" passed, 0 failed"))
-            .unwrap_or_else(|| panic!("reflex-test in {} printed no summary:\n{text}", dir.display()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "reflex-test in {} printed no summary:\n{text}",
+                    dir.display()
+                )
+            });
         assert_ne!(
             summary,
             "0 passed, 0 failed",
@@ -236,7 +248,8 @@ matched = []
         "reflex-test passed a failing case:\n{text}"
     );
     assert!(
-        text.contains("FAIL rule-tests/wrong.toml::a wrong expectation") && text.contains(" 1 failed"),
+        text.contains("FAIL rule-tests/wrong.toml::a wrong expectation")
+            && text.contains(" 1 failed"),
         "reflex-test must name the failing case:\n{text}"
     );
 }
@@ -248,8 +261,7 @@ fn workflow() -> serde_norway::Value {
     let path = repo().join("examples/github-actions/rules.yml");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_norway::from_str(&text)
-        .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
 }
 
 /// The `run:` commands of a job's steps, in order.
