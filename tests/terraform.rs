@@ -1633,6 +1633,13 @@ fn daemon_policy_tuples_equal_reflex_iam_policy_with_rules_from_s3() {
         ("operator_topic_arn", operator_topic(&d)),
         ("load_balancer_names", serde_json::json!(["web"])),
         (
+            "target_group_arns",
+            serde_json::json!([
+                "arn:aws-us-gov:elasticloadbalancing:us-gov-west-1:345678901234:targetgroup/web/0123abcd"
+            ]),
+        ),
+        ("auto_scaling_group_names", serde_json::json!(["web-asg"])),
+        (
             "rules_dir",
             serde_json::json!("examples/elb-unhealthy-host/rules"),
         ),
