@@ -1112,6 +1112,77 @@ mod tests {
             "{errors:?}"
         );
     }
+
+    #[test]
+    fn the_rules_source_is_a_directory_or_an_s3_prefix_and_checked() {
+        let base = "queue_url = \"q\"\ndead_letter_queue_url = \"d\"\n";
+        let local = |c: &Config| match &c.rules {
+            RulesSource::Local(p) => p.display().to_string(),
+            RulesSource::S3(s3) => panic!("not local: {s3:?}"),
+        };
+        assert_eq!(local(&load(base).expect("loads")), "rules");
+        assert_eq!(
+            local(&load(&format!("rules_dir = \"r\"\n{base}")).expect("loads")),
+            "r"
+        );
+        let c = load(&format!(
+            "{base}[rules]\nsource = \"s3://bkt/reflex/rules\"\npoll_interval = \"5s\"\ncache = \"/var/lib/reflex/c.json\"\nrejected_topic_arn = \"arn:aws:sns:eu-west-1:1:oncall\"\n"
+        ))
+        .expect("loads");
+        let RulesSource::S3(s3) = &c.rules else {
+            panic!("not s3: {:?}", c.rules)
+        };
+        assert_eq!(s3.url(), "s3://bkt/reflex/rules/");
+        assert_eq!(s3.poll_interval, Duration::from_secs(5));
+        assert_eq!(
+            s3.cache.as_deref(),
+            Some(Path::new("/var/lib/reflex/c.json"))
+        );
+        assert_eq!(
+            s3.rejected_topic_arn.as_deref(),
+            Some("arn:aws:sns:eu-west-1:1:oncall")
+        );
+
+        // Located errors: a bad URL, an interval out of range, both spellings,
+        // and S3-only keys on a local source.
+        let e = load(&format!("{base}[rules]\nsource = \"s3://B/x\"\n")).unwrap_err();
+        assert!(
+            e[0].starts_with("reflex.toml:4:10:") && e[0].contains("bucket"),
+            "{e:?}"
+        );
+        let e = load(&format!(
+            "{base}[rules]\nsource = \"s3://bkt/x/\"\npoll_interval = \"0s\"\n"
+        ))
+        .unwrap_err();
+        assert!(e[0].starts_with("reflex.toml:5:17:"), "{e:?}");
+        let e = load(&format!(
+            "rules_dir = \"r\"\n{base}[rules]\nsource = \"s\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e[0].starts_with("reflex.toml:5:10:") && e[0].contains("not both"),
+            "{e:?}"
+        );
+        let e = load(&format!(
+            "{base}[rules]\nsource = \"rules\"\ncache = \"c.json\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e[0].starts_with("reflex.toml:5:9:") && e[0].contains("only to an s3://"),
+            "{e:?}"
+        );
+
+        // The flag (REFLEX_RULES_SOURCE) wins over the file.
+        let file = SourceFile::new(Path::new("reflex.toml"), base.to_string());
+        let spec: ConfigSpec = parse_toml(&file).expect("parses");
+        let o = Overrides {
+            rules: Some("s3://bkt/p/".into()),
+            rules_cache: Some(PathBuf::from("/tmp/c.json")),
+            ..Overrides::default()
+        };
+        let c = Config::from_spec(spec, &file, o).expect("loads");
+        assert!(matches!(&c.rules, RulesSource::S3(s3) if s3.cache.is_some()));
+    }
 }
 
 #[cfg(test)]
