@@ -93,7 +93,7 @@ pub struct AwsSpec {
     /// `receive.heartbeat`. Default `"6s"`.
     pub queue_timeout: Option<Spanned<String>>,
     /// One attempt of a read (the EC2, ELB, CloudWatch and Auto Scaling
-    /// describes). Default `"3s"`.
+    /// describes, and fetching an SNS signing certificate). Default `"3s"`.
     pub read_attempt_timeout: Option<Spanned<String>>,
     /// A whole read. Default `"10s"`.
     pub read_timeout: Option<Spanned<String>>,
