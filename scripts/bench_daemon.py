@@ -44,6 +44,75 @@ def free_port():
         return s.getsockname()[1]
 
 
+def cpu_seconds(pid):
+    """User + system CPU of a process so far, all its threads (10 ms ticks)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid):
+    return int(next(l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS:"))) / 1024
+
+
+def drain(a, env, work, sqs, sns, dlq, level, messages):
+    """CPU per message drained: `messages` alarm notifications that match no
+    rule, published to a topic whose queue fills before reflex starts, then
+    drained by a fresh reflex at log level `level`. CPU is reflex's own
+    (/proc/PID/stat, all threads), from its first ReceiveMessage until the
+    queue is empty, divided by the messages."""
+    tag = f"drain-{level}"
+    topic = sns.create_topic(Name=tag)["TopicArn"]
+    queue = sqs.create_queue(QueueName=tag, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    qarn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=qarn)
+    now = datetime.now(timezone.utc)
+    for k in range(0, messages, 10):
+        entries = []
+        for j in range(k, min(k + 10, messages)):
+            note = {"AlarmName": f"nomatch-{j}", "AWSAccountId": ACCOUNT, "NewStateValue": "ALARM",
+                    "OldStateValue": "OK", "NewStateReason": "drain", "StateChangeTime": cw_time(now),
+                    "AlarmArn": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:nomatch-{j}",
+                    "Trigger": {"MetricName": "UnHealthyHostCount", "Namespace": "AWS/ELB",
+                                "Dimensions": [{"value": "other", "name": "LoadBalancerName"}], "Threshold": 1.0}}
+            entries.append({"Id": str(j), "Message": json.dumps(note), "Subject": "ALARM"})
+        sns.publish_batch(TopicArn=topic, PublishBatchRequestEntries=entries)
+
+    def left():
+        at = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return int(at["ApproximateNumberOfMessages"]) + int(at["ApproximateNumberOfMessagesNotVisible"])
+
+    if left() != messages:
+        sys.exit(f"{tag}: {left()} messages queued, expected {messages}")
+    cfg = os.path.join(work, f"{tag}.toml")
+    open(cfg, "w").write(f'queue_url = "{queue}"\ndead_letter_queue_url = "{dlq}"\n'
+                         f'rules_dir = "{work}/rules"\ntrusted_topic_arns = ["{topic}"]\n')
+    log_path = os.path.join(work, f"{tag}.log")
+    reflex = subprocess.Popen([a.reflex, "--log-format", "json", "run", "--config", cfg], stdout=subprocess.DEVNULL,
+                              stderr=open(log_path, "w"), env=dict(env, REFLEX_LOG=level))
+    try:
+        # Start-up is not drain work: CPU is counted from the first receive
+        # (or, where the level hides that line, from the first message gone).
+        base, t0 = None, time.time()
+        while base is None and time.time() - t0 < 30:
+            if any("Sending the first ReceiveMessage." in l for l in open(log_path)) or left() < messages:
+                base = cpu_seconds(reflex.pid)
+            time.sleep(0.002)
+        started = time.time()
+        while left() > 0:
+            if time.time() - started > 120:
+                sys.exit(f"{tag}: {left()} messages still queued after 120 s; log: {log_path}")
+            time.sleep(0.02)
+        cpu = cpu_seconds(reflex.pid) - base
+        wall = time.time() - started
+        dead = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
+        lines = sum(1 for _ in open(log_path))
+        return cpu, wall, lines, int(dead["Attributes"]["ApproximateNumberOfMessages"])
+    finally:
+        reflex.send_signal(signal.SIGTERM)
+        reflex.wait(timeout=40)
+
+
 def cw_time(t):
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}+0000"
 
@@ -52,6 +121,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reflex", required=True)
     ap.add_argument("--alarms", type=int, default=50)
+    ap.add_argument("--drain", type=int, default=1000)
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="reflex-bench-")
     port = free_port()
@@ -115,7 +185,7 @@ def main():
                             if r.get("message") == "Sending the first ReceiveMessage."), None)
             time.sleep(0.05)
         time.sleep(3)
-        rss_kb = int(next(l.split()[1] for l in open(f"/proc/{reflex.pid}/status") if l.startswith("VmRSS:")))
+        rss = rss_mib(reflex.pid)
 
         latencies = []
         base = datetime.now(timezone.utc)
@@ -143,7 +213,7 @@ def main():
         own = [r["own_us"] / 1000 for r in records() if r.get("message") == "Message handled." and "own_us" in r]
         print(f"alarms:                          {a.alarms}")
         print(f"start-up to first ReceiveMessage: {startup} ms")
-        print(f"idle RSS:                        {rss_kb / 1024:.1f} MiB")
+        print(f"idle RSS:                        {rss:.1f} MiB")
         print(f"published -> terminated (observed by polling EC2 every 5 ms): "
               f"p50 {pct(latencies, 50):.1f} ms, p99 {pct(latencies, 99):.1f} ms, max {max(latencies):.1f} ms")
         if os.environ.get("REFLEX_BENCH_SHOW"):
@@ -151,6 +221,14 @@ def main():
         if own:
             print(f"reflex own processing per message (excl. AWS calls): "
                   f"p50 {pct(own, 50):.3f} ms, p99 {pct(own, 99):.3f} ms, max {max(own):.3f} ms over {len(own)} messages")
+        if a.drain:
+            reflex.send_signal(signal.SIGTERM)
+            reflex.wait(timeout=40)
+            for level in ("info", "warn"):
+                cpu, wall, lines, dead = drain(a, env, work, sqs, sns, dlq, level, a.drain)
+                print(f"drain {a.drain} messages matching no rule, log level {level} ({lines} log lines): "
+                      f"CPU {cpu * 1e6 / a.drain:.0f} us per message ({cpu:.2f} s), wall {wall:.2f} s, "
+                      f"{a.drain / wall:.0f} msgs/s, dead-lettered {dead}")
     finally:
         if reflex and reflex.poll() is None:
             reflex.send_signal(signal.SIGTERM)

@@ -284,10 +284,11 @@ impl<'a, const ESCAPED: bool> Reader<'a, ESCAPED> {
         self.text.get(start..i)
     }
 
-    /// A number read as serde_json reads an `f64` (the same code, so the
-    /// same rounding).
+    /// A number read as serde_json reads an `f64`: a short decimal
+    /// (`1.0`, `-12.25`) here, anything else by serde_json itself.
     pub fn f64(&mut self) -> Option<f64> {
-        serde_json::from_str(self.number()?).ok()
+        let text = self.number()?;
+        short_decimal(text).or_else(|| serde_json::from_str(text).ok())
     }
 
     /// The members of an object: `member` is called with each key, and
@@ -376,6 +377,45 @@ impl<'a, const ESCAPED: bool> Reader<'a, ESCAPED> {
         self.skip()?;
         self.text.get(start..self.pos)
     }
+}
+
+/// Powers of ten that are exact in an `f64`.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// A JSON number without an exponent and with at most 15 digits, as an
+/// `f64`: its digits as an integer (exact, below 2^53) divided by a power of
+/// ten (exact), one correctly rounded division. That is what serde_json
+/// computes for such a number, so the result is the same bit for bit; `None`
+/// for anything else. (serde_json's general parser costs more than the rest
+/// of an alarm's trigger.)
+fn short_decimal(text: &str) -> Option<f64> {
+    let (negative, digits) = match text.as_bytes() {
+        [b'-', rest @ ..] => (true, rest),
+        all => (false, all),
+    };
+    let mut mantissa: u64 = 0;
+    let mut count = 0;
+    let mut fraction: Option<usize> = None;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                count += 1;
+                if let Some(f) = &mut fraction {
+                    *f += 1;
+                }
+            }
+            b'.' if fraction.is_none() => fraction = Some(0),
+            _ => return None,
+        }
+        if count > 15 {
+            return None;
+        }
+    }
+    let value = mantissa as f64 / POW10[fraction.unwrap_or(0)];
+    Some(if negative { -value } else { value })
 }
 
 /// The high bit of each byte of `x` (little-endian) that is `"`, `\` or a
@@ -584,7 +624,41 @@ mod tests {
         assert_eq!(raw, Some(r#"{"a": [1, 2]}"#));
     }
 
+    #[test]
+    fn short_decimals_are_read_as_serde_json_reads_them() {
+        for text in [
+            "0",
+            "-0",
+            "1.0",
+            "0.1",
+            "0.3",
+            "2.675",
+            "-12.25",
+            "123456789012345",
+            "1.23456789012345",
+            "0.00000000000001",
+            "999999999999999",
+            "7.1",
+        ] {
+            let theirs: f64 = serde_json::from_str(text).expect("a number");
+            let ours = short_decimal(text).expect("short");
+            assert_eq!(ours.to_bits(), theirs.to_bits(), "{text}");
+        }
+        for text in ["1e3", "1234567890123456", "0.1234567890123456", "1E-2"] {
+            assert_eq!(short_decimal(text), None, "{text}");
+        }
+    }
+
     proptest::proptest! {
+        /// Every number the reader reads is the `f64` serde_json reads.
+        #[test]
+        fn numbers_read_as_serde_json_reads_them(text in r"-?(0|[1-9][0-9]{0,17})(\.[0-9]{1,17})?([eE][+-]?[0-9]{1,3})?") {
+            let mut r = Reader::new(&text);
+            let ours = r.f64();
+            let theirs: Option<f64> = serde_json::from_str(&text).ok();
+            proptest::prop_assert_eq!(ours.map(f64::to_bits), theirs.map(f64::to_bits), "{}", text);
+        }
+
         /// Any string, as serde_json writes it, reads back as itself.
         #[test]
         fn round_trips_what_serde_json_writes(text in r#"(.|[\\"/\n\r\t\u{8}\u{c}]|\\\\"){0,64}"#) {
