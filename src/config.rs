@@ -80,6 +80,11 @@ pub struct AwsSpec {
     /// Added to `receive.wait` for one `ReceiveMessage` attempt (its
     /// deadline is twice that). Default `"5s"`.
     pub receive_margin: Option<Spanned<String>>,
+    /// The first backoff of the SDK's standard retry: a refused connection
+    /// or a timed-out attempt is retried after a random pause of up to
+    /// this, doubled for each further attempt (at most 20 s). Default
+    /// `"200ms"` (the SDK's own default is 1 s).
+    pub retry_backoff: Option<Spanned<String>>,
     /// One attempt of a queue call: `ChangeMessageVisibility` (the
     /// heartbeat), `DeleteMessage`, the dead-letter `SendMessage`,
     /// `GetQueueAttributes`. Default `"2s"`.
@@ -88,7 +93,7 @@ pub struct AwsSpec {
     /// `receive.heartbeat`. Default `"6s"`.
     pub queue_timeout: Option<Spanned<String>>,
     /// One attempt of a read (the EC2, ELB, CloudWatch and Auto Scaling
-    /// describes). Default `"3s"`.
+    /// describes, and fetching an SNS signing certificate). Default `"3s"`.
     pub read_attempt_timeout: Option<Spanned<String>>,
     /// A whole read. Default `"10s"`.
     pub read_timeout: Option<Spanned<String>>,
@@ -363,6 +368,7 @@ impl Config {
         let aws_timeouts = AwsTimeouts {
             connect: duration(&aws.connect_timeout, aws_defaults.connect),
             receive_margin: duration(&aws.receive_margin, aws_defaults.receive_margin),
+            retry_backoff: duration(&aws.retry_backoff, aws_defaults.retry_backoff),
             queue: CallLimits::new(
                 duration(&aws.queue_attempt_timeout, aws_defaults.queue.attempt),
                 duration(&aws.queue_timeout, aws_defaults.queue.operation),
@@ -596,6 +602,7 @@ fn check_aws_timeouts(
     for (value, spanned, name) in [
         (t.connect, &spec.connect_timeout, "connect_timeout"),
         (t.receive_margin, &spec.receive_margin, "receive_margin"),
+        (t.retry_backoff, &spec.retry_backoff, "retry_backoff"),
         (
             t.queue.attempt,
             &spec.queue_attempt_timeout,
@@ -630,6 +637,12 @@ fn check_aws_timeouts(
                 format!("`aws.{name}_timeout` must be at least `aws.{name}_attempt_timeout`"),
             ));
         }
+    }
+    if t.retry_backoff > Duration::from_secs(20) {
+        errors.push(file.error(
+            span(&spec.retry_backoff),
+            "`aws.retry_backoff` must be at most 20s (the SDK's longest backoff)".to_string(),
+        ));
     }
     // A heartbeat sent `heartbeat` after the last one has until the last
     // extension runs out to get through, retries included.

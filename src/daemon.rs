@@ -176,7 +176,8 @@ pub async fn run(
             HttpSigningCerts::endpoint_from_env(),
             clients.credentials.clone(),
         )
-        .map_err(StartupError::Tls)?,
+        .map_err(StartupError::Tls)?
+        .with_limits(config.aws_timeouts.read),
     );
     if let Some(endpoint) = signing_certs.endpoint() {
         info!(

@@ -58,7 +58,14 @@ async fn run(name: &str, faults: Faults) -> (Run, Reflex, FaultProxy, World) {
         alarms.push(world.system_check_alarm(id, "ALARM").await);
     }
     let proxy = FaultProxy::start(world.moto.port()).await;
-    let reflex = Reflex::builder(&proxy.endpoint(), &world.pipeline)
+    let mut builder = Reflex::builder(&proxy.endpoint(), &world.pipeline);
+    if std::env::var_os("LOSSY_KEEP_LOGS").is_some() {
+        builder = builder.env(
+            "REFLEX_LOG",
+            "info,reflex::telemetry::events=debug,aws_smithy_runtime::client::retries=debug,aws_smithy_runtime::client::orchestrator=debug",
+        );
+    }
+    let reflex = builder
         .set("limits.instance_changes", "100/hour")
         // Tuned as for a network known to drop replies: every message in
         // flight at once, so stalls overlap, and attempt timeouts sized
@@ -68,6 +75,8 @@ async fn run(name: &str, faults: Faults) -> (Run, Reflex, FaultProxy, World) {
         .set("aws.queue_attempt_timeout", "1s")
         .set("aws.read_attempt_timeout", "1s")
         .set("aws.write_attempt_timeout", "2s")
+        // A stalled long poll (1 s wait) is given up after 2 s, not 6 s.
+        .set("aws.receive_margin", "1s")
         // A message whose calls all failed comes back soon.
         .set("retry.base", "1s")
         .rule("terminate.toml", RULE)
@@ -97,6 +106,11 @@ async fn run(name: &str, faults: Faults) -> (Run, Reflex, FaultProxy, World) {
         })
         .await;
     let drained_in = started.elapsed();
+    if let Some(dir) = std::env::var_os("LOSSY_KEEP_LOGS") {
+        let to = std::path::Path::new(&dir).join(format!("{name}.log"));
+        std::fs::copy(reflex.log_path(), &to).expect("keep the log");
+        eprintln!("kept {}", to.display());
+    }
     let mut done: BTreeMap<String, usize> = BTreeMap::new();
     for record in reflex.audit_records() {
         if record["type"] == "action" && record["outcome"] == "done" {

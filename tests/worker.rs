@@ -773,9 +773,10 @@ fn heartbeats(h: &TestWorker) -> usize {
         .count()
 }
 
-/// Visibility 60 s, heartbeat 20 s: each heartbeat may take 6 s. The first
-/// one hangs; it is given up at 26 s and retried at once, which gets
-/// through: the message finishes normally, its visibility never lost.
+/// Visibility 60 s, heartbeat 20 s: the receive asks for 20 s, the first
+/// heartbeat goes out at once, and each may take 6 s. The first one hangs;
+/// it is given up at 6 s and retried, which gets through: the message
+/// finishes normally, its visibility never lost.
 #[tokio::test(start_paused = true)]
 async fn one_stalled_heartbeat_is_retried_and_does_not_stall_the_message() {
     let recorded = Arc::new(Recorded::default());
@@ -797,15 +798,16 @@ async fn one_stalled_heartbeat_is_retried_and_does_not_stall_the_message() {
     assert_eq!(handled.reports.len(), 2, "{:?}", handled.reports);
     assert_eq!(h.terminated(), ids[..2].to_vec());
     assert_eq!(h.aws.state().published.len(), 1, "the notify ran");
-    // The stalled heartbeat (20 s) and its retry (26.25 s); the next one
-    // would be at 46.25 s, after the message finished (~40 s).
+    // The stalled first heartbeat (0 s), its retry (6.25 s), the next
+    // (26.25 s); the one after would be at 46.25 s, after the message
+    // finished (~40 s).
     assert!(took < Duration::from_secs(46), "took {took:?}");
-    assert_eq!(heartbeats(&h), 2);
+    assert_eq!(heartbeats(&h), 3);
     let s = h.aws.state();
     assert_eq!(
         s.visibility_changes,
-        [("rh-sqs-1".to_string(), 60)],
-        "the retry extended the visibility"
+        [("rh-sqs-1".to_string(), 60), ("rh-sqs-1".to_string(), 60)],
+        "the retry extended the visibility, and the next heartbeat"
     );
     assert_eq!(s.deleted, ["rh-sqs-1"]);
     drop(s);
@@ -813,8 +815,8 @@ async fn one_stalled_heartbeat_is_retried_and_does_not_stall_the_message() {
     assert!(!m.visibility_lost);
 }
 
-/// Every heartbeat hangs: the visibility (60 s from receipt) is given up
-/// before it runs out. The action then running (a 70 s wait) finishes; the
+/// Every heartbeat hangs: the visibility (20 s from receipt, what the
+/// receive asked for) is given up before it runs out. The action then running (a 70 s wait) finishes; the
 /// notify after it is not started, the message is released, and the audit
 /// record and the counter say the visibility was lost.
 #[tokio::test(start_paused = true)]
@@ -825,10 +827,10 @@ async fn heartbeats_stalled_until_the_visibility_runs_out_start_no_further_actio
         .audit(recorded.clone())
         .build();
     let ids = h.fleet(6, 2);
-    // Attempts at 20 s, 26.25 s, 32.75 s, 39.75 s and 47.75 s, each given
-    // up after 6 s; the next could not finish before 54 s (the visibility
-    // runs out at 60 s): lost. (The release after it is answered.)
-    h.aws.stall_next(CHANGE_VISIBILITY, 5);
+    // Attempts at 0 s, 6.25 s and 12.75 s, each given up after 6 s; the
+    // next could not finish before 14 s (the visibility runs out at 20 s):
+    // lost. (The release after it is answered.)
+    h.aws.stall_next(CHANGE_VISIBILITY, 3);
     let lost_before = reflex::telemetry::metrics().visibility_lost.get();
     let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
     assert!(handled.visibility_lost);
@@ -855,8 +857,8 @@ async fn heartbeats_stalled_until_the_visibility_runs_out_start_no_further_actio
     }
     assert_eq!(
         heartbeats(&h),
-        5 + 1,
-        "five heartbeat attempts, then the release"
+        3 + 1,
+        "three heartbeat attempts, then the release"
     );
     let m = recorded.message().expect("a message record");
     assert!(m.visibility_lost);
@@ -1055,4 +1057,65 @@ async fn shutdown_lets_the_outstanding_receive_finish_and_releases_what_it_bring
         1,
         "no new receive after shutdown"
     );
+}
+
+/// Issue 12's batched heartbeats: the first heartbeats of three messages
+/// in flight together go out as one `ChangeMessageVisibilityBatch`. The
+/// entry that fails is a failed heartbeat for its message alone: retried
+/// 250 ms later on its own, and nothing else changes.
+#[tokio::test(start_paused = true)]
+async fn heartbeats_of_messages_in_flight_together_share_one_batch_call() {
+    let h = harness(&slow_then_notify("10s"), settings());
+    h.fleet(6, 3);
+    let messages: Vec<_> = [("a", 40), ("b", 45), ("c", 50)]
+        .into_iter()
+        .map(|(id, second)| h.enqueue(&web_alarm_at(second, id), id, 1))
+        .collect();
+    // The batch's first entry fails, as a single call would.
+    h.aws.fail_next(
+        CHANGE_VISIBILITY,
+        AwsError::transient("sqs", "ChangeMessageVisibility", "InternalError"),
+    );
+    let shutdown = CancellationToken::new();
+    let (a, b, c) = tokio::join!(
+        h.worker.process(messages[0].clone(), &shutdown),
+        h.worker.process(messages[1].clone(), &shutdown),
+        h.worker.process(messages[2].clone(), &shutdown),
+    );
+    for handled in [&a, &b, &c] {
+        assert_eq!(handled.disposition, Disposition::Ack, "{handled:?}");
+        assert!(!handled.visibility_lost);
+    }
+    let s = h.aws.state();
+    let visibility_calls: Vec<&str> = s
+        .calls
+        .iter()
+        .map(String::as_str)
+        .filter(|c| c.starts_with("sqs:ChangeMessageVisibility"))
+        .collect();
+    assert_eq!(
+        visibility_calls[..2],
+        ["sqs:ChangeMessageVisibilityBatch", CHANGE_VISIBILITY],
+        "one batch for the three, then the failed entry's retry alone"
+    );
+    // Later rounds (the pool's actions take turns on its lease) batch
+    // the messages still in flight the same way.
+    let first_round: Vec<_> = s.visibility_changes.iter().take(3).cloned().collect();
+    let mut extended: Vec<_> = first_round.clone();
+    extended.sort();
+    assert_eq!(
+        extended,
+        [("a", 60), ("b", 60), ("c", 60)].map(|(id, t)| (format!("rh-{id}"), t)),
+        "each message extended at once, to the visibility timeout"
+    );
+    assert_eq!(
+        first_round[2],
+        (messages[0].receipt_handle.clone(), 60),
+        "the failed entry's retry came last"
+    );
+    assert!(
+        visibility_calls.len() < s.visibility_changes.len(),
+        "fewer calls than extensions: {visibility_calls:?}"
+    );
+    assert_eq!(s.deleted.len(), 3);
 }

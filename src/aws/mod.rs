@@ -148,6 +148,20 @@ pub trait Queue: Send + Sync {
         receipt_handle: &str,
         timeout: Duration,
     ) -> Result<(), AwsError>;
+    /// Changes the visibility of up to 10 messages in one call
+    /// (`ChangeMessageVisibilityBatch`): one result per `(receipt handle,
+    /// timeout)` entry, in order (`Err` for each when the call failed as a
+    /// whole). The default changes them one by one.
+    async fn change_visibility_batch(
+        &self,
+        entries: &[(String, Duration)],
+    ) -> Vec<Result<(), AwsError>> {
+        let mut out = Vec::with_capacity(entries.len());
+        for (receipt, timeout) in entries {
+            out.push(self.change_visibility(receipt, *timeout).await);
+        }
+        out
+    }
     /// Sends a message with string attributes; returns its message id.
     async fn send(
         &self,

@@ -197,6 +197,52 @@ fn millis_time(ms: &str) -> Option<DateTime<Utc>> {
         .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
 }
 
+/// One result per entry of an SQS batch call (entry ids are their
+/// indexes). An entry neither reported ok nor failed is taken as failed:
+/// the message comes back, nothing is lost.
+fn batch_results<'a>(
+    operation: &'static str,
+    entries: usize,
+    successful: impl Iterator<Item = &'a str>,
+    failed: &[aws_sdk_sqs::types::BatchResultErrorEntry],
+) -> Vec<Result<(), AwsError>> {
+    let mut results: Vec<Result<(), AwsError>> = (0..entries)
+        .map(|_| {
+            Err(AwsError::transient(
+                "sqs",
+                operation,
+                "entry missing from the response",
+            ))
+        })
+        .collect();
+    for id in successful {
+        if let Some(r) = id.parse::<usize>().ok().and_then(|i| results.get_mut(i)) {
+            *r = Ok(());
+        }
+    }
+    for failed in failed {
+        if let Some(r) = failed
+            .id()
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| results.get_mut(i))
+        {
+            *r = Err(AwsError {
+                service: "sqs",
+                operation,
+                // A sender fault (a stale receipt handle) will not get
+                // better; anything else may.
+                transient: !failed.sender_fault(),
+                code: Some(failed.code().to_string()),
+                message: failed.message().unwrap_or_default().to_string(),
+                request_id: None,
+                timed_out: false,
+            });
+        }
+    }
+    results
+}
+
 /// An SQS queue.
 #[derive(Clone, Debug)]
 pub struct SqsQueue {
@@ -345,49 +391,66 @@ impl Queue for SqsQueue {
             Ok(o) => o,
             Err(e) => return receipt_handles.iter().map(|_| Err(e.clone())).collect(),
         };
-        // An entry neither reported ok nor failed is taken as failed: the
-        // message comes back, nothing is lost.
-        let mut results: Vec<Result<(), AwsError>> = receipt_handles
+        batch_results(
+            "DeleteMessageBatch",
+            receipt_handles.len(),
+            out.successful().iter().map(|ok| ok.id()),
+            out.failed(),
+        )
+    }
+
+    async fn change_visibility_batch(
+        &self,
+        entries: &[(String, Duration)],
+    ) -> Vec<Result<(), AwsError>> {
+        const OPERATION: &str = "ChangeMessageVisibilityBatch";
+        if let [(receipt, timeout)] = entries {
+            return vec![self.change_visibility(receipt, *timeout).await];
+        }
+        let built: Result<Vec<_>, _> = entries
             .iter()
-            .map(|_| {
-                Err(AwsError::transient(
-                    "sqs",
-                    "DeleteMessageBatch",
-                    "entry missing from the response",
-                ))
+            .enumerate()
+            .map(|(i, (receipt, timeout))| {
+                aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(receipt)
+                    .visibility_timeout(secs_i32(*timeout).min(43_200))
+                    .build()
             })
             .collect();
-        for ok in out.successful() {
-            if let Some(r) = ok
-                .id()
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| results.get_mut(i))
-            {
-                *r = Ok(());
+        let built = match built {
+            Ok(e) => e,
+            Err(e) => {
+                let e = AwsError::permanent("sqs", OPERATION, e.to_string());
+                return entries.iter().map(|_| Err(e.clone())).collect();
             }
+        };
+        let out = call(
+            "sqs",
+            OPERATION,
+            &self.timeouts,
+            self.timeouts.limits(CallKind::Queue, Duration::ZERO),
+            |t| {
+                send_with!(
+                    aws_sdk_sqs,
+                    self.client
+                        .change_message_visibility_batch()
+                        .queue_url(&self.url)
+                        .set_entries(Some(built)),
+                    t
+                )
+            },
+        )
+        .await;
+        match out {
+            Ok(out) => batch_results(
+                OPERATION,
+                entries.len(),
+                out.successful().iter().map(|ok| ok.id()),
+                out.failed(),
+            ),
+            Err(e) => entries.iter().map(|_| Err(e.clone())).collect(),
         }
-        for failed in out.failed() {
-            if let Some(r) = failed
-                .id()
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| results.get_mut(i))
-            {
-                *r = Err(AwsError {
-                    service: "sqs",
-                    operation: "DeleteMessageBatch",
-                    // A sender fault (a stale receipt handle) will not get
-                    // better; anything else may.
-                    transient: !failed.sender_fault(),
-                    code: Some(failed.code().to_string()),
-                    message: failed.message().unwrap_or_default().to_string(),
-                    request_id: None,
-                    timed_out: false,
-                });
-            }
-        }
-        results
     }
 
     async fn change_visibility(

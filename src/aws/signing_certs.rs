@@ -19,16 +19,14 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
 use super::observe::{self, AwsCallFinished, CallOutcome};
+use super::timeouts::CallLimits;
 use super::{AwsError, SigningCerts};
 use crate::trust::verify::MAX_CERT_BYTES;
 use crate::trust::CertLocation;
 
 const SERVICE: &str = "sns";
 const OPERATION: &str = "GetSigningCertificate";
-/// The whole fetch, connection to last byte.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// Attempts per fetch, and the pause before the next, times the attempt.
-const FETCH_ATTEMPTS: u32 = 3;
+/// The pause before the next attempt, times the attempt.
 const FETCH_PAUSE: Duration = Duration::from_millis(100);
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
@@ -39,6 +37,9 @@ pub struct HttpSigningCerts {
     /// The overridden SNS endpoint, without a trailing `/`.
     endpoint: Option<String>,
     credentials: Option<SharedCredentialsProvider>,
+    /// A fetch is a read: `[aws]`'s read limits (per attempt, attempts,
+    /// the whole fetch).
+    limits: CallLimits,
 }
 
 impl std::fmt::Debug for HttpSigningCerts {
@@ -66,7 +67,15 @@ impl HttpSigningCerts {
             client: Client::builder(TokioExecutor::new()).build(https),
             endpoint: endpoint.map(|e| e.trim_end_matches('/').to_owned()),
             credentials,
+            limits: super::timeouts::defaults::READ,
         })
+    }
+
+    /// This fetcher with `limits` (`[aws]`'s read limits) instead of the
+    /// default ones.
+    pub fn with_limits(mut self, limits: CallLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The SNS endpoint override the SDK would use, from the environment.
@@ -167,24 +176,41 @@ impl SigningCerts for HttpSigningCerts {
     async fn fetch(&self, location: &CertLocation) -> Result<Vec<u8>, AwsError> {
         let started = Instant::now();
         // Like the SDK's standard retry: a transient failure (a refused
-        // connection, a lost reply, a 5xx) is tried again at once, up to
-        // FETCH_ATTEMPTS in all, before the message waits for its backoff.
-        let mut attempt = 1;
-        let result = loop {
-            let result = match tokio::time::timeout(FETCH_TIMEOUT, self.get(location)).await {
-                Ok(r) => r,
-                Err(_) => Err(AwsError {
-                    message: format!("{}: no answer within {FETCH_TIMEOUT:?}", location.fetch_url),
-                    ..AwsError::timeout(SERVICE, OPERATION, FETCH_TIMEOUT)
-                }),
-            };
-            match result {
-                Err(e) if e.transient && attempt < FETCH_ATTEMPTS => {
-                    tokio::time::sleep(FETCH_PAUSE * attempt).await;
-                    attempt += 1;
+        // connection, a lost reply, a 5xx) is tried again at once, with
+        // the read limits, before the message waits for its backoff.
+        let CallLimits {
+            attempt: per_attempt,
+            operation,
+            attempts,
+        } = self.limits;
+        let attempts_made = async {
+            let mut attempt = 1;
+            loop {
+                let result = match tokio::time::timeout(per_attempt, self.get(location)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(AwsError {
+                        message: format!(
+                            "{}: no answer within {per_attempt:?}",
+                            location.fetch_url
+                        ),
+                        ..AwsError::timeout(SERVICE, OPERATION, per_attempt)
+                    }),
+                };
+                match result {
+                    Err(e) if e.transient && attempt < attempts => {
+                        tokio::time::sleep(FETCH_PAUSE * attempt).await;
+                        attempt += 1;
+                    }
+                    r => break r,
                 }
-                r => break r,
             }
+        };
+        let result = match tokio::time::timeout(operation, attempts_made).await {
+            Ok(r) => r,
+            Err(_) => Err(AwsError {
+                message: format!("{}: no answer within {operation:?}", location.fetch_url),
+                ..AwsError::timeout(SERVICE, OPERATION, operation)
+            }),
         };
         let (outcome, code) = match &result {
             Ok(_) => (CallOutcome::Ok, None),

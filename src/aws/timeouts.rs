@@ -77,6 +77,10 @@ pub struct AwsTimeouts {
     pub connect: Duration,
     /// Added to the long-poll wait for one `ReceiveMessage` attempt.
     pub receive_margin: Duration,
+    /// The SDK standard retry's first backoff: a failed attempt is retried
+    /// after a random pause of up to this, doubled for each further
+    /// attempt.
+    pub retry_backoff: Duration,
     pub queue: CallLimits,
     pub read: CallLimits,
     pub write: CallLimits,
@@ -89,6 +93,11 @@ pub mod defaults {
 
     pub const CONNECT: Duration = Duration::from_secs(2);
     pub const RECEIVE_MARGIN: Duration = Duration::from_secs(5);
+    /// The SDK's own default is 1 s, paid (half of it on average) on each
+    /// refused connection or timed-out attempt before the retry: on a
+    /// lossy network, where alarms fire, that is most of a call's delay.
+    /// The token bucket still stops retry storms.
+    pub const RETRY_BACKOFF: Duration = Duration::from_millis(200);
     /// Well under the default heartbeat interval (20 s), so a stalled
     /// heartbeat is retried long before the visibility runs out.
     pub const QUEUE: CallLimits = CallLimits::new(Duration::from_secs(2), Duration::from_secs(6));
@@ -101,6 +110,7 @@ impl Default for AwsTimeouts {
         AwsTimeouts {
             connect: defaults::CONNECT,
             receive_margin: defaults::RECEIVE_MARGIN,
+            retry_backoff: defaults::RETRY_BACKOFF,
             queue: defaults::QUEUE,
             read: defaults::READ,
             write: defaults::WRITE,
@@ -120,7 +130,8 @@ impl AwsTimeouts {
                 .operation_timeout(limits.operation)
                 .build(),
             retry: aws_smithy_types::retry::RetryConfig::standard()
-                .with_max_attempts(limits.attempts),
+                .with_max_attempts(limits.attempts)
+                .with_initial_backoff(self.retry_backoff),
         }
     }
 
@@ -166,6 +177,10 @@ mod tests {
         );
         assert_eq!(sdk.operation_timeout(), Some(Duration::from_secs(15)));
         assert_eq!(t.sdk(t.write).retry.max_attempts(), STANDARD_ATTEMPTS);
+        assert_eq!(
+            t.sdk(t.write).retry.initial_backoff(),
+            defaults::RETRY_BACKOFF
+        );
     }
 
     /// A change the SDK must not repeat blindly: one attempt, with the

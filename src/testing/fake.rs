@@ -460,6 +460,50 @@ impl Queue for FakeAws {
         Ok(())
     }
 
+    /// One entry is a `ChangeMessageVisibility` (as the SDK queue sends
+    /// it); more are one `sqs:ChangeMessageVisibilityBatch` call, which
+    /// `stall_next` and `fail_next` can hang or fail as a whole, and
+    /// whose entries each take the next `sqs:ChangeMessageVisibility`
+    /// failure, if any, as their own.
+    async fn change_visibility_batch(
+        &self,
+        entries: &[(String, Duration)],
+    ) -> Vec<Result<(), AwsError>> {
+        if let [(receipt, timeout)] = entries {
+            return vec![self.change_visibility(receipt, *timeout).await];
+        }
+        self.stall("sqs:ChangeMessageVisibilityBatch").await;
+        let mut s = match self.call("sqs:ChangeMessageVisibilityBatch") {
+            Ok(s) => s,
+            Err(e) => return entries.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for (receipt, timeout) in entries {
+            if let Some(e) = s
+                .failures
+                .get_mut("sqs:ChangeMessageVisibility")
+                .and_then(VecDeque::pop_front)
+            {
+                out.push(Err(AwsError {
+                    operation: "ChangeMessageVisibilityBatch",
+                    ..e
+                }));
+                continue;
+            }
+            s.visibility_changes
+                .push((receipt.clone(), timeout.as_secs()));
+            if timeout.is_zero() {
+                for (m, visible) in s.queue.iter_mut() {
+                    if m.receipt_handle == *receipt {
+                        *visible = true;
+                    }
+                }
+            }
+            out.push(Ok(()));
+        }
+        out
+    }
+
     async fn send(
         &self,
         body: &str,

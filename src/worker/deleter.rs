@@ -6,77 +6,30 @@
 //! `DeleteMessage` (the message comes back; its claims keep it from acting
 //! twice).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
-
+use super::batch::Batcher;
 use crate::aws::{AwsError, Queue};
 
-/// Most entries SQS takes in one batch.
-pub const MAX_BATCH: usize = 10;
-/// How long a finished message may wait for others to join its batch.
-pub const LINGER: Duration = Duration::from_millis(5);
-
-type Request = (String, oneshot::Sender<Result<(), AwsError>>);
+pub use super::batch::{LINGER, MAX_BATCH};
 
 /// Collects deletes for one queue and sends them in batches.
-pub struct BatchDeleter {
-    queue: Arc<dyn Queue>,
-    linger: Duration,
-    /// Started on first use, inside the runtime.
-    tx: OnceLock<mpsc::UnboundedSender<Request>>,
-}
+pub struct BatchDeleter(Batcher<String>);
 
 impl BatchDeleter {
     pub fn new(queue: Arc<dyn Queue>, linger: Duration) -> Self {
-        BatchDeleter {
+        BatchDeleter(Batcher::new(
             queue,
             linger,
-            tx: OnceLock::new(),
-        }
+            "DeleteMessageBatch",
+            |queue, receipts| Box::pin(async move { queue.delete_batch(&receipts).await }),
+        ))
     }
 
     /// Deletes one message, batched with those that finish with it.
     pub async fn delete(&self, receipt_handle: &str) -> Result<(), AwsError> {
-        let tx = self.tx.get_or_init(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(run(Arc::clone(&self.queue), rx, self.linger));
-            tx
-        });
-        let (done, result) = oneshot::channel();
-        let lost = || AwsError::transient("sqs", "DeleteMessageBatch", "the batch deleter stopped");
-        if tx.send((receipt_handle.to_owned(), done)).is_err() {
-            return Err(lost());
-        }
-        result.await.unwrap_or_else(|_| Err(lost()))
-    }
-}
-
-/// The batching loop: waits for a delete, gathers those that arrive within
-/// `linger` (up to [`MAX_BATCH`]), sends them, answers each.
-async fn run(queue: Arc<dyn Queue>, mut rx: mpsc::UnboundedReceiver<Request>, linger: Duration) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + linger;
-        while batch.len() < MAX_BATCH {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(next)) => batch.push(next),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        let receipts: Vec<String> = batch.iter().map(|(r, _)| r.clone()).collect();
-        let mut results = queue.delete_batch(&receipts).await.into_iter();
-        for (_, done) in batch {
-            let result = results.next().unwrap_or_else(|| {
-                Err(AwsError::transient(
-                    "sqs",
-                    "DeleteMessageBatch",
-                    "no result for this entry",
-                ))
-            });
-            let _ = done.send(result);
-        }
+        self.0.submit(receipt_handle.to_owned()).await
     }
 }
 

@@ -6,14 +6,16 @@
 //!
 //! - [`actions`]: running one planned action through its guards, one
 //!   module per action family.
-//! - [`deleter`]: finished messages deleted in batches
-//!   (`DeleteMessageBatch`), each with its own result.
+//! - [`batch`]: queue calls that come together sent as one batch call,
+//!   each with its own result — heartbeats (`ChangeMessageVisibilityBatch`)
+//!   and, through [`deleter`], deletes (`DeleteMessageBatch`).
 //! - [`trust`]: the gate every decoded message passes: the trust policy,
 //!   and SNS signatures checked against cached certificates.
 //! - This module: the receive loop, heartbeats, per-message handling and
 //!   shutdown.
 
 pub mod actions;
+pub mod batch;
 pub mod deleter;
 pub mod trust;
 
@@ -180,6 +182,16 @@ impl Settings {
     pub fn heartbeat_timeout(&self) -> Duration {
         self.queue_timeout.min(self.heartbeat / 3)
     }
+
+    /// The visibility a receive asks for: one heartbeat interval, not the
+    /// whole visibility timeout. The first heartbeat, sent as soon as the
+    /// message arrives, extends it to `visibility_timeout`. A receive whose
+    /// reply is lost on the way back (SQS handed the messages out, nobody
+    /// got them) thus hides its messages for one interval, not for the
+    /// whole visibility timeout.
+    pub fn receive_visibility(&self) -> Duration {
+        self.heartbeat.min(self.visibility_timeout)
+    }
 }
 
 /// The first pause before a failed heartbeat is retried; it doubles up to
@@ -202,6 +214,9 @@ impl Default for Settings {
 struct Heartbeat {
     stop: CancellationToken,
     lost: CancellationToken,
+    /// Ends at once when stopped between calls, or once the call in
+    /// flight has its answer or timed out.
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// A clock, injectable for tests.
@@ -256,6 +271,8 @@ pub struct Worker {
     pub trust: Arc<TrustGate>,
     /// Deletes finished messages, batching those that finish together.
     pub deleter: Arc<deleter::BatchDeleter>,
+    /// Sends heartbeats, batching those of messages in flight together.
+    pub heartbeats: Arc<batch::VisibilityBatcher>,
 }
 
 impl Worker {
@@ -271,6 +288,11 @@ impl Worker {
         let deleter = Arc::new(deleter::BatchDeleter::new(
             Arc::clone(&queue),
             deleter::LINGER,
+        ));
+        let heartbeats = Arc::new(batch::VisibilityBatcher::new(
+            Arc::clone(&queue),
+            batch::LINGER,
+            settings.heartbeat_timeout(),
         ));
         let trust = Arc::new(TrustGate::new(
             settings.trust.clone(),
@@ -291,6 +313,7 @@ impl Worker {
             receives: Arc::default(),
             trust,
             deleter,
+            heartbeats,
         }
     }
 
@@ -353,7 +376,7 @@ impl Worker {
             }
             let receive =
                 self.queue
-                    .receive(max, self.settings.wait, self.settings.visibility_timeout);
+                    .receive(max, self.settings.wait, self.settings.receive_visibility());
             tokio::pin!(receive);
             let received = tokio::select! {
                 r = &mut receive => r,
@@ -454,6 +477,13 @@ impl Worker {
             let heartbeat = self.start_heartbeat(&msg);
             let handled = self.handle_watched(&msg, shutdown, &heartbeat.lost).await;
             heartbeat.stop.cancel();
+            if handled.disposition != Disposition::Ack {
+                // A heartbeat still out could land after the release or
+                // the retry's backoff and undo it: wait for its answer
+                // (bounded by its timeout). A deleted message needs no
+                // such care.
+                let _ = heartbeat.task.await;
+            }
             // reflex's own processing: everything but AWS calls and waits.
             let outside: u64 = handled.reports.iter().map(|r| r.aws_us + r.waited_us).sum();
             let own_us = (started.elapsed().as_micros() as u64).saturating_sub(outside);
@@ -480,9 +510,12 @@ impl Worker {
         .await
     }
 
-    /// Keeps the message invisible while it is being worked on: every
-    /// `heartbeat`, its visibility is extended to `visibility_timeout`
-    /// from then. Each extension may take [`Settings::heartbeat_timeout`];
+    /// Keeps the message invisible while it is being worked on: at once
+    /// (the receive asked for [`Settings::receive_visibility`] only), then
+    /// every `heartbeat`, its visibility is extended to `visibility_timeout`
+    /// from then, batched with the heartbeats of the other messages in
+    /// flight ([`batch::VisibilityBatcher`]: a failed entry is a failed
+    /// heartbeat). Each extension may take [`Settings::heartbeat_timeout`];
     /// one that fails or times out is retried after a short pause, until
     /// one gets through or the visibility it last had runs out (less that
     /// timeout: a call started later might land after it). Then the
@@ -491,33 +524,37 @@ impl Worker {
     fn start_heartbeat(&self, msg: &QueueMessage) -> Heartbeat {
         let stop = CancellationToken::new();
         let lost = CancellationToken::new();
-        let queue = Arc::clone(&self.queue);
+        let heartbeats = Arc::clone(&self.heartbeats);
         let receipt = msg.receipt_handle.clone();
         let every = self.settings.heartbeat;
+        let received_with = self.settings.receive_visibility();
         let extend_to = self.settings.visibility_timeout;
         let call_timeout = self.settings.heartbeat_timeout();
         let (stopped, lost_tx) = (stop.clone(), lost.clone());
-        tokio::spawn(
+        let task = tokio::spawn(
             async move {
                 use tokio::time::Instant;
                 // SQS hid the message when it handed it out, just before
-                // this; an extension counts from when it was sent.
-                let mut expires = Instant::now() + extend_to;
-                let mut next = Instant::now() + every;
+                // this, for one interval; an extension counts from when it
+                // was sent. The first goes out at once.
+                let mut expires = Instant::now() + received_with;
+                let mut next = Instant::now();
                 loop {
                     tokio::select! {
-                        () = tokio::time::sleep_until(next) => {}
+                        biased;
                         () = stopped.cancelled() => return,
+                        () = tokio::time::sleep_until(next) => {}
                     }
                     let mut pause = HEARTBEAT_RETRY_FIRST;
                     let mut attempts: u32 = 0;
                     loop {
                         attempts += 1;
                         let sent = Instant::now();
-                        let result = tokio::select! {
-                            r = tokio::time::timeout(call_timeout, queue.change_visibility(&receipt, extend_to)) => r,
-                            () = stopped.cancelled() => return,
-                        };
+                        // Not abandoned when the message finishes: the
+                        // caller waits for it before releasing.
+                        let result =
+                            tokio::time::timeout(call_timeout, heartbeats.change(&receipt, extend_to))
+                                .await;
                         let error = match result {
                             Ok(Ok(())) => {
                                 if attempts > 1 {
@@ -543,10 +580,14 @@ impl Worker {
                             lost_tx.cancel();
                             return;
                         }
+                        if stopped.is_cancelled() {
+                            return;
+                        }
                         warn!(%error, attempts, retry_in_ms = pause.as_millis() as u64, "Heartbeat could not extend the message's visibility; retrying.");
                         tokio::select! {
-                            () = tokio::time::sleep(pause) => {}
+                            biased;
                             () = stopped.cancelled() => return,
+                            () = tokio::time::sleep(pause) => {}
                         }
                         pause = (pause * 2).min(HEARTBEAT_RETRY_MAX);
                     }
@@ -554,7 +595,7 @@ impl Worker {
             }
             .in_current_span(),
         );
-        Heartbeat { stop, lost }
+        Heartbeat { stop, lost, task }
     }
 
     /// Decides what happens to a message, running its actions. Pure of
