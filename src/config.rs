@@ -11,6 +11,7 @@ use serde_spanned::Spanned;
 
 use crate::aws::timeouts::{AwsTimeouts, CallLimits};
 use crate::disposition::Backoff;
+use crate::reload::RulesSource;
 use crate::rules::limits::{parse_duration, Rate};
 use crate::rules::source::{parse_toml, SourceError, SourceFile};
 use crate::trust::TrustPolicy;
@@ -35,8 +36,11 @@ pub struct ConfigSpec {
     pub queue_url: Option<String>,
     /// URL of the dead-letter queue for poison messages.
     pub dead_letter_queue_url: Option<String>,
-    /// Directory (or file) of rule files. Default `rules`.
+    /// Directory (or file) of rule files. Default `rules`. The older
+    /// spelling of `[rules] source`, still read.
     pub rules_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub rules: RulesSpec,
     /// SNS topics whose notifications are trusted. An SNS envelope from any
     /// other topic is dead-lettered as `untrusted_topic`; while it is set,
     /// unsigned formats are refused (`[trust]`). Empty: trust all.
@@ -69,6 +73,24 @@ pub struct ConfigSpec {
     pub aws: AwsSpec,
 }
 
+/// `[rules]`: where the rules come from, and how an `s3://` source is
+/// followed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesSpec {
+    /// A directory (or one file) of rule files, or `s3://bucket/prefix/`.
+    /// Default `rules`.
+    pub source: Option<Spanned<String>>,
+    /// How often an `s3://` source is listed for changes. Default `"30s"`.
+    pub poll_interval: Option<Spanned<String>>,
+    /// A local file that keeps the last good set read from S3, so that a
+    /// restart while S3 is unreachable starts with it. Default: none (and
+    /// reflex does not start without S3).
+    pub cache: Option<Spanned<String>>,
+    /// An SNS topic told about each rejected set read from S3.
+    pub rejected_topic_arn: Option<Spanned<String>>,
+}
+
 /// `[aws]`: how long AWS calls may take. Each kind of call has a limit per
 /// attempt (a timed-out attempt is retried by the SDK's standard retry)
 /// and a deadline for the whole operation, retries included.
@@ -93,7 +115,7 @@ pub struct AwsSpec {
     /// `receive.heartbeat`. Default `"6s"`.
     pub queue_timeout: Option<Spanned<String>>,
     /// One attempt of a read (the EC2, ELB, CloudWatch and Auto Scaling
-    /// describes). Default `"3s"`.
+    /// describes, and fetching an SNS signing certificate). Default `"3s"`.
     pub read_attempt_timeout: Option<Spanned<String>>,
     /// A whole read. Default `"10s"`.
     pub read_timeout: Option<Spanned<String>>,
@@ -194,7 +216,8 @@ pub struct GlobalLimitsSpec {
 pub struct Config {
     pub queue_url: String,
     pub dead_letter_queue_url: String,
-    pub rules_dir: PathBuf,
+    /// `[rules]` (or `rules_dir`, or the flags).
+    pub rules: RulesSource,
     /// `trusted_topic_arns` and `[trust]`.
     pub trust: TrustPolicy,
     pub dry_run: bool,
@@ -246,7 +269,13 @@ impl AuditTarget {
 pub struct Overrides {
     pub queue_url: Option<String>,
     pub dead_letter_queue_url: Option<String>,
-    pub rules_dir: Option<PathBuf>,
+    /// `--rules` / `REFLEX_RULES_DIR` or `--rules-source` /
+    /// `REFLEX_RULES_SOURCE`: a path or an `s3://` URL.
+    pub rules: Option<String>,
+    /// `--rules-cache` / `REFLEX_RULES_CACHE`: overrides `[rules] cache`.
+    pub rules_cache: Option<PathBuf>,
+    /// `--rules-rejected-topic-arn` / `REFLEX_RULES_REJECTED_TOPIC_ARN`.
+    pub rules_rejected_topic_arn: Option<String>,
     pub trusted_topic_arns: Vec<String>,
     pub dry_run: bool,
     pub metrics_listen: Option<String>,
@@ -527,6 +556,15 @@ impl Config {
             errors.push(file.error(None, "no dead-letter queue URL: set `dead_letter_queue_url`, --dlq-url or REFLEX_DLQ_URL"));
         }
         let state = spec.state.check(file, &o.state, &mut errors);
+        let rules = rules_source(
+            &spec.rules,
+            spec.rules_dir.as_deref(),
+            o.rules.as_deref(),
+            o.rules_cache.as_deref(),
+            o.rules_rejected_topic_arn.as_deref(),
+            file,
+            &mut errors,
+        );
         let mut trusted = spec.trusted_topic_arns;
         trusted.extend(o.trusted_topic_arns);
         let trust = trust_policy(trusted, &spec.trust, file, &mut errors);
@@ -536,10 +574,7 @@ impl Config {
         Ok(Config {
             queue_url: queue_url.unwrap_or_default(),
             dead_letter_queue_url: dead_letter_queue_url.unwrap_or_default(),
-            rules_dir: o
-                .rules_dir
-                .or(spec.rules_dir)
-                .unwrap_or_else(|| PathBuf::from("rules")),
+            rules,
             trust,
             dry_run: o.dry_run || spec.dry_run,
             max_event_age,
@@ -561,6 +596,109 @@ impl Config {
             aws_timeouts,
         })
     }
+}
+
+/// `[rules]`, `rules_dir` and the flags: where the rules come from. The
+/// flag wins over the file; the keys that only an `s3://` source uses are
+/// refused for a local one, so that a typo cannot look like a setting.
+fn rules_source(
+    spec: &RulesSpec,
+    rules_dir: Option<&Path>,
+    flag: Option<&str>,
+    cache_flag: Option<&Path>,
+    topic_flag: Option<&str>,
+    file: &SourceFile,
+    errors: &mut Vec<SourceError>,
+) -> RulesSource {
+    let fallback = RulesSource::Local(PathBuf::from("rules"));
+    if let (Some(source), Some(_)) = (&spec.source, rules_dir) {
+        errors.push(file.error(
+            Some(source.span()),
+            "set `[rules] source` or `rules_dir`, not both",
+        ));
+    }
+    let parsed = match (flag, &spec.source, rules_dir) {
+        (Some(text), _, _) => RulesSource::parse(text).map_err(|e| {
+            file.error(
+                None,
+                format!("--rules / REFLEX_RULES_DIR / REFLEX_RULES_SOURCE: {e}"),
+            )
+        }),
+        (None, Some(source), _) => {
+            RulesSource::parse(source.get_ref()).map_err(|e| file.error(Some(source.span()), e))
+        }
+        (None, None, Some(dir)) => Ok(RulesSource::Local(dir.to_path_buf())),
+        (None, None, None) => Ok(fallback.clone()),
+    };
+    let mut source = match parsed {
+        Ok(s) => s,
+        Err(e) => {
+            errors.push(e);
+            return fallback;
+        }
+    };
+    let cache = cache_flag.map(|p| (p.to_path_buf(), None)).or_else(|| {
+        spec.cache
+            .as_ref()
+            .map(|c| (PathBuf::from(c.get_ref()), Some(c.span())))
+    });
+    match &mut source {
+        RulesSource::S3(s3) => {
+            if let Some(interval) = &spec.poll_interval {
+                match parse_duration(interval.get_ref()) {
+                    Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(3600) => {
+                        s3.poll_interval = d;
+                    }
+                    Ok(_) => errors.push(file.error(
+                        Some(interval.span()),
+                        "`rules.poll_interval` must be between 1s and 1h",
+                    )),
+                    Err(e) => errors.push(file.error(Some(interval.span()), e)),
+                }
+            }
+            s3.cache = cache.map(|(path, _)| path);
+            let topic = topic_flag.map(|t| (t.to_string(), None)).or_else(|| {
+                spec.rejected_topic_arn
+                    .as_ref()
+                    .map(|t| (t.get_ref().clone(), Some(t.span())))
+            });
+            if let Some((topic, span)) = topic {
+                if topic.starts_with("arn:") {
+                    s3.rejected_topic_arn = Some(topic);
+                } else {
+                    errors.push(file.error(
+                        span,
+                        format!("`rules.rejected_topic_arn` (or REFLEX_RULES_REJECTED_TOPIC_ARN) must be an SNS topic ARN (arn:...), not {topic:?}"),
+                    ));
+                }
+            }
+        }
+        RulesSource::Local(_) => {
+            let only_s3 = [
+                (
+                    "rules.poll_interval",
+                    spec.poll_interval.as_ref().map(Spanned::span),
+                ),
+                (
+                    "rules.cache",
+                    cache.as_ref().map(|(_, span)| span.clone().unwrap_or(0..0)),
+                ),
+                (
+                    "rules.rejected_topic_arn",
+                    spec.rejected_topic_arn.as_ref().map(Spanned::span),
+                ),
+            ];
+            for (key, span) in only_s3 {
+                if let Some(span) = span {
+                    errors.push(file.error(
+                        Some(span),
+                        format!("`{key}` applies only to an s3:// rules source (a local directory is watched)"),
+                    ));
+                }
+            }
+        }
+    }
+    source
 }
 
 impl From<&Config> for Settings {
@@ -986,6 +1124,77 @@ mod tests {
                 .any(|e| e.starts_with("reflex.toml:4:") && e.contains("invalid rate")),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn the_rules_source_is_a_directory_or_an_s3_prefix_and_checked() {
+        let base = "queue_url = \"q\"\ndead_letter_queue_url = \"d\"\n";
+        let local = |c: &Config| match &c.rules {
+            RulesSource::Local(p) => p.display().to_string(),
+            RulesSource::S3(s3) => panic!("not local: {s3:?}"),
+        };
+        assert_eq!(local(&load(base).expect("loads")), "rules");
+        assert_eq!(
+            local(&load(&format!("rules_dir = \"r\"\n{base}")).expect("loads")),
+            "r"
+        );
+        let c = load(&format!(
+            "{base}[rules]\nsource = \"s3://bkt/reflex/rules\"\npoll_interval = \"5s\"\ncache = \"/var/lib/reflex/c.json\"\nrejected_topic_arn = \"arn:aws:sns:eu-west-1:1:oncall\"\n"
+        ))
+        .expect("loads");
+        let RulesSource::S3(s3) = &c.rules else {
+            panic!("not s3: {:?}", c.rules)
+        };
+        assert_eq!(s3.url(), "s3://bkt/reflex/rules/");
+        assert_eq!(s3.poll_interval, Duration::from_secs(5));
+        assert_eq!(
+            s3.cache.as_deref(),
+            Some(Path::new("/var/lib/reflex/c.json"))
+        );
+        assert_eq!(
+            s3.rejected_topic_arn.as_deref(),
+            Some("arn:aws:sns:eu-west-1:1:oncall")
+        );
+
+        // Located errors: a bad URL, an interval out of range, both spellings,
+        // and S3-only keys on a local source.
+        let e = load(&format!("{base}[rules]\nsource = \"s3://B/x\"\n")).unwrap_err();
+        assert!(
+            e[0].starts_with("reflex.toml:4:10:") && e[0].contains("bucket"),
+            "{e:?}"
+        );
+        let e = load(&format!(
+            "{base}[rules]\nsource = \"s3://bkt/x/\"\npoll_interval = \"0s\"\n"
+        ))
+        .unwrap_err();
+        assert!(e[0].starts_with("reflex.toml:5:17:"), "{e:?}");
+        let e = load(&format!(
+            "rules_dir = \"r\"\n{base}[rules]\nsource = \"s\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e[0].starts_with("reflex.toml:5:10:") && e[0].contains("not both"),
+            "{e:?}"
+        );
+        let e = load(&format!(
+            "{base}[rules]\nsource = \"rules\"\ncache = \"c.json\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e[0].starts_with("reflex.toml:5:9:") && e[0].contains("only to an s3://"),
+            "{e:?}"
+        );
+
+        // The flag (REFLEX_RULES_SOURCE) wins over the file.
+        let file = SourceFile::new(Path::new("reflex.toml"), base.to_string());
+        let spec: ConfigSpec = parse_toml(&file).expect("parses");
+        let o = Overrides {
+            rules: Some("s3://bkt/p/".into()),
+            rules_cache: Some(PathBuf::from("/tmp/c.json")),
+            ..Overrides::default()
+        };
+        let c = Config::from_spec(spec, &file, o).expect("loads");
+        assert!(matches!(&c.rules, RulesSource::S3(s3) if s3.cache.is_some()));
     }
 }
 

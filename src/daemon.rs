@@ -13,12 +13,16 @@ use tracing::{info, warn};
 
 use crate::audit::{AuditSink, FileSink, NoAudit, StdoutSink};
 use crate::aws::sdk::{
-    AutoScalingGroups, ClassicElb, Clients, CloudWatch, Ec2, Elbv2, Sns, SqsQueue, Ssm,
+    AutoScalingGroups, ClassicElb, Clients, CloudWatch, Ec2, Elbv2, Sns, SqsQueue, Ssm, S3,
 };
 use crate::aws::signing_certs::HttpSigningCerts;
-use crate::aws::{Queue, SigningCerts};
+use crate::aws::{Notifier, Queue, SigningCerts};
 use crate::config::{AuditTarget, Config, Overrides};
+use crate::reload::s3::{S3Rules, StartError};
+use crate::reload::RulesSource;
 use crate::rules::source::SourceError;
+use crate::rules::RuleSet;
+use crate::telemetry::events::RulesStartedFromCache;
 use crate::worker::{Effects, Settings, Worker};
 
 /// Why `reflex run` did not start. Each is reported once, by `main`, which
@@ -29,10 +33,18 @@ pub enum StartupError {
     #[error("{} problem(s) in the configuration; not starting", .0.len())]
     Config(Vec<SourceError>),
     /// The rules do not load: every problem, located.
-    #[error("{} problem(s) in the rules under {}; not starting", .errors.len(), .rules_dir.display())]
+    #[error("{} problem(s) in the rules under {rules_source}; not starting", .errors.len())]
     Rules {
-        rules_dir: PathBuf,
+        rules_source: String,
         errors: Vec<SourceError>,
+    },
+    /// An `s3://` rules source cannot be read, and there is no usable cache
+    /// of the last good set.
+    #[error("cannot read the rules from {rules_source}: {error}; {}, not starting", match .cache { Some(p) => format!("the cache {} cannot be used either (see the warning above)", p.display()), None => "no cache is configured ([rules] cache, REFLEX_RULES_CACHE)".to_string() })]
+    RulesUnavailable {
+        rules_source: String,
+        error: String,
+        cache: Option<PathBuf>,
     },
     /// `audit.sink = "file"` names a file that cannot be opened for appending
     /// (so a bad path stops start-up rather than losing records).
@@ -99,28 +111,23 @@ pub async fn run(
     started: Instant,
 ) -> Result<(), StartupError> {
     let config = Config::load(config.as_deref(), overrides).map_err(StartupError::Config)?;
-    let rules =
-        crate::rules::load_paths(std::slice::from_ref(&config.rules_dir)).map_err(|errors| {
-            StartupError::Rules {
-                rules_dir: config.rules_dir.clone(),
-                errors,
-            }
-        })?;
     for warning in config.trust.warnings() {
         warn!("{warning}");
     }
     let audit = open_audit(&config.audit)?;
+    let clients = Clients::from_env(&config.aws_timeouts).await;
+    // Every AWS call from here on is counted in reflex_aws_calls_total.
+    crate::telemetry::events::install();
+    let (rules, follow) = load_rules(&config, &clients).await?;
     info!(
         rules = rules.rules().len(),
         rules_version = rules.version(),
+        rules_source = %config.rules,
         queue_url = %config.queue_url,
         dry_run = config.dry_run,
         audit = %config.audit.describe(),
         "Starting reflex."
     );
-    let clients = Clients::from_env(&config.aws_timeouts).await;
-    // Every AWS call from here on is counted in reflex_aws_calls_total.
-    crate::telemetry::events::install();
     crate::telemetry::metrics().rules_loaded(rules.version(), rules.rules().len());
     let (rules_tx, rules_rx) = watch::channel(Arc::new(rules));
     let shutdown = CancellationToken::new();
@@ -147,11 +154,14 @@ pub async fn run(
             .await
             .map_err(|source| StartupError::MetricsListener { addr, source })?;
     }
-    tokio::spawn(crate::reload::watch_rules(
-        config.rules_dir.clone(),
-        rules_tx,
-        shutdown.clone(),
-    ));
+    match follow {
+        FollowRules::Watch(path) => {
+            tokio::spawn(crate::reload::watch_rules(path, rules_tx, shutdown.clone()));
+        }
+        FollowRules::Poll(s3) => {
+            tokio::spawn(s3.follow(rules_tx, shutdown.clone()));
+        }
+    }
     let live = Effects {
         elb: Arc::new(ClassicElb::new(clients.elb.clone(), config.aws_timeouts)),
         target_groups: Arc::new(Elbv2::new(clients.elbv2.clone(), config.aws_timeouts)),
@@ -239,6 +249,59 @@ pub async fn run(
     }
     info!("reflex stopped.");
     Ok(())
+}
+
+/// How the live rules follow their source.
+enum FollowRules {
+    /// A local directory: watched, and reloaded on SIGHUP.
+    Watch(PathBuf),
+    /// An `s3://` prefix: polled.
+    Poll(S3Rules),
+}
+
+/// The rules to start with, and how they follow their source from then
+/// on. S3 with no valid set falls back to the cache of the last
+/// good set, if one is configured and usable.
+async fn load_rules(
+    config: &Config,
+    clients: &Clients,
+) -> Result<(RuleSet, FollowRules), StartupError> {
+    match &config.rules {
+        RulesSource::Local(path) => crate::rules::load_paths(std::slice::from_ref(path))
+            .map(|set| (set, FollowRules::Watch(path.clone())))
+            .map_err(|errors| StartupError::Rules {
+                rules_source: path.display().to_string(),
+                errors,
+            }),
+        RulesSource::S3(s3) => {
+            let objects = Arc::new(S3::new(clients.s3.clone(), config.aws_timeouts));
+            let notifier: Arc<dyn Notifier> =
+                Arc::new(Sns::new(clients.sns.clone(), config.aws_timeouts));
+            let mut follower = S3Rules::new(objects, s3.clone(), Some(notifier));
+            match follower.start().await {
+                Ok((set, None)) => Ok((set, FollowRules::Poll(follower))),
+                Ok((set, Some(reason))) => {
+                    RulesStartedFromCache {
+                        source: &s3.url(),
+                        cache: s3.cache.as_deref().unwrap_or(std::path::Path::new("")),
+                        rules_version: set.version(),
+                        reason: &reason,
+                    }
+                    .emit();
+                    Ok((set, FollowRules::Poll(follower)))
+                }
+                Err(StartError::Invalid(errors)) => Err(StartupError::Rules {
+                    rules_source: s3.url(),
+                    errors,
+                }),
+                Err(StartError::Unreachable(error)) => Err(StartupError::RulesUnavailable {
+                    rules_source: s3.url(),
+                    error: error.to_string(),
+                    cache: s3.cache.clone(),
+                }),
+            }
+        }
+    }
 }
 
 /// Opens the state store `[state]` names.

@@ -20,6 +20,9 @@ pub struct MessageOutcome {
     /// The version of the rules it was evaluated under (none if it was
     /// not decoded).
     pub rules_version: Option<String>,
+    /// Where that version came from, when not the local directory (an
+    /// `s3://` prefix).
+    pub rules_source: Option<String>,
     /// The rules that matched and acted, and those that matched but were
     /// skipped.
     pub matched: Vec<String>,
@@ -38,6 +41,7 @@ impl MessageOutcome {
             reports: vec![],
             disposition,
             rules_version: None,
+            rules_source: None,
             matched: vec![],
             skipped: vec![],
             visibility_lost: false,

@@ -193,6 +193,9 @@ pub struct Scope {
     pub metric_namespaces: Vec<String>,
     /// The DynamoDB state table's name, when the state backend is DynamoDB.
     pub state_table: Option<String>,
+    /// The bucket and prefix of an `s3://` rules source: listing under the
+    /// prefix and reading its objects, nothing more.
+    pub rules_s3: Option<(String, String)>,
 }
 
 impl Default for Scope {
@@ -213,6 +216,7 @@ impl Default for Scope {
             notification_topic_arns: Vec::new(),
             metric_namespaces: Vec::new(),
             state_table: None,
+            rules_s3: None,
         }
     }
 }
@@ -676,6 +680,20 @@ pub fn policy(rules: Option<&RuleSet>, scope: &Scope) -> Policy {
             vec![format!(
                 "arn:{partition}:dynamodb:{region}:{account}:table/{table}"
             )],
+        ));
+    }
+
+    // An s3:// rules source: ListBucket on the bucket, only for keys under
+    // the prefix; GetObject on the objects under it.
+    if let Some((bucket, prefix)) = &scope.rules_s3 {
+        statements.push(json!({"Sid": "ListRuleFiles", "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [format!("arn:{partition}:s3:::{bucket}")],
+            "Condition": {"StringLike": {"s3:prefix": [format!("{prefix}*")]}}}));
+        statements.push(allow(
+            "ReadRuleFiles",
+            &["s3:GetObject"],
+            vec![format!("arn:{partition}:s3:::{bucket}/{prefix}*")],
         ));
     }
 

@@ -10,11 +10,13 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use reflex::aws::sdk::{AutoScalingGroups, ClassicElb, CloudWatch, Ec2, Elbv2, Sns, SqsQueue, Ssm};
+use reflex::aws::sdk::{
+    AutoScalingGroups, ClassicElb, CloudWatch, Ec2, Elbv2, Sns, SqsQueue, Ssm, S3,
+};
 use reflex::aws::timeouts::AwsTimeouts;
 use reflex::aws::{
     Alarms, AutoScaling, CommandRequest, Commands, Datum, InstanceOp, Instances, LoadBalancers,
-    MetricPublisher, Notifier, Queue, Target, TargetGroups,
+    MetricPublisher, Notifier, ObjectStore, Queue, Target, TargetGroups,
 };
 
 const SDK_FILE: &str = include_str!("../src/aws/sdk.rs");
@@ -130,6 +132,14 @@ async fn every_operation_reflex_calls_is_counted() {
     );
     let sns = Sns::new(aws_sdk_sns::Client::new(&config), AwsTimeouts::default());
     let ssm = Ssm::new(aws_sdk_ssm::Client::new(&config), AwsTimeouts::default());
+    let s3 = S3::new(
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
+        ),
+        AwsTimeouts::default(),
+    );
     let ids = vec!["i-0123456789abcdef0".to_string()];
     let before = reflex::telemetry::metrics().encode();
 
@@ -155,6 +165,14 @@ async fn every_operation_reflex_calls_is_counted() {
     expect_err(
         "change_visibility",
         queue.change_visibility("rh", wait).await.is_err(),
+    );
+    expect_err(
+        "change_visibility_batch",
+        queue
+            .change_visibility_batch(&[("rh1".into(), wait), ("rh2".into(), wait)])
+            .await
+            .iter()
+            .all(Result::is_err),
     );
     expect_err(
         "send",
@@ -225,14 +243,19 @@ async fn every_operation_reflex_calls_is_counted() {
     };
     expect_err("send_command", ssm.send_command(&request).await.is_err());
     expect_err("invocation", ssm.invocation("cmd", &ids[0]).await.is_err());
-    assert_eq!(failed.len(), 25, "{failed:?}");
+    expect_err("list", s3.list("rules-bucket", "rules/").await.is_err());
+    expect_err(
+        "get",
+        s3.get("rules-bucket", "rules/web.toml").await.is_err(),
+    );
+    assert_eq!(failed.len(), 28, "{failed:?}");
 
     let after = reflex::telemetry::metrics().encode();
     let wrapped = wrapped_operations();
     let distinct: BTreeSet<&(String, String)> = wrapped.iter().collect();
     assert_eq!(
         distinct.len(),
-        25,
+        28,
         "src/aws/sdk.rs calls operations this test does not run; add them above: {distinct:?}"
     );
     for (service, operation) in distinct {

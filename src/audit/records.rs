@@ -243,6 +243,10 @@ pub struct MessageRecord {
     pub alarm: Option<AlarmRecord>,
     pub topic_arn: Option<String>,
     pub rules_version: Option<String>,
+    /// Where that version came from, for rules read from S3 (the `s3://`
+    /// prefix); absent for a local directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules_source: Option<String>,
     /// The rules that matched and acted, in rule order.
     pub matched: Vec<String>,
     /// The rules that matched but did not act, with the reason.
@@ -413,6 +417,7 @@ impl AuditRecord {
             alarm: event.map(AlarmRecord::new),
             topic_arn: event.and_then(|e| e.topic_arn.clone()),
             rules_version: handled.rules_version.clone(),
+            rules_source: handled.rules_source.clone(),
             matched: handled.matched.clone(),
             skipped: handled.skipped.iter().map(SkippedRecord::from).collect(),
             actions: handled.reports.len(),
@@ -568,6 +573,7 @@ mod tests {
                 after: Duration::from_secs(20),
             },
             rules_version: Some("v1".into()),
+            rules_source: None,
             matched: vec!["terminate-oos".into()],
             skipped: vec![Skipped {
                 rule: "old".into(),
@@ -621,6 +627,7 @@ mod tests {
                 reason: "expected value at line 1".into(),
             },
             rules_version: None,
+            rules_source: None,
             matched: vec![],
             skipped: vec![],
             visibility_lost: false,
@@ -780,6 +787,7 @@ mod tests {
                 reports: vec![report(Outcome::Done), report(Outcome::Duplicate)],
                 disposition: disposition.clone(),
                 rules_version: decoded.then(|| "v1".to_string()),
+                rules_source: decoded.then(|| "s3://bkt/rules/".to_string()),
                 matched: vec!["terminate-oos".into()],
                 skipped: vec![Skipped {
                     rule: "old".into(),
@@ -796,6 +804,7 @@ mod tests {
             assert_eq!(m.sqs_message_id, "sqs-9");
             assert_eq!(m.receive_count, 2);
             assert_eq!(m.rules_version, handled.rules_version);
+            assert_eq!(m.rules_source, handled.rules_source);
             assert_eq!(m.matched, ["terminate-oos"]);
             assert_eq!(
                 m.skipped,

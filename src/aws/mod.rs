@@ -264,6 +264,31 @@ pub trait Alarms: Send + Sync {
     async fn alarm_state(&self, alarm_name: &str) -> Result<Option<AlarmState>, AwsError>;
 }
 
+/// One object of a listing: its key, ETag and size.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ObjectEntry {
+    pub key: String,
+    /// As S3 gives it (quoted); compared, never interpreted.
+    pub etag: String,
+    pub size: u64,
+}
+
+/// One object's content, with the ETag of the version read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectBody {
+    pub bytes: Vec<u8>,
+    pub etag: String,
+}
+
+/// S3, read only: where a fleet's rule files are kept.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// `ListObjectsV2` of every object under `prefix` (all pages).
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectEntry>, AwsError>;
+    /// `GetObject`: the whole body.
+    async fn get(&self, bucket: &str, key: &str) -> Result<ObjectBody, AwsError>;
+}
+
 /// SNS.
 #[async_trait]
 pub trait Notifier: Send + Sync {

@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::exit;
 use crate::iam::{parse_queue_url, policy, queue_arn_from_url, Scope};
+use crate::reload::{RulesSource, S3Source};
 
 #[derive(Debug, Args)]
 pub struct IamPolicyArgs {
@@ -65,6 +66,12 @@ pub struct IamPolicyArgs {
     /// The DynamoDB state table's name, when the state backend is dynamodb.
     #[arg(long = "state-table", value_name = "TABLE")]
     pub state_table: Option<String>,
+    /// An `s3://bucket/prefix/` rules source: grant listing that prefix and
+    /// reading its objects (the rules themselves still come from --rules,
+    /// a local copy of the same files). Default: the config's `[rules]
+    /// source`, if it is one.
+    #[arg(long = "rules-source", value_name = "s3://BUCKET/PREFIX/")]
+    pub rules_source: Option<String>,
     /// A `reflex.toml`: its queues, rules directory and `[state]` (with
     /// `backend = "dynamodb"`, the state table's actions on that table only).
     /// Flags given beside it win.
@@ -112,7 +119,13 @@ pub fn run(args: &IamPolicyArgs) -> u8 {
         None
     } else {
         let paths = if let (true, Some(c)) = (args.rules.is_empty(), &config) {
-            vec![c.rules_dir.clone()]
+            match &c.rules {
+                RulesSource::Local(path) => vec![path.clone()],
+                RulesSource::S3(s3) => {
+                    eprintln!("error: the configuration's rules come from {}; pass --rules with a local copy of the same files (or --all-actions)", s3.url());
+                    return exit::USAGE;
+                }
+            }
         } else if args.rules.is_empty() {
             vec![PathBuf::from("rules")]
         } else {
@@ -170,6 +183,17 @@ pub fn run(args: &IamPolicyArgs) -> u8 {
     let queue_arn = queue_url
         .as_deref()
         .and_then(|u| arn(u).or_else(|| queue_arn_from_url(u)));
+    let rules_s3 = match (&args.rules_source, config.as_ref().map(|c| &c.rules)) {
+        (Some(url), _) => match S3Source::parse(url) {
+            Ok(s3) => Some((s3.bucket, s3.prefix)),
+            Err(e) => {
+                eprintln!("error: --rules-source: {e}");
+                return exit::USAGE;
+            }
+        },
+        (None, Some(RulesSource::S3(s3))) => Some((s3.bucket.clone(), s3.prefix.clone())),
+        _ => None,
+    };
     let scope = Scope {
         partition,
         region,
@@ -184,6 +208,7 @@ pub fn run(args: &IamPolicyArgs) -> u8 {
         notification_topic_arns: args.notification_topic_arns.clone(),
         metric_namespaces: args.metric_namespaces.clone(),
         state_table,
+        rules_s3,
     };
     let generated = policy(rules.as_ref(), &scope);
     for warning in &generated.warnings {

@@ -23,9 +23,33 @@ pub struct RunArgs {
     /// The dead-letter queue's URL (overrides `dead_letter_queue_url`).
     #[arg(long = "dlq-url", env = "REFLEX_DLQ_URL")]
     pub dead_letter_queue_url: Option<String>,
-    /// The rules directory (overrides `rules_dir`).
-    #[arg(long = "rules", env = "REFLEX_RULES_DIR")]
-    pub rules_dir: Option<PathBuf>,
+    /// The rules: a directory, or `s3://bucket/prefix/` (overrides
+    /// `[rules] source`).
+    #[arg(
+        long = "rules",
+        env = "REFLEX_RULES_DIR",
+        value_name = "DIR|s3://BUCKET/PREFIX/"
+    )]
+    pub rules_dir: Option<String>,
+    /// The same as `--rules`, under the name the Terraform module sets.
+    #[arg(
+        long = "rules-source",
+        env = "REFLEX_RULES_SOURCE",
+        value_name = "DIR|s3://BUCKET/PREFIX/",
+        conflicts_with = "rules_dir"
+    )]
+    pub rules_source: Option<String>,
+    /// Where the last good set from S3 is kept (overrides `[rules] cache`).
+    #[arg(long = "rules-cache", env = "REFLEX_RULES_CACHE", value_name = "FILE")]
+    pub rules_cache: Option<PathBuf>,
+    /// An SNS topic told about each rejected set from S3 (overrides
+    /// `[rules] rejected_topic_arn`).
+    #[arg(
+        long = "rules-rejected-topic-arn",
+        env = "REFLEX_RULES_REJECTED_TOPIC_ARN",
+        value_name = "ARN"
+    )]
+    pub rules_rejected_topic_arn: Option<String>,
     /// A trusted SNS topic ARN (repeatable; the environment variable takes a
     /// comma-separated list). Added to `trusted_topic_arns`.
     #[arg(
@@ -63,7 +87,9 @@ impl RunArgs {
         let overrides = Overrides {
             queue_url: self.queue_url,
             dead_letter_queue_url: self.dead_letter_queue_url,
-            rules_dir: self.rules_dir,
+            rules: self.rules_source.or(self.rules_dir),
+            rules_cache: self.rules_cache,
+            rules_rejected_topic_arn: self.rules_rejected_topic_arn,
             trusted_topic_arns: self.trusted_topic_arns,
             dry_run: self.dry_run,
             metrics_listen: self.metrics_listen,
@@ -83,10 +109,12 @@ pub async fn run(args: RunArgs, started: Instant) -> Result<(), StartupError> {
     crate::daemon::run(config, overrides, started).await
 }
 
-/// The exit code of a start-up failure: every one is a usage, config or
-/// rule-load error to the tools that run reflex.
+/// The exit code of a start-up failure: a usage, config or rule-load
+/// error, except a rules source that cannot be read (S3 down), which a
+/// restart may fix.
 pub fn exit_code(error: &StartupError) -> u8 {
     match error {
+        StartupError::RulesUnavailable { .. } => exit::FAILED,
         StartupError::Config(_)
         | StartupError::Rules { .. }
         | StartupError::AuditFile { .. }
@@ -157,7 +185,7 @@ mod tests {
         assert_eq!(o.trusted_topic_arns, vec!["a", "b"]);
         assert!(o.dry_run);
         assert_eq!(o.metrics_listen.as_deref(), Some("off"));
-        assert_eq!(o.rules_dir, Some(PathBuf::from("my-rules")));
+        assert_eq!(o.rules.as_deref(), Some("my-rules"));
     }
 
     #[test]
@@ -166,7 +194,7 @@ mod tests {
         for e in [
             StartupError::Config(vec![]),
             StartupError::Rules {
-                rules_dir: "rules".into(),
+                rules_source: "rules".into(),
                 errors: vec![],
             },
             StartupError::AuditFile {
@@ -181,5 +209,11 @@ mod tests {
         ] {
             assert_eq!(exit_code(&e), exit::USAGE, "{e}");
         }
+        let unavailable = StartupError::RulesUnavailable {
+            rules_source: "s3://bkt/rules/".into(),
+            error: "connection refused".into(),
+            cache: None,
+        };
+        assert_eq!(exit_code(&unavailable), exit::FAILED, "{unavailable}");
     }
 }

@@ -126,6 +126,9 @@ pub struct RuleSet {
     rules: Vec<Arc<Rule>>,
     index: index::Index,
     version: String,
+    /// Where the set came from, when that is not the local directory the
+    /// configuration names (an `s3://` prefix): recorded in the audit trail.
+    source: Option<String>,
 }
 
 impl RuleSet {
@@ -138,7 +141,19 @@ impl RuleSet {
             rules,
             index,
             version,
+            source: None,
         }
+    }
+
+    /// The same set, marked as coming from `source` (an `s3://` prefix).
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Where the set came from, if marked ([`RuleSet::with_source`]).
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
     }
 
     /// The rules, in load order (files sorted by path, rules in file order).

@@ -221,6 +221,8 @@ impl MessageDeadLettered<'_> {
 
 /// A new rule set became the live one.
 pub struct RulesReloaded<'a> {
+    /// The directory, file or `s3://` prefix the rules came from.
+    pub source: &'a str,
     pub from_version: &'a str,
     pub rules_version: &'a str,
     pub rules: usize,
@@ -231,6 +233,7 @@ impl RulesReloaded<'_> {
         metrics().rule_reloads.inc();
         metrics().rules_loaded(self.rules_version, self.rules);
         info!(
+            source = %self.source,
             from_version = %self.from_version,
             rules_version = %self.rules_version,
             rules = self.rules,
@@ -260,6 +263,83 @@ impl<P: Display> RulesReloadRejected<'_, P> {
             "Rule reload rejected; the previous rules stay in force."
         );
     }
+}
+
+/// A poll of an `s3://` rules source failed; the loaded rules stay.
+pub struct RulesPollFailed<'a> {
+    pub source: &'a str,
+    pub error: &'a dyn Display,
+    /// The version still in force.
+    pub rules_version: &'a str,
+}
+
+impl RulesPollFailed<'_> {
+    pub fn emit(&self) {
+        metrics().rules_source_poll_failures.inc();
+        warn!(
+            source = %self.source,
+            error = %self.error,
+            rules_version = %self.rules_version,
+            "Cannot read the rules source; the loaded rules stay in force."
+        );
+    }
+}
+
+/// A poll of an `s3://` rules source got an answer.
+pub struct RulesPolled;
+
+impl RulesPolled {
+    pub fn emit(&self) {
+        metrics()
+            .rules_source_last_success_timestamp_seconds
+            .set(unix_now_secs());
+    }
+}
+
+/// reflex started from its cache of the last good rule set, because the
+/// source could not give it a valid one.
+pub struct RulesStartedFromCache<'a> {
+    pub source: &'a str,
+    pub cache: &'a std::path::Path,
+    pub rules_version: &'a str,
+    /// Why the source itself was not used.
+    pub reason: &'a str,
+}
+
+impl RulesStartedFromCache<'_> {
+    pub fn emit(&self) {
+        warn!(
+            source = %self.source,
+            cache = %self.cache.display(),
+            rules_version = %self.rules_version,
+            reason = %self.reason,
+            "Starting from the cached rule set: the rules source gave no valid set."
+        );
+    }
+}
+
+/// The cache of the last good rule set could not be written (the rules
+/// are live all the same; a restart while the source is down would not
+/// find them).
+pub struct RulesCacheNotWritten<'a> {
+    pub cache: &'a std::path::Path,
+    pub error: &'a dyn Display,
+}
+
+impl RulesCacheNotWritten<'_> {
+    pub fn emit(&self) {
+        warn!(
+            cache = %self.cache.display(),
+            error = %self.error,
+            "Cannot write the rules cache."
+        );
+    }
+}
+
+fn unix_now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// How one store call ended, as counted.

@@ -121,6 +121,11 @@ pub struct MetricRegistry {
     pub rules_count: Gauge,
     pub rule_reloads: Counter,
     pub rule_reload_failures: Counter,
+    /// Polls of an `s3://` rules source that failed (S3 unreachable,
+    /// access denied, a read that timed out).
+    pub rules_source_poll_failures: Counter,
+    /// When a poll of an `s3://` rules source last succeeded (Unix time).
+    pub rules_source_last_success_timestamp_seconds: Gauge,
     /// Unlabelled totals for the CloudWatch summary (not exported).
     pub totals: Totals,
 }
@@ -165,6 +170,8 @@ impl MetricRegistry {
             rules_count: Gauge::default(),
             rule_reloads: Counter::default(),
             rule_reload_failures: Counter::default(),
+            rules_source_poll_failures: Counter::default(),
+            rules_source_last_success_timestamp_seconds: Gauge::default(),
             totals: Totals::default(),
             registry: Registry::with_prefix("reflex"),
         };
@@ -288,6 +295,16 @@ impl MetricRegistry {
             "rule_reload_failures",
             "Rule reloads rejected because the new rules are invalid",
             m.rule_reload_failures.clone(),
+        );
+        registry.register(
+            "rules_source_poll_failures",
+            "Polls of the s3:// rules source that failed; the loaded rules stay in force",
+            m.rules_source_poll_failures.clone(),
+        );
+        registry.register(
+            "rules_source_last_success_timestamp_seconds",
+            "When a poll of the s3:// rules source last succeeded (Unix time)",
+            m.rules_source_last_success_timestamp_seconds.clone(),
         );
         m
     }

@@ -710,6 +710,7 @@ impl Worker {
             reports,
             disposition,
             rules_version: Some(rules.version().to_string()),
+            rules_source: rules.source().map(str::to_string),
             matched: plan.matches.iter().map(|m| m.rule.name.clone()).collect(),
             skipped: plan.skipped,
         }

@@ -40,6 +40,7 @@ pub struct Aws {
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub s3: aws_sdk_s3::Client,
 }
 
 /// What [`Aws::create_pipeline`] built.
@@ -114,7 +115,37 @@ impl Aws {
             autoscaling: aws_sdk_autoscaling::Client::new(&config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
             ssm: aws_sdk_ssm::Client::new(&config),
+            // One host name for every bucket: the bucket goes in the path.
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&config)
+                    .force_path_style(true)
+                    .build(),
+            ),
         }
+    }
+
+    // --- S3 ---
+
+    /// Creates `bucket`.
+    pub async fn create_bucket(&self, bucket: &str) {
+        self.s3
+            .create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create bucket {bucket}: {e:?}"));
+    }
+
+    /// Writes `text` at `key`.
+    pub async fn put_object(&self, bucket: &str, key: &str, text: &str) {
+        self.s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(text.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put s3://{bucket}/{key}: {e:?}"));
     }
 
     // --- queues and topics ---

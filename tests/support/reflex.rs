@@ -29,6 +29,8 @@ pub struct ReflexBuilder {
     dlq_url: String,
     trusted_topic_arns: Vec<String>,
     rules: Vec<(String, String)>,
+    /// `--rules` with this (an `s3://` URL) instead of the rules directory.
+    rules_source: Option<String>,
     /// `reflex.toml`; `None` runs with flags only.
     config: Option<toml::Table>,
     args: Vec<String>,
@@ -48,6 +50,13 @@ impl ReflexBuilder {
     /// Adds a rule file (`name` like `"elb.toml"`) to the rules directory.
     pub fn rule(mut self, name: &str, text: &str) -> Self {
         self.rules.push((name.to_owned(), text.to_owned()));
+        self
+    }
+
+    /// Reads the rules from `source` (an `s3://bucket/prefix/` URL) instead
+    /// of the directory [`ReflexBuilder::rule`] fills.
+    pub fn rules_source(mut self, source: &str) -> Self {
+        self.rules_source = Some(source.to_owned());
         self
     }
 
@@ -139,8 +148,11 @@ impl ReflexBuilder {
         }
         command
             .args(["--queue-url", &self.queue_url, "--dlq-url", &self.dlq_url])
-            .arg("--rules")
-            .arg(&rules_dir);
+            .arg("--rules");
+        match &self.rules_source {
+            Some(source) => command.arg(source),
+            None => command.arg(&rules_dir),
+        };
         for topic in &self.trusted_topic_arns {
             command.args(["--trusted-topic-arn", topic]);
         }
@@ -195,6 +207,7 @@ impl Reflex {
             dlq_url: pipeline.dlq_url.clone(),
             trusted_topic_arns: vec![pipeline.topic_arn.clone()],
             rules: Vec::new(),
+            rules_source: None,
             config: None,
             args: Vec::new(),
             envs: Vec::new(),

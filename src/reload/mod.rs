@@ -1,9 +1,20 @@
-//! Live rule reload: on a change in the rules directory (watched with
-//! `notify`) or on SIGHUP, load and validate the whole rule set, and only
-//! then make it the live one. An invalid edit leaves the old rules running;
-//! its problems are logged with file, line and column, and counted.
-//! A message being processed keeps the rules it started with (the worker
-//! takes a snapshot per message).
+//! Live rule reload. Wherever the rules come from, a new set is loaded
+//! and validated as a whole, and only then made the live one; an invalid
+//! set leaves the old rules running, its problems logged with file (or S3
+//! key), line and column, and counted. A message being processed keeps the
+//! rules it started with (the worker takes a snapshot per message).
+//!
+//! - [`source`]: where the rules come from (`[rules]` in `reflex.toml`): a
+//!   local directory or an `s3://` prefix.
+//! - this module: a local directory, watched with `notify`, and SIGHUP;
+//! - [`s3`]: an S3 prefix, polled (`ListObjectsV2`; files fetched only
+//!   when a key or an ETag changed);
+//! - [`cache`]: the last good set from S3, on local disk, for a restart
+//!   while S3 is unreachable.
+
+pub mod cache;
+pub mod s3;
+pub mod source;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,8 +25,11 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::rules::source::SourceError;
 use crate::rules::{load_paths, RuleSet};
 use crate::telemetry::events::{RulesReloadRejected, RulesReloaded};
+
+pub use source::{RulesSource, S3Source};
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,30 +44,41 @@ pub enum Reloaded {
 
 /// Loads the rules at `path` and, if valid and different, makes them live.
 pub fn reload(path: &Path, live: &watch::Sender<Arc<RuleSet>>) -> Reloaded {
-    let current = live.borrow().version().to_string();
+    let source = path.display().to_string();
     match load_paths(&[path.to_path_buf()]) {
-        Ok(set) if set.version() == current => Reloaded::Unchanged,
-        Ok(set) => {
-            let to = set.version().to_string();
-            RulesReloaded {
-                from_version: &current,
-                rules_version: &to,
-                rules: set.rules().len(),
-            }
-            .emit();
-            live.send_replace(Arc::new(set));
-            Reloaded::Changed { from: current, to }
-        }
-        Err(problems) => {
-            RulesReloadRejected {
-                problems: &problems,
-                rules_version: &current,
-            }
-            .emit();
-            Reloaded::Rejected {
-                problems: problems.len(),
-            }
-        }
+        Ok(set) => replace(&source, set, live),
+        Err(problems) => reject(&problems, live),
+    }
+}
+
+/// Makes a valid `set` the live one, unless it is the version already live.
+pub fn replace(source: &str, set: RuleSet, live: &watch::Sender<Arc<RuleSet>>) -> Reloaded {
+    let current = live.borrow().version().to_string();
+    if set.version() == current {
+        return Reloaded::Unchanged;
+    }
+    let to = set.version().to_string();
+    RulesReloaded {
+        source,
+        from_version: &current,
+        rules_version: &to,
+        rules: set.rules().len(),
+    }
+    .emit();
+    live.send_replace(Arc::new(set));
+    Reloaded::Changed { from: current, to }
+}
+
+/// Reports an invalid set: the live one stays.
+pub fn reject(problems: &[SourceError], live: &watch::Sender<Arc<RuleSet>>) -> Reloaded {
+    let current = live.borrow().version().to_string();
+    RulesReloadRejected {
+        problems,
+        rules_version: &current,
+    }
+    .emit();
+    Reloaded::Rejected {
+        problems: problems.len(),
     }
 }
 
