@@ -43,6 +43,12 @@ impl CallLimits {
 /// The SDK's standard retry: three attempts.
 pub const STANDARD_ATTEMPTS: u32 = 3;
 
+/// Reads change nothing, so a lost reply costs only time: they get more
+/// attempts, all within the same operation deadline. On a network that
+/// loses three replies in a row now and then, a describe whose three
+/// attempts all failed sent its whole message back for `retry.base`.
+pub const READ_ATTEMPTS: u32 = 5;
+
 /// What the SDK is told for one call: its timeouts and its retries.
 #[derive(Debug, Clone)]
 pub struct SdkCallConfig {
@@ -145,7 +151,10 @@ impl AwsTimeouts {
                 CallLimits::new(attempt, attempt * 2)
             }
             CallKind::Queue => self.queue,
-            CallKind::Read => self.read,
+            CallKind::Read => CallLimits {
+                attempts: READ_ATTEMPTS,
+                ..self.read
+            },
             CallKind::Write => self.write,
             CallKind::Change => CallLimits {
                 attempts: 1,
@@ -177,6 +186,13 @@ mod tests {
         );
         assert_eq!(sdk.operation_timeout(), Some(Duration::from_secs(15)));
         assert_eq!(t.sdk(t.write).retry.max_attempts(), STANDARD_ATTEMPTS);
+        let read = t.limits(CallKind::Read, Duration::ZERO);
+        assert_eq!(read.attempts, READ_ATTEMPTS);
+        assert_eq!(
+            read.operation,
+            defaults::READ.operation,
+            "the same deadline"
+        );
         assert_eq!(
             t.sdk(t.write).retry.initial_backoff(),
             defaults::RETRY_BACKOFF
