@@ -10,7 +10,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::s3::{Fetched, Listing};
+use super::files::{Fetched, FetchedFile, Listing};
 use super::source::S3Source;
 use crate::rules::RuleSet;
 
@@ -134,7 +134,7 @@ pub fn read(
         files: file
             .files
             .into_iter()
-            .map(|f| super::s3::FetchedFile {
+            .map(|f| FetchedFile {
                 key: f.key,
                 etag: f.etag,
                 text: f.text,

@@ -9,10 +9,13 @@
 //! - this module: a local directory, watched with `notify`, and SIGHUP;
 //! - [`s3`]: an S3 prefix, polled (`ListObjectsV2`; files fetched only
 //!   when a key or an ETag changed);
+//! - [`files`]: the rule files of one version of a prefix (keys, ETags,
+//!   text), loaded as one set;
 //! - [`cache`]: the last good set from S3, on local disk, for a restart
 //!   while S3 is unreachable.
 
 pub mod cache;
+pub mod files;
 pub mod s3;
 pub mod source;
 
