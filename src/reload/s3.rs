@@ -464,6 +464,53 @@ mod tests {
         assert!(rx.borrow().get("db").is_some());
     }
 
+    /// A notifier that records what it publishes.
+    #[derive(Default)]
+    struct Published(Mutex<Vec<(String, String, String)>>);
+
+    #[async_trait]
+    impl Notifier for Published {
+        async fn publish(
+            &self,
+            topic_arn: &str,
+            subject: &str,
+            message: &str,
+        ) -> Result<Option<String>, AwsError> {
+            self.0.lock().unwrap().push((
+                topic_arn.to_string(),
+                subject.to_string(),
+                message.to_string(),
+            ));
+            Ok(Some("msg-1".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rejected_set_is_published_to_the_topic_once() {
+        let bucket = Arc::new(Bucket::default());
+        bucket.put("rules/web.toml", &rule("one", "t1"));
+        let published = Arc::new(Published::default());
+        let topic = "arn:aws:sns:eu-west-1:123456789012:oncall";
+        let source = S3Source {
+            rejected_topic_arn: Some(topic.to_string()),
+            ..source(None)
+        };
+        let mut s3 = S3Rules::new(bucket.clone(), source, Some(published.clone()));
+        let (set, _) = s3.start().await.unwrap();
+        let v1 = set.version().to_string();
+        let (tx, _rx) = watch::channel(Arc::new(set));
+        bucket.put("rules/web.toml", "[[rule]]\nname = \"x\"\nbogus = 1\n");
+        s3.poll(&tx).await;
+        s3.poll(&tx).await;
+        let sent = published.0.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1, "once per rejected version: {sent:?}");
+        let (to, subject, message) = &sent[0];
+        assert_eq!(to, topic);
+        assert!(subject.contains("s3://bkt/rules/"), "{subject}");
+        assert!(message.contains(&format!("Version {v1} stays in force")), "{message}");
+        assert!(message.contains("s3://bkt/rules/web.toml:3:1: "), "{message}");
+    }
+
     #[tokio::test]
     async fn problems_name_the_s3_key_line_and_column() {
         let bucket = Arc::new(Bucket::default());
