@@ -507,8 +507,14 @@ mod tests {
         let (to, subject, message) = &sent[0];
         assert_eq!(to, topic);
         assert!(subject.contains("s3://bkt/rules/"), "{subject}");
-        assert!(message.contains(&format!("Version {v1} stays in force")), "{message}");
-        assert!(message.contains("s3://bkt/rules/web.toml:3:1: "), "{message}");
+        assert!(
+            message.contains(&format!("Version {v1} stays in force")),
+            "{message}"
+        );
+        assert!(
+            message.contains("s3://bkt/rules/web.toml:3:1: "),
+            "{message}"
+        );
     }
 
     #[tokio::test]
