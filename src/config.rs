@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
-use crate::aws::timeouts::{AwsTimeouts, CallLimits};
+use crate::aws::timeouts::{defaults as aws_timeouts_defaults, AwsTimeouts, CallLimits};
 use crate::disposition::Backoff;
 use crate::reload::RulesSource;
 use crate::rules::limits::{parse_duration, Rate};
@@ -119,6 +119,13 @@ pub struct AwsSpec {
     pub read_attempt_timeout: Option<Spanned<String>>,
     /// A whole read. Default `"10s"`.
     pub read_timeout: Option<Spanned<String>>,
+    /// A read, a signing certificate fetch or a queue call (heartbeat,
+    /// delete, release) that has not answered after this gets a second,
+    /// identical request beside it; the first answer is used. At most one
+    /// per call, within the call's deadline. Shorter than
+    /// `read_attempt_timeout` and `queue_attempt_timeout`, or `"off"`.
+    /// Default `"1s"`.
+    pub hedge_after: Option<Spanned<String>>,
     /// One attempt of a write (terminate, stop, reboot, deregister,
     /// publish, put metric data). Default `"5s"`.
     pub write_attempt_timeout: Option<Spanned<String>>,
@@ -398,6 +405,8 @@ impl Config {
             connect: duration(&aws.connect_timeout, aws_defaults.connect),
             receive_margin: duration(&aws.receive_margin, aws_defaults.receive_margin),
             retry_backoff: duration(&aws.retry_backoff, aws_defaults.retry_backoff),
+            // Set below, once the attempt timeouts are known.
+            hedge_after: None,
             queue: CallLimits::new(
                 duration(&aws.queue_attempt_timeout, aws_defaults.queue.attempt),
                 duration(&aws.queue_timeout, aws_defaults.queue.operation),
@@ -410,6 +419,19 @@ impl Config {
                 duration(&aws.write_attempt_timeout, aws_defaults.write.attempt),
                 duration(&aws.write_timeout, aws_defaults.write.operation),
             ),
+        };
+        // Unset, the hedge waits 1 s, or half the shorter attempt timeout
+        // when the attempts are shorter than 2 s.
+        let aws_timeouts = AwsTimeouts {
+            hedge_after: match &aws.hedge_after {
+                Some(v) if v.get_ref() == "off" => None,
+                Some(_) => Some(duration(&aws.hedge_after, Duration::ZERO)),
+                None => Some(
+                    aws_timeouts_defaults::HEDGE_AFTER
+                        .min(aws_timeouts.read.attempt.min(aws_timeouts.queue.attempt) / 2),
+                ),
+            },
+            ..aws_timeouts
         };
         let retry_base = duration(&spec.retry.base, defaults::RETRY_BASE);
         let retry_max = duration(&spec.retry.max, defaults::RETRY_MAX);
@@ -776,6 +798,18 @@ fn check_aws_timeouts(
             ));
         }
     }
+    if let Some(after) = t.hedge_after {
+        if after.is_zero() || after >= t.read.attempt.min(t.queue.attempt) {
+            errors.push(file.error(
+                span(&spec.hedge_after),
+                format!(
+                    "`aws.hedge_after` must be more than zero and shorter than `aws.read_attempt_timeout` ({}) and `aws.queue_attempt_timeout` ({}), or \"off\"",
+                    humantime::format_duration(t.read.attempt),
+                    humantime::format_duration(t.queue.attempt)
+                ),
+            ));
+        }
+    }
     if t.retry_backoff > Duration::from_secs(20) {
         errors.push(file.error(
             span(&spec.retry_backoff),
@@ -1101,6 +1135,34 @@ mod tests {
         );
         let e = load(&format!("{base}[aws]\nretries = 5\n")).unwrap_err();
         assert!(e[0].contains("unknown field `retries`"), "{e:?}");
+    }
+
+    #[test]
+    fn hedges_are_on_by_default_and_can_be_turned_off() {
+        use crate::aws::timeouts::CallKind;
+        let base = "queue_url = \"q\"\ndead_letter_queue_url = \"d\"\n[aws]\n";
+        let read = |c: &Config| c.aws_timeouts.limits(CallKind::Read, Duration::ZERO);
+        let c = load(base).expect("loads");
+        assert_eq!(read(&c).hedge_after, Some(Duration::from_secs(1)));
+        // Unset, it stays under attempts shorter than the defaults.
+        let c = load(&format!("{base}queue_attempt_timeout = \"1s\"\n")).expect("loads");
+        assert_eq!(read(&c).hedge_after, Some(Duration::from_millis(500)));
+        let c = load(&format!("{base}hedge_after = \"250ms\"\n")).expect("loads");
+        assert_eq!(read(&c).hedge_after, Some(Duration::from_millis(250)));
+        let c = load(&format!("{base}hedge_after = \"off\"\n")).expect("loads");
+        assert_eq!(read(&c).hedge_after, None);
+        for bad in ["\"3s\"", "\"0s\"", "\"never\""] {
+            let e = load(&format!("{base}hedge_after = {bad}\n")).unwrap_err();
+            assert!(
+                e.iter().any(|e| e.starts_with("reflex.toml:4:15:")),
+                "{bad}: {e:?}"
+            );
+        }
+        let e = load(&format!("{base}hedge_after = \"3s\"\n")).unwrap_err();
+        assert!(
+            e.iter().any(|e| e.contains("`aws.hedge_after` must be more than zero and shorter than `aws.read_attempt_timeout` (3s) and `aws.queue_attempt_timeout` (2s), or \"off\"")),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +16,7 @@ use crate::aws::sdk::{
     AutoScalingGroups, ClassicElb, Clients, CloudWatch, Ec2, Elbv2, Sns, SqsQueue, Ssm, S3,
 };
 use crate::aws::signing_certs::HttpSigningCerts;
+use crate::aws::timeouts::CallKind;
 use crate::aws::{Notifier, Queue, SigningCerts};
 use crate::config::{AuditTarget, Config, Overrides};
 use crate::reload::s3::{S3Rules, StartError};
@@ -187,7 +188,7 @@ pub async fn run(
             clients.credentials.clone(),
         )
         .map_err(StartupError::Tls)?
-        .with_limits(config.aws_timeouts.read),
+        .with_limits(config.aws_timeouts.limits(CallKind::Read, Duration::ZERO)),
     );
     if let Some(endpoint) = signing_certs.endpoint() {
         info!(

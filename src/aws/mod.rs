@@ -18,6 +18,7 @@
 
 pub mod dry_run;
 pub mod dynamodb_state;
+pub mod hedge;
 pub mod observe;
 pub mod sdk;
 pub mod signing_certs;

@@ -64,6 +64,8 @@ pub struct AwsCallFinished {
     /// The AWS error code, when it failed with one.
     pub code: Option<String>,
     pub elapsed: Duration,
+    /// Whether a hedge was sent (reads only), and whose answer was used.
+    pub hedge: super::hedge::Hedge,
 }
 
 /// Hears every finished AWS call.

@@ -13,6 +13,7 @@ use aws_sdk_sqs::error::SdkError;
 use aws_sdk_sqs::operation::RequestId;
 use chrono::{DateTime, TimeZone, Utc};
 
+use super::hedge::{hedged, Hedge};
 use super::observe::{self, AwsCallFinished, CallOutcome};
 use super::timeouts::{AwsTimeouts, CallKind, CallLimits, SdkCallConfig, DEADLINE_SLACK};
 use super::{
@@ -98,16 +99,17 @@ where
 
 /// The one way reflex calls AWS: sends the request `send` builds with this
 /// call's timeouts in force (the SDK retries a timed-out attempt as
-/// transient), bounds the whole call by the operation deadline, times it,
-/// classifies its error, and reports an [`AwsCallFinished`] to the
-/// installed observer — success or failure alike, so no operation can go
-/// uncounted.
+/// transient), hedges it when it is a read that has not answered in time
+/// ([`super::hedge`]), bounds the whole call by the operation deadline,
+/// times it, classifies its error, and reports an [`AwsCallFinished`] to
+/// the installed observer — success or failure alike, so no operation can
+/// go uncounted.
 async fn call<T, E, F>(
     service: &'static str,
     operation: &'static str,
     timeouts: &AwsTimeouts,
     limits: CallLimits,
-    send: impl FnOnce(SdkCallConfig) -> F,
+    send: impl Fn(SdkCallConfig) -> F,
 ) -> Result<T, AwsError>
 where
     F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
@@ -115,9 +117,29 @@ where
 {
     let started = tokio::time::Instant::now();
     let deadline = limits.operation + DEADLINE_SLACK;
-    let result = match tokio::time::timeout(deadline, send(timeouts.sdk(limits))).await {
-        Ok(r) => r.map_err(|e| classify(service, operation, e)),
-        Err(_) => Err(AwsError::timeout(service, operation, deadline)),
+    let requests = async {
+        match limits.hedge_after {
+            // The hedge gets what is left of the operation deadline, so the
+            // call still ends within it.
+            Some(after) => {
+                hedged(after, || {
+                    let left = limits.operation.saturating_sub(started.elapsed());
+                    send(timeouts.sdk(CallLimits {
+                        operation: left.max(Duration::from_millis(1)),
+                        ..limits
+                    }))
+                })
+                .await
+            }
+            None => (send(timeouts.sdk(limits)).await, Hedge::NotSent),
+        }
+    };
+    let (result, hedge) = match tokio::time::timeout(deadline, requests).await {
+        Ok((r, hedge)) => (r.map_err(|e| classify(service, operation, e)), hedge),
+        Err(_) => (
+            Err(AwsError::timeout(service, operation, deadline)),
+            Hedge::NotSent,
+        ),
     };
     let (outcome, code) = match &result {
         Ok(_) => (CallOutcome::Ok, None),
@@ -129,6 +151,7 @@ where
         outcome,
         code,
         elapsed: started.elapsed(),
+        hedge,
     });
     result
 }
@@ -396,7 +419,7 @@ impl Queue for SqsQueue {
                     self.client
                         .delete_message_batch()
                         .queue_url(&self.url)
-                        .set_entries(Some(entries)),
+                        .set_entries(Some(entries.clone())),
                     t
                 )
             },
@@ -453,7 +476,7 @@ impl Queue for SqsQueue {
                     self.client
                         .change_message_visibility_batch()
                         .queue_url(&self.url)
-                        .set_entries(Some(built)),
+                        .set_entries(Some(built.clone())),
                     t
                 )
             },
@@ -518,8 +541,8 @@ impl Queue for SqsQueue {
             "sqs",
             "SendMessage",
             &self.timeouts,
-            self.timeouts.limits(CallKind::Queue, Duration::ZERO),
-            |t| send_with!(aws_sdk_sqs, req, t),
+            self.timeouts.limits(CallKind::QueueSend, Duration::ZERO),
+            |t| send_with!(aws_sdk_sqs, req.clone(), t),
         )
         .await?;
         Ok(out.message_id().unwrap_or_default().to_string())
@@ -608,6 +631,7 @@ impl LoadBalancers for ClassicElb {
                 .instance_id(id)
                 .build()
         });
+        let instances: Vec<_> = instances.collect();
         let out = call(
             "elasticloadbalancing",
             "DeregisterInstancesFromLoadBalancer",
@@ -619,7 +643,7 @@ impl LoadBalancers for ClassicElb {
                     self.client
                         .deregister_instances_from_load_balancer()
                         .load_balancer_name(load_balancer)
-                        .set_instances(Some(instances.collect())),
+                        .set_instances(Some(instances.clone())),
                     t
                 )
             },
@@ -723,6 +747,7 @@ impl TargetGroups for Elbv2 {
                 .set_port(t.port)
                 .build()
         });
+        let targets: Vec<_> = targets.collect();
         let out = call(
             "elasticloadbalancing",
             "DeregisterTargets",
@@ -734,7 +759,7 @@ impl TargetGroups for Elbv2 {
                     self.client
                         .deregister_targets()
                         .target_group_arn(arn)
-                        .set_targets(Some(targets.collect())),
+                        .set_targets(Some(targets.clone())),
                     t
                 )
             },
@@ -913,7 +938,7 @@ impl Commands for Ssm {
                         aws_sdk_ssm,
                         self.client
                             .describe_instance_information()
-                            .filters(filter)
+                            .filters(filter.clone())
                             .max_results(50),
                         t
                     )
@@ -948,7 +973,7 @@ impl Commands for Ssm {
                         .document_name(RUN_SHELL_SCRIPT)
                         .set_instance_ids(Some(request.instance_ids.clone()))
                         .parameters("commands", request.commands.clone())
-                        .parameters("executionTimeout", vec![execution_timeout])
+                        .parameters("executionTimeout", vec![execution_timeout.clone()])
                         .max_concurrency(&request.max_concurrency)
                         .max_errors(&request.max_errors)
                         .comment(&request.comment),
@@ -1079,7 +1104,7 @@ impl Instances for Ec2 {
                         aws_sdk_ec2,
                         self.client
                             .terminate_instances()
-                            .set_instance_ids(ids)
+                            .set_instance_ids(ids.clone())
                             .dry_run(dry_run),
                         t
                     )
@@ -1097,7 +1122,7 @@ impl Instances for Ec2 {
                         aws_sdk_ec2,
                         self.client
                             .reboot_instances()
-                            .set_instance_ids(ids)
+                            .set_instance_ids(ids.clone())
                             .dry_run(dry_run),
                         t
                     )
@@ -1115,7 +1140,7 @@ impl Instances for Ec2 {
                         aws_sdk_ec2,
                         self.client
                             .stop_instances()
-                            .set_instance_ids(ids)
+                            .set_instance_ids(ids.clone())
                             .dry_run(dry_run),
                         t
                     )
@@ -1199,6 +1224,7 @@ impl MetricPublisher for CloudWatch {
                 ))
                 .build()
         });
+        let data: Vec<_> = data.collect();
         let out = call(
             "cloudwatch",
             "PutMetricData",
@@ -1210,7 +1236,7 @@ impl MetricPublisher for CloudWatch {
                     self.client
                         .put_metric_data()
                         .namespace(namespace)
-                        .set_metric_data(Some(data.collect())),
+                        .set_metric_data(Some(data.clone())),
                     t
                 )
             },

@@ -18,6 +18,7 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
+use super::hedge::{hedged, Hedge};
 use super::observe::{self, AwsCallFinished, CallOutcome};
 use super::timeouts::CallLimits;
 use super::{AwsError, SigningCerts};
@@ -182,8 +183,11 @@ impl SigningCerts for HttpSigningCerts {
             attempt: per_attempt,
             operation,
             attempts,
+            hedge_after,
         } = self.limits;
-        let attempts_made = async {
+        // The attempts of one request; a fetch is a read, so it is hedged
+        // like the SDK's reads.
+        let attempts_made = || async {
             let mut attempt = 1;
             loop {
                 let result = match tokio::time::timeout(per_attempt, self.get(location)).await {
@@ -205,12 +209,21 @@ impl SigningCerts for HttpSigningCerts {
                 }
             }
         };
-        let result = match tokio::time::timeout(operation, attempts_made).await {
+        let requests = async {
+            match hedge_after {
+                Some(after) => hedged(after, attempts_made).await,
+                None => (attempts_made().await, Hedge::NotSent),
+            }
+        };
+        let (result, hedge) = match tokio::time::timeout(operation, requests).await {
             Ok(r) => r,
-            Err(_) => Err(AwsError {
-                message: format!("{}: no answer within {operation:?}", location.fetch_url),
-                ..AwsError::timeout(SERVICE, OPERATION, operation)
-            }),
+            Err(_) => (
+                Err(AwsError {
+                    message: format!("{}: no answer within {operation:?}", location.fetch_url),
+                    ..AwsError::timeout(SERVICE, OPERATION, operation)
+                }),
+                Hedge::NotSent,
+            ),
         };
         let (outcome, code) = match &result {
             Ok(_) => (CallOutcome::Ok, None),
@@ -222,6 +235,7 @@ impl SigningCerts for HttpSigningCerts {
             outcome,
             code,
             elapsed: started.elapsed(),
+            hedge,
         });
         result
     }

@@ -28,6 +28,10 @@ pub struct CallLimits {
     pub operation: Duration,
     /// How many attempts the SDK's standard retry makes.
     pub attempts: u32,
+    /// A call not answered after this gets a second, identical request
+    /// beside it ([`super::hedge`]): reads and queue calls, which are safe
+    /// to send twice; `None` for every other kind.
+    pub hedge_after: Option<Duration>,
 }
 
 impl CallLimits {
@@ -36,6 +40,7 @@ impl CallLimits {
             attempt,
             operation,
             attempts: STANDARD_ATTEMPTS,
+            hedge_after: None,
         }
     }
 }
@@ -62,8 +67,12 @@ pub enum CallKind {
     /// `ReceiveMessage`: the long-poll wait plus a margin.
     Receive,
     /// `ChangeMessageVisibility` (the heartbeat), `DeleteMessage`,
-    /// `SendMessage` (the dead-letter queue), `GetQueueAttributes`.
+    /// `GetQueueAttributes`: the same request twice does what one does,
+    /// so they are hedged.
     Queue,
+    /// `SendMessage` to the dead-letter queue: the queue limits, never
+    /// hedged (a second request would dead-letter the message twice).
+    QueueSend,
     /// Describes: EC2, ELB, CloudWatch alarms, Auto Scaling, target groups.
     Read,
     /// Publish, put metric data, send an SSM command.
@@ -87,6 +96,10 @@ pub struct AwsTimeouts {
     /// after a random pause of up to this, doubled for each further
     /// attempt.
     pub retry_backoff: Duration,
+    /// A read or queue call with no answer after this gets a hedge: a
+    /// second, identical request, whose answer is used if it comes first.
+    /// `None`: never.
+    pub hedge_after: Option<Duration>,
     pub queue: CallLimits,
     pub read: CallLimits,
     pub write: CallLimits,
@@ -104,6 +117,12 @@ pub mod defaults {
     /// lossy network, where alarms fire, that is most of a call's delay.
     /// The token bucket still stops retry storms.
     pub const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+    /// Well above a describe's or a heartbeat's usual reply time in a
+    /// region (tens to a few hundred milliseconds), under the queue and
+    /// read attempt timeouts: a stalled call costs about this plus one
+    /// round trip, not the attempt timeout, and a healthy network sends
+    /// almost no hedges.
+    pub const HEDGE_AFTER: Duration = Duration::from_secs(1);
     /// Well under the default heartbeat interval (20 s), so a stalled
     /// heartbeat is retried long before the visibility runs out.
     pub const QUEUE: CallLimits = CallLimits::new(Duration::from_secs(2), Duration::from_secs(6));
@@ -117,6 +136,7 @@ impl Default for AwsTimeouts {
             connect: defaults::CONNECT,
             receive_margin: defaults::RECEIVE_MARGIN,
             retry_backoff: defaults::RETRY_BACKOFF,
+            hedge_after: Some(defaults::HEDGE_AFTER),
             queue: defaults::QUEUE,
             read: defaults::READ,
             write: defaults::WRITE,
@@ -150,11 +170,16 @@ impl AwsTimeouts {
                 let attempt = wait + self.receive_margin;
                 CallLimits::new(attempt, attempt * 2)
             }
-            CallKind::Queue => self.queue,
+            CallKind::Queue => CallLimits {
+                hedge_after: self.hedge_after,
+                ..self.queue
+            },
             CallKind::Read => CallLimits {
                 attempts: READ_ATTEMPTS,
+                hedge_after: self.hedge_after,
                 ..self.read
             },
+            CallKind::QueueSend => self.queue,
             CallKind::Write => self.write,
             CallKind::Change => CallLimits {
                 attempts: 1,
@@ -175,7 +200,7 @@ mod tests {
         assert_eq!(l.attempt, Duration::from_secs(25));
         assert_eq!(l.operation, Duration::from_secs(50));
         assert_eq!(
-            t.limits(CallKind::Queue, Duration::from_secs(20)),
+            t.limits(CallKind::QueueSend, Duration::from_secs(20)),
             defaults::QUEUE
         );
         let sdk = t.sdk(t.write).timeout;
@@ -208,6 +233,34 @@ mod tests {
         assert_eq!(change.attempts, 1);
         assert_eq!(change.attempt, t.write.attempt);
         assert_eq!(t.sdk(change).retry.max_attempts(), 1);
+        assert_eq!(change.hedge_after, None, "a change is never sent twice");
+    }
+
+    /// Only reads and queue calls are hedged: a second request of anything
+    /// else could act twice (a write, a dead-letter send), or take more
+    /// messages (a receive).
+    #[test]
+    fn only_calls_safe_to_send_twice_are_hedged() {
+        let t = AwsTimeouts::default();
+        for kind in [CallKind::Read, CallKind::Queue] {
+            assert_eq!(
+                t.limits(kind, Duration::ZERO).hedge_after,
+                Some(defaults::HEDGE_AFTER)
+            );
+        }
+        for kind in [
+            CallKind::Receive,
+            CallKind::QueueSend,
+            CallKind::Write,
+            CallKind::Change,
+        ] {
+            assert_eq!(t.limits(kind, Duration::from_secs(1)).hedge_after, None);
+        }
+        let off = AwsTimeouts {
+            hedge_after: None,
+            ..t
+        };
+        assert_eq!(off.limits(CallKind::Read, Duration::ZERO).hedge_after, None);
     }
 
     #[test]

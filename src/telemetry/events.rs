@@ -20,6 +20,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use super::metrics;
+use crate::aws::hedge::Hedge;
 use crate::aws::observe::{self, AwsCallFinished, CallObserver};
 use crate::outcome::{ActionReport, Outcome};
 
@@ -420,6 +421,15 @@ impl CallObserver for CountAwsCalls {
         if call.outcome == crate::aws::observe::CallOutcome::Timeout {
             m.aws_timeouts.get_or_create(&labels).inc();
         }
+        if let Hedge::Sent { won } = call.hedge {
+            m.aws_hedges
+                .get_or_create(&super::AwsHedgeLabels {
+                    service: labels.service,
+                    operation: labels.operation,
+                    answer: if won { "hedge" } else { "first" },
+                })
+                .inc();
+        }
     }
 }
 
@@ -449,6 +459,7 @@ mod tests {
             outcome: CallOutcome::Ok,
             code: None,
             elapsed: Duration::from_millis(3),
+            hedge: Hedge::NotSent,
         });
         assert_eq!(count(&metrics().encode(), series), before + 1);
     }
@@ -468,6 +479,7 @@ mod tests {
                 outcome,
                 code: None,
                 elapsed: Duration::from_secs(5),
+                hedge: Hedge::NotSent,
             });
         }
         let text = metrics().encode();

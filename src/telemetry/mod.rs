@@ -70,6 +70,15 @@ pub struct AwsOperationLabels {
     pub operation: String,
 }
 
+/// One hedged AWS read, by whose answer was used.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwsHedgeLabels {
+    pub service: String,
+    pub operation: String,
+    /// `hedge` (the second request answered first) or `first`.
+    pub answer: &'static str,
+}
+
 /// 5 ms to ~82 s: a call on a healthy network takes milliseconds, a long
 /// poll up to its wait, a stalled one its deadline.
 fn aws_call_histogram() -> Histogram {
@@ -107,6 +116,7 @@ pub struct MetricRegistry {
     pub state_call_seconds: HistogramFamily<OperationLabel>,
     pub aws_call_seconds: HistogramFamily<AwsOperationLabels>,
     pub aws_timeouts: Family<AwsOperationLabels, Counter>,
+    pub aws_hedges: Family<AwsHedgeLabels, Counter>,
     pub in_flight: Gauge,
     /// The age of the oldest message being worked on, set from
     /// [`MetricRegistry::in_flight_since`] on each scrape.
@@ -156,6 +166,7 @@ impl MetricRegistry {
             state_call_seconds: Family::new_with_constructor(store_call_histogram),
             aws_call_seconds: Family::new_with_constructor(aws_call_histogram),
             aws_timeouts: Family::default(),
+            aws_hedges: Family::default(),
             in_flight: Gauge::default(),
             oldest_in_flight_seconds: Gauge::default(),
             in_flight_since: InFlightStarts::default(),
@@ -240,6 +251,11 @@ impl MetricRegistry {
             "aws_timeouts",
             "AWS calls that got no reply within their deadline, by service and operation",
             m.aws_timeouts.clone(),
+        );
+        registry.register(
+            "aws_hedges",
+            "AWS reads and queue calls that got a second request because the first had not answered in time ([aws] hedge_after), by service, operation and whose answer was used",
+            m.aws_hedges.clone(),
         );
         registry.register(
             "state_call_seconds",
