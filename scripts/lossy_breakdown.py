@@ -26,7 +26,7 @@ for e in ev:
     if m=='Message deleted.': tend=t
     if m.startswith('delaying for'):
         d=m.split()[-1]; nd+=1
-        delays+= float(d[:-2])/1000 if d.endswith('ms') else float(d[:-1])
+        delays+= float(d[:-2])/1000 if d.endswith('ms') else float(d[:-2])/1e6 if d.endswith('µs') else float(d[:-1])
     sp=e.get('span') or {}
     mid=sp.get('sqs_message_id')
     if m=='AWS call finished.':

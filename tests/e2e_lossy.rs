@@ -75,6 +75,9 @@ async fn run(name: &str, faults: Faults) -> (Run, Reflex, FaultProxy, World) {
         .set("aws.queue_attempt_timeout", "1s")
         .set("aws.read_attempt_timeout", "1s")
         .set("aws.write_attempt_timeout", "2s")
+        // A read not answered in 500 ms (replies here take 50-500 ms)
+        // gets a second request.
+        .set("aws.hedge_after", "500ms")
         // A stalled long poll (1 s wait) is given up after 2 s, not 6 s.
         .set("aws.receive_margin", "1s")
         // A message whose calls all failed comes back soon.

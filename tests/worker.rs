@@ -773,7 +773,7 @@ fn heartbeats(h: &TestWorker) -> usize {
         .count()
 }
 
-/// Visibility 60 s, heartbeat 20 s: the receive asks for 40 s, the first
+/// Visibility 60 s, heartbeat 20 s: the receive asks for 20 s, the first
 /// heartbeat goes out at once, and each may take 6 s. The first one hangs;
 /// it is given up at 6 s and retried, which gets through: the message
 /// finishes normally, its visibility never lost.
@@ -815,8 +815,8 @@ async fn one_stalled_heartbeat_is_retried_and_does_not_stall_the_message() {
     assert!(!m.visibility_lost);
 }
 
-/// Every heartbeat hangs: the visibility (40 s from receipt, the two
-/// heartbeat intervals the receive asked for) is given up before it runs
+/// Every heartbeat hangs: the visibility (20 s from receipt, the one
+/// heartbeat interval the receive asked for) is given up before it runs
 /// out. The action then running (a 70 s wait) finishes; the
 /// notify after it is not started, the message is released, and the audit
 /// record and the counter say the visibility was lost.
@@ -828,11 +828,10 @@ async fn heartbeats_stalled_until_the_visibility_runs_out_start_no_further_actio
         .audit(recorded.clone())
         .build();
     let ids = h.fleet(6, 2);
-    // Attempts at 0 s, 6.25 s, 12.75 s, 19.75 s and 27.75 s, each given
-    // up after 6 s; the next (35.75 s) could not finish before 34 s (the
-    // visibility runs out at 40 s): lost. (The release after it is
-    // answered.)
-    h.aws.stall_next(CHANGE_VISIBILITY, 5);
+    // Attempts at 0 s, 6.25 s and 12.75 s, each given up after 6 s; the
+    // next (19.75 s) could not finish before 14 s (the visibility runs
+    // out at 20 s): lost. (The release after it is answered.)
+    h.aws.stall_next(CHANGE_VISIBILITY, 3);
     let lost_before = reflex::telemetry::metrics().visibility_lost.get();
     let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
     assert!(handled.visibility_lost);
@@ -859,8 +858,8 @@ async fn heartbeats_stalled_until_the_visibility_runs_out_start_no_further_actio
     }
     assert_eq!(
         heartbeats(&h),
-        5 + 1,
-        "five heartbeat attempts, then the release"
+        3 + 1,
+        "three heartbeat attempts, then the release"
     );
     let m = recorded.message().expect("a message record");
     assert!(m.visibility_lost);

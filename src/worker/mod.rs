@@ -183,15 +183,15 @@ impl Settings {
         self.queue_timeout.min(self.heartbeat / 3)
     }
 
-    /// The visibility a receive asks for: two heartbeat intervals, not the
+    /// The visibility a receive asks for: one heartbeat interval, not the
     /// whole visibility timeout. The first heartbeat, sent as soon as the
     /// message arrives, extends it to `visibility_timeout`. A receive whose
     /// reply is lost on the way back (SQS handed the messages out, nobody
-    /// got them) thus hides its messages for two intervals, not for the
-    /// whole visibility timeout; two, so that a first heartbeat that
-    /// stalls still has its retries before the visibility runs out.
+    /// got them) thus hides its messages for one interval, not for the
+    /// whole visibility timeout. A first heartbeat that stalls is hedged
+    /// (`aws.hedge_after`) and retried within that interval.
     pub fn receive_visibility(&self) -> Duration {
-        (self.heartbeat * 2).min(self.visibility_timeout)
+        self.heartbeat.min(self.visibility_timeout)
     }
 }
 
@@ -536,7 +536,7 @@ impl Worker {
             async move {
                 use tokio::time::Instant;
                 // SQS hid the message when it handed it out, just before
-                // this, for two intervals; an extension counts from when it
+                // this, for one interval; an extension counts from when it
                 // was sent. The first goes out at once.
                 let mut expires = Instant::now() + received_with;
                 let mut next = Instant::now();
