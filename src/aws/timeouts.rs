@@ -48,11 +48,13 @@ impl CallLimits {
 /// The SDK's standard retry: three attempts.
 pub const STANDARD_ATTEMPTS: u32 = 3;
 
-/// Reads change nothing, so a lost reply costs only time: they get more
-/// attempts, all within the same operation deadline. On a network that
-/// loses three replies in a row now and then, a describe whose three
-/// attempts all failed sent its whole message back for `retry.base`.
-pub const READ_ATTEMPTS: u32 = 5;
+/// Reads and queue calls do the same when sent twice, so a lost reply
+/// costs only time: they get more attempts, all within the same
+/// operation deadline. On a network that loses three replies in a row now
+/// and then, a describe whose three attempts all failed sent its whole
+/// message back for `retry.base`, and a delete whose three attempts all
+/// failed let a handled message come back after its visibility timeout.
+pub const IDEMPOTENT_ATTEMPTS: u32 = 5;
 
 /// What the SDK is told for one call: its timeouts and its retries.
 #[derive(Debug, Clone)]
@@ -171,11 +173,12 @@ impl AwsTimeouts {
                 CallLimits::new(attempt, attempt * 2)
             }
             CallKind::Queue => CallLimits {
+                attempts: IDEMPOTENT_ATTEMPTS,
                 hedge_after: self.hedge_after,
                 ..self.queue
             },
             CallKind::Read => CallLimits {
-                attempts: READ_ATTEMPTS,
+                attempts: IDEMPOTENT_ATTEMPTS,
                 hedge_after: self.hedge_after,
                 ..self.read
             },
@@ -212,7 +215,10 @@ mod tests {
         assert_eq!(sdk.operation_timeout(), Some(Duration::from_secs(15)));
         assert_eq!(t.sdk(t.write).retry.max_attempts(), STANDARD_ATTEMPTS);
         let read = t.limits(CallKind::Read, Duration::ZERO);
-        assert_eq!(read.attempts, READ_ATTEMPTS);
+        assert_eq!(read.attempts, IDEMPOTENT_ATTEMPTS);
+        let queue = t.limits(CallKind::Queue, Duration::ZERO);
+        assert_eq!(queue.attempts, IDEMPOTENT_ATTEMPTS);
+        assert_eq!(queue.operation, defaults::QUEUE.operation);
         assert_eq!(
             read.operation,
             defaults::READ.operation,
