@@ -743,6 +743,7 @@ impl From<&Config> for Settings {
             remediation_budget: c.remediation_budget,
             lease: c.state.lease,
             queue_timeout: c.aws_timeouts.queue.operation,
+            settle_after: c.aws_timeouts.hedge_after,
         }
     }
 }

@@ -212,8 +212,9 @@ async fn thirty_transitions_drain_on_a_lossy_network_none_lost_none_twice() {
 }
 
 /// A terminate whose reply is black-holed: the instance is terminated on
-/// moto, reflex's call times out, and re-reading shows the instance
-/// shutting down or terminated — done, not repeated.
+/// moto, reflex's call gets no answer, and re-reading the instance beside
+/// it after `aws.hedge_after` (1 s) shows it shutting down or terminated —
+/// done then, not at the write's timeout, and not repeated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_terminate_whose_reply_stalled_is_not_repeated() {
     let world = World::new("stalledterm").await;

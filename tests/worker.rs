@@ -901,6 +901,67 @@ async fn a_terminate_whose_reply_is_lost_is_done_after_a_re_read() {
     assert_eq!(handled.disposition, Disposition::Ack);
 }
 
+/// Issue 13: a terminate whose reply stalls (the instance is terminated,
+/// the answer never comes) is not waited out: after `settle_after` (1 s)
+/// the target is re-read beside it, shows the instance terminated, and
+/// the action is done then, not at the write's timeout, with the unknown
+/// outcome in its report. A terminate that is only slow (its change not
+/// yet made when the re-read looks) is still awaited, and done once.
+#[tokio::test(start_paused = true)]
+async fn a_terminate_whose_reply_stalls_is_done_once_a_re_read_shows_it() {
+    assert_eq!(settings().settle_after, Some(Duration::from_secs(1)));
+    let h = harness(&oos_rule(1, 50, 1, ""), settings());
+    let ids = h.fleet(4, 1);
+    h.aws.stall_reply_next("ec2:TerminateInstances", 1);
+    let started = tokio::time::Instant::now();
+    let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
+    let took = started.elapsed();
+    let r = &handled.reports[0];
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    assert!(
+        r.unknown_outcome.as_deref().is_some_and(|e| e
+            .starts_with("ec2:TerminateInstances: no reply within 1s")
+            && e.contains("shows the change made")),
+        "{r:?}"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "done after the re-read, took {took:?}"
+    );
+    assert_eq!(h.terminated(), vec![ids[0].clone()], "terminated once");
+    assert_eq!(handled.disposition, Disposition::Ack);
+
+    // Slow, not stalled: the re-read at 1 s does not show the change
+    // (made at 3 s), so the write's own answer is awaited.
+    let h = harness(&oos_rule(1, 50, 1, ""), settings());
+    let ids = h.fleet(4, 1);
+    h.aws
+        .slow_next("ec2:TerminateInstances", Duration::from_secs(3));
+    let started = tokio::time::Instant::now();
+    let handled = h.deliver(&web_alarm("m2"), "sqs-2").await;
+    let r = &handled.reports[0];
+    assert_eq!(r.outcome, Outcome::Done, "{r:?}");
+    assert_eq!(r.unknown_outcome, None, "answered: {r:?}");
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert_eq!(h.terminated(), vec![ids[0].clone()], "terminated once");
+    let describes = |h: &TestWorker| {
+        h.aws
+            .state()
+            .calls
+            .iter()
+            .filter(|c| *c == "ec2:DescribeInstances")
+            .count()
+    };
+    let prompt = harness(&oos_rule(1, 50, 1, ""), settings());
+    prompt.fleet(4, 1);
+    prompt.deliver(&web_alarm("m3"), "sqs-3").await;
+    assert_eq!(
+        describes(&h),
+        describes(&prompt) + 1,
+        "one re-read while the slow write was pending, none for a prompt one"
+    );
+}
+
 /// The same for an instance action, and the cases where re-reading cannot
 /// help: a write that keeps failing *before* changing anything is sent
 /// again after each re-read, three times in all, then stays a (transient)

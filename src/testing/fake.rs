@@ -53,6 +53,9 @@ pub struct FakeState {
     /// Errors to return from the next calls of a write *after* making the
     /// change: the reply was lost (a timeout), the request went through.
     pub lost_replies: HashMap<&'static str, VecDeque<AwsError>>,
+    /// How many of the next calls of a write make their change and then
+    /// never answer: the reply stalled on the way back.
+    pub stalled_replies: HashMap<&'static str, usize>,
     /// SSM agents by instance id: their ping status (`Online`...).
     pub ssm_agents: HashMap<String, String>,
     /// Commands sent, in order: (command id, request).
@@ -154,6 +157,12 @@ impl FakeAws {
             .entry(operation)
             .or_default()
             .push_back(error);
+    }
+
+    /// Makes the next `n` calls of the write `operation` make their
+    /// change and then never answer, as a request whose reply stalled.
+    pub fn stall_reply_next(&self, operation: &'static str, n: usize) {
+        *self.state().stalled_replies.entry(operation).or_default() += n;
     }
 
     fn call(&self, operation: &'static str) -> Result<MutexGuard<'_, FakeState>, AwsError> {
@@ -631,25 +640,41 @@ impl Instances for FakeAws {
             InstanceOp::Reboot => "ec2:RebootInstances",
             InstanceOp::Stop => "ec2:StopInstances",
         };
-        let mut s = self.call(name)?;
-        s.changes
-            .push((op.to_string(), instance_ids.to_vec(), dry_run));
-        if !dry_run {
-            let new_state = match op {
-                InstanceOp::Terminate => Some(InstanceState::Terminated),
-                InstanceOp::Stop => Some(InstanceState::Stopped),
-                InstanceOp::Reboot => None,
-            };
-            for id in instance_ids {
-                if let (Some(st), Some(i)) = (&new_state, s.instances.get_mut(id)) {
-                    i.state = st.clone();
+        self.stall(name).await;
+        // The guard is dropped before a stalled reply waits.
+        let (request, stalled) = {
+            let mut s = self.call(name)?;
+            s.changes
+                .push((op.to_string(), instance_ids.to_vec(), dry_run));
+            if !dry_run {
+                let new_state = match op {
+                    InstanceOp::Terminate => Some(InstanceState::Terminated),
+                    InstanceOp::Stop => Some(InstanceState::Stopped),
+                    InstanceOp::Reboot => None,
+                };
+                for id in instance_ids {
+                    if let (Some(st), Some(i)) = (&new_state, s.instances.get_mut(id)) {
+                        i.state = st.clone();
+                    }
                 }
             }
+            if let Some(e) = s.lost_replies.get_mut(name).and_then(VecDeque::pop_front) {
+                return Err(e);
+            }
+            let stalled = match s.stalled_replies.get_mut(name) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            };
+            let request = format!("req-{}", s.changes.len());
+            (request, stalled)
+        };
+        if stalled {
+            std::future::pending::<()>().await;
         }
-        if let Some(e) = s.lost_replies.get_mut(name).and_then(VecDeque::pop_front) {
-            return Err(e);
-        }
-        Ok(Some(format!("req-{}", s.changes.len())))
+        Ok(Some(request))
     }
 }
 

@@ -111,6 +111,10 @@ pub struct Settings {
     /// The deadline of a whole queue call (`aws.queue_timeout`): bounds
     /// each heartbeat, with [`Settings::heartbeat_timeout`].
     pub queue_timeout: Duration,
+    /// A change (terminate, deregister...) not answered after this has its
+    /// target re-read beside it, and is done when the change shows
+    /// (`aws.hedge_after`); `None`: only after it fails.
+    pub settle_after: Option<Duration>,
 }
 
 /// The default of each setting: what a `reflex.toml` without the key gives.
@@ -173,6 +177,7 @@ impl Settings {
         remediation_budget: None,
         lease: crate::state::config::DEFAULT_LEASE,
         queue_timeout: crate::aws::timeouts::defaults::QUEUE.operation,
+        settle_after: Some(crate::aws::timeouts::defaults::HEDGE_AFTER),
     };
 
     /// How long one heartbeat (`ChangeMessageVisibility`) may take before
