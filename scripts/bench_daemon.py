@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from datetime import datetime, timedelta, timezone
 
 import boto3
@@ -105,12 +106,26 @@ def drain(a, env, work, sqs, sns, dlq, level, messages):
             time.sleep(0.02)
         cpu = cpu_seconds(reflex.pid) - base
         wall = time.time() - started
+        calls = aws_calls()
         dead = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
         lines = sum(1 for _ in open(log_path))
-        return cpu, wall, lines, int(dead["Attributes"]["ApproximateNumberOfMessages"])
+        return cpu, wall, lines, int(dead["Attributes"]["ApproximateNumberOfMessages"]), calls
     finally:
         reflex.send_signal(signal.SIGTERM)
         reflex.wait(timeout=40)
+
+
+def aws_calls():
+    """reflex's AWS calls so far by operation, from its /metrics (the
+    default listen address), e.g. {"ReceiveMessage": 100, ...}."""
+    text = urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=5).read().decode()
+    calls = {}
+    for line in text.splitlines():
+        if line.startswith("reflex_aws_calls_total{"):
+            labels, value = line[len("reflex_aws_calls_total{"):].rsplit("} ", 1)
+            op = dict(kv.split("=", 1) for kv in labels.split(","))["operation"].strip('"')
+            calls[op] = calls.get(op, 0) + int(float(value))
+    return calls
 
 
 def cw_time(t):
@@ -209,6 +224,10 @@ def main():
                     sys.exit(f"alarm {k}: {victim} not terminated after 30s; log: {log_path}")
                 time.sleep(0.005)
             latencies.append((time.time() - t0) * 1000)
+            # What the Auto Scaling group would do: the terminated instance
+            # leaves the load balancer (moto keeps it as OutOfService, and
+            # the max_unhealthy guard would stop the run half-way).
+            elb.deregister_instances_from_load_balancer(LoadBalancerName=ELB, Instances=[{"InstanceId": victim}])
         time.sleep(0.5)
         own = [r["own_us"] / 1000 for r in records() if r.get("message") == "Message handled." and "own_us" in r]
         print(f"alarms:                          {a.alarms}")
@@ -225,10 +244,11 @@ def main():
             reflex.send_signal(signal.SIGTERM)
             reflex.wait(timeout=40)
             for level in ("info", "warn"):
-                cpu, wall, lines, dead = drain(a, env, work, sqs, sns, dlq, level, a.drain)
+                cpu, wall, lines, dead, calls = drain(a, env, work, sqs, sns, dlq, level, a.drain)
                 print(f"drain {a.drain} messages matching no rule, log level {level} ({lines} log lines): "
                       f"CPU {cpu * 1e6 / a.drain:.0f} us per message ({cpu:.2f} s), wall {wall:.2f} s, "
                       f"{a.drain / wall:.0f} msgs/s, dead-lettered {dead}")
+                print("  AWS calls: " + ", ".join(f"{op} {n}" for op, n in sorted(calls.items())))
     finally:
         if reflex and reflex.poll() is None:
             reflex.send_signal(signal.SIGTERM)
