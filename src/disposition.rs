@@ -30,6 +30,9 @@ pub struct MessageOutcome {
     /// The heartbeat could not keep the message invisible: its visibility
     /// ran out while it was being handled.
     pub visibility_lost: bool,
+    /// Time spent fetching the SNS signing certificate: an AWS call, not
+    /// reflex's own processing (zero when it was cached).
+    pub certificate_fetch: std::time::Duration,
 }
 
 impl MessageOutcome {
@@ -45,6 +48,7 @@ impl MessageOutcome {
             matched: vec![],
             skipped: vec![],
             visibility_lost: false,
+            certificate_fetch: std::time::Duration::ZERO,
         }
     }
 }

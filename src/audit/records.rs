@@ -580,6 +580,7 @@ mod tests {
                 reason: "disabled".into(),
             }],
             visibility_lost: false,
+            certificate_fetch: Duration::ZERO,
         };
         let msg = queue_message("sqs-9");
         let v = json(&AuditRecord::message(
@@ -631,6 +632,7 @@ mod tests {
             matched: vec![],
             skipped: vec![],
             visibility_lost: false,
+            certificate_fetch: Duration::ZERO,
         };
         let msg = queue_message("sqs-p");
         let v = json(&AuditRecord::message(
@@ -794,6 +796,7 @@ mod tests {
                     reason: "disabled".into(),
                 }],
                 visibility_lost: decoded,
+                certificate_fetch: Duration::ZERO,
             };
             let msg = queue_message("sqs-9");
             let written = AuditRecord::message(time(), &msg, &handled, Duration::from_millis(15));

@@ -688,6 +688,7 @@ impl SigningCerts for FakeAws {
     }
 
     async fn fetch(&self, location: &crate::trust::CertLocation) -> Result<Vec<u8>, AwsError> {
+        self.stall("sns:GetSigningCertificate").await;
         let s = self.call("sns:GetSigningCertificate")?;
         let own = super::signing::test_signer();
         if location.fetch_url == own.cert_url {

@@ -491,7 +491,12 @@ impl Worker {
                 let _ = heartbeat.task.await;
             }
             // reflex's own processing: everything but AWS calls and waits.
-            let outside: u64 = handled.reports.iter().map(|r| r.aws_us + r.waited_us).sum();
+            let outside: u64 = handled
+                .reports
+                .iter()
+                .map(|r| r.aws_us + r.waited_us)
+                .sum::<u64>()
+                + handled.certificate_fetch.as_micros() as u64;
             let own_us = (started.elapsed().as_micros() as u64).saturating_sub(outside);
             record_metrics(&handled, own_us, (self.clock)());
             // The decision is on record before the message is deleted,
@@ -634,13 +639,23 @@ impl Worker {
             Ok(e) => e,
             Err(poison) => return rejected(poison),
         };
-        match self.trust.admit(&msg.body, &event, (self.clock)()).await {
+        let (admission, certificate_fetch) =
+            self.trust.admit(&msg.body, &event, (self.clock)()).await;
+        match admission {
             Admission::Admitted => {}
-            Admission::Refused(poison) => return rejected(poison),
+            Admission::Refused(poison) => {
+                return MessageOutcome {
+                    certificate_fetch,
+                    ..rejected(poison)
+                }
+            }
             Admission::Unavailable(error) => {
                 let after = self.settings.backoff.after(msg.receive_count);
                 warn!(%error, retry_in_s = after.as_secs(), "The SNS signing certificate could not be fetched; the message will be retried.");
-                return MessageOutcome::unevaluated(Disposition::Retry { after });
+                return MessageOutcome {
+                    certificate_fetch,
+                    ..MessageOutcome::unevaluated(Disposition::Retry { after })
+                };
             }
         }
         let span = tracing::Span::current();
@@ -711,6 +726,7 @@ impl Worker {
             decide(&reports, msg.receive_count, self.settings.backoff)
         };
         MessageOutcome {
+            certificate_fetch,
             visibility_lost: lost,
             event: Some(event),
             reports,

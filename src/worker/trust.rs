@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tracing::warn;
@@ -54,8 +55,27 @@ impl TrustGate {
         &self.policy
     }
 
-    /// Decides on `event`, decoded from `body`, at `now`.
-    pub async fn admit(&self, body: &str, event: &AlarmEvent, now: DateTime<Utc>) -> Admission {
+    /// Decides on `event`, decoded from `body`, at `now`; with the time
+    /// spent fetching its signing certificate (an AWS call, not reflex's own
+    /// processing; zero when the certificate was cached).
+    pub async fn admit(
+        &self,
+        body: &str,
+        event: &AlarmEvent,
+        now: DateTime<Utc>,
+    ) -> (Admission, Duration) {
+        let mut fetching = Duration::ZERO;
+        let admission = self.admit_fetching(body, event, now, &mut fetching).await;
+        (admission, fetching)
+    }
+
+    async fn admit_fetching(
+        &self,
+        body: &str,
+        event: &AlarmEvent,
+        now: DateTime<Utc>,
+        fetching: &mut Duration,
+    ) -> Admission {
         let envelope = match event.format {
             crate::event::EventFormat::Sns => match SignedEnvelope::parse(body) {
                 Ok(e) => Some(e),
@@ -68,13 +88,18 @@ impl TrustGate {
             Err(poison) => Admission::Refused(poison),
             Ok(Proof::None) => Admission::Admitted,
             Ok(Proof::Signature) => match envelope {
-                Some(envelope) => self.verify(&envelope, now).await,
+                Some(envelope) => self.verify(&envelope, now, fetching).await,
                 None => Admission::Refused(bad("no envelope to verify".into())),
             },
         }
     }
 
-    async fn verify(&self, envelope: &SignedEnvelope<'_>, now: DateTime<Utc>) -> Admission {
+    async fn verify(
+        &self,
+        envelope: &SignedEnvelope<'_>,
+        now: DateTime<Utc>,
+        fetching: &mut Duration,
+    ) -> Admission {
         let version = envelope.signature_version.as_deref().unwrap_or("");
         let Some(version) = SignatureVersion::parse(version) else {
             return Admission::Refused(bad(format!(
@@ -95,7 +120,7 @@ impl TrustGate {
             Ok(l) => l,
             Err(refused) => return Admission::Refused(bad(refused.0)),
         };
-        let cert = match self.cert(&location).await {
+        let cert = match self.cert(&location, fetching).await {
             Ok(c) => c,
             Err(admission) => return admission,
         };
@@ -127,8 +152,13 @@ impl TrustGate {
         Admission::Refused(bad(refused.0))
     }
 
-    /// The certificate at `location`, cached or fetched.
-    async fn cert(&self, location: &CertLocation) -> Result<Arc<SigningCert>, Admission> {
+    /// The certificate at `location`, cached or fetched (adding the fetch's
+    /// time to `fetching`).
+    async fn cert(
+        &self,
+        location: &CertLocation,
+        fetching: &mut Duration,
+    ) -> Result<Arc<SigningCert>, Admission> {
         {
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(i) = cache.iter().position(|(u, _)| *u == location.fetch_url) {
@@ -139,7 +169,10 @@ impl TrustGate {
                 }
             }
         }
-        let pem = match self.certs.fetch(location).await {
+        let started = tokio::time::Instant::now();
+        let fetched = self.certs.fetch(location).await;
+        *fetching += started.elapsed();
+        let pem = match fetched {
             Ok(pem) => pem,
             Err(e) if e.transient => return Err(Admission::Unavailable(e)),
             Err(e) => {
@@ -213,7 +246,7 @@ mod tests {
 
     async fn admit(gate: &TrustGate, body: &str) -> Admission {
         let event = decode_str(body).expect("decodes");
-        gate.admit(body, &event, now()).await
+        gate.admit(body, &event, now()).await.0
     }
 
     fn code(a: &Admission) -> Option<&'static str> {
@@ -322,9 +355,31 @@ mod tests {
                 .signing_certs
                 .insert(url.clone(), test_signer().cert_pem.clone());
             let location = locate(&url, "aws", "us-east-1", None).expect("url");
-            assert!(gate.cert(&location).await.is_ok());
+            let mut fetching = Duration::ZERO;
+            assert!(gate.cert(&location, &mut fetching).await.is_ok());
         }
         assert_eq!(gate.cached(), CERT_CACHE_SIZE);
+    }
+
+    /// The certificate fetch is an AWS call: its time is reported apart,
+    /// so that it does not count as reflex's own processing; a cached
+    /// certificate costs none.
+    #[tokio::test(start_paused = true)]
+    async fn the_time_spent_fetching_the_certificate_is_reported() {
+        let (gate, aws) = gate(TrustPolicy::topics(&[TOPIC]));
+        aws.slow_next("sns:GetSigningCertificate", Duration::from_millis(300));
+        let mut fetches = Vec::new();
+        for i in 0..2 {
+            let body = test_signer().sign_envelope(
+                &AlarmBody::default().sns_unsigned(TOPIC, &format!("m-{i}")),
+                SignatureVersion::V1,
+            );
+            let event = decode_str(&body).expect("decodes");
+            let (admission, fetching) = gate.admit(&body, &event, now()).await;
+            assert!(matches!(admission, Admission::Admitted));
+            fetches.push(fetching);
+        }
+        assert_eq!(fetches, [Duration::from_millis(300), Duration::ZERO]);
     }
 
     #[tokio::test]
