@@ -92,17 +92,57 @@ impl SourceFile {
 
 /// Parses a whole TOML file into `T`, with located errors (config files).
 pub fn parse_toml<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result<T, SourceError> {
-    let doc: toml_edit::ImDocument<String> = file
-        .text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| file.error(e.span(), e.message().trim().to_string()))?;
+    let doc: toml_edit::ImDocument<String> =
+        file.text.parse().map_err(|e: toml_edit::TomlError| {
+            file.error(e.span(), message(file, e.span(), e.message()))
+        })?;
     T::deserialize(toml_edit::de::Deserializer::from(doc))
-        .map_err(|e| file.error(e.span(), e.message().trim().to_string()))
+        .map_err(|e| file.error(e.span(), message(file, e.span(), e.message())))
+}
+
+/// The parser's message, or, where it has none (a control character such
+/// as NUL in a comment), what is at the error's position.
+fn message(file: &SourceFile, span: Option<std::ops::Range<usize>>, message: &str) -> String {
+    let message = message.trim();
+    if !message.is_empty() {
+        return message.to_string();
+    }
+    let found = span
+        .and_then(|s| file.text.get(s.start..))
+        .and_then(|rest| rest.chars().next());
+    match found {
+        Some(c) if c.is_control() => {
+            format!(
+                "invalid TOML: control character U+{:04X} is not allowed here",
+                c as u32
+            )
+        }
+        Some(c) => format!("invalid TOML: unexpected {c:?}"),
+        None => "invalid TOML".to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing (`scripts/fuzz`, rules and config targets): a NUL
+    /// in a comment made the parser fail with an empty message.
+    #[test]
+    fn a_control_character_in_a_comment_is_a_located_error_with_a_message() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Any {}
+        for (text, column, code) in [
+            ("# when\0 more\nx = 1\n", 7, "U+0000"),
+            ("x = 1\n# a\u{8}b\n", 4, "U+0008"),
+        ] {
+            let f = SourceFile::new(Path::new("x.toml"), text.to_string());
+            let e = parse_toml::<Any>(&f).expect_err("a control character is not TOML");
+            assert!(!e.message.trim().is_empty(), "{e}");
+            assert!(e.message.contains(code), "{e}");
+            assert_eq!(e.column, column, "{e}");
+        }
+    }
 
     #[test]
     fn line_and_column() {
