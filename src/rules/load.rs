@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::compile::compile_rule;
-use super::source::{SourceError, SourceFile};
+use super::source::{toml_message, SourceError, SourceFile};
 use super::spec::RuleSpec;
 use super::{Rule, RuleSet};
 
@@ -146,7 +146,7 @@ fn parse_file(file: &SourceFile, errors: &mut Vec<SourceError>) -> Vec<(RuleSpec
     let doc: toml_edit::ImDocument<&str> = match toml_edit::ImDocument::parse(file.text.as_str()) {
         Ok(d) => d,
         Err(e) => {
-            errors.push(file.error(e.span(), e.message().trim().to_string()));
+            errors.push(file.error(e.span(), toml_message(file, e.span(), e.message())));
             return Vec::new();
         }
     };
@@ -190,7 +190,8 @@ fn parse_file(file: &SourceFile, errors: &mut Vec<SourceError>) -> Vec<(RuleSpec
             }
             Err(e) => {
                 let span = e.span().or(Some(start..start));
-                errors.push(file.error(span, e.message().trim().to_string()));
+                let message = toml_message(file, span.clone(), e.message());
+                errors.push(file.error(span, message));
             }
         }
     }
@@ -200,6 +201,21 @@ fn parse_file(file: &SourceFile, errors: &mut Vec<SourceError>) -> Vec<(RuleSpec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `rules` fuzz target: a NUL in a comment of a rule file
+    /// failed the load with an empty message.
+    #[test]
+    fn a_control_character_in_a_rule_file_is_a_located_error_with_a_message() {
+        let file = SourceFile::new(
+            Path::new("fuzz.toml"),
+            "[[rule]]\nname = \"x\"\n# \0 more\n".to_string(),
+        );
+        let mut errors = Vec::new();
+        assert!(parse_file(&file, &mut errors).is_empty());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!((errors[0].line, errors[0].column), (3, 3), "{}", errors[0]);
+        assert!(errors[0].message.contains("U+0000"), "{}", errors[0]);
+    }
 
     fn load(text: &str) -> Result<RuleSet, Vec<SourceError>> {
         load_sources(vec![(PathBuf::from("t.toml"), text.to_string())])

@@ -94,15 +94,19 @@ impl SourceFile {
 pub fn parse_toml<T: serde::de::DeserializeOwned>(file: &SourceFile) -> Result<T, SourceError> {
     let doc: toml_edit::ImDocument<String> =
         file.text.parse().map_err(|e: toml_edit::TomlError| {
-            file.error(e.span(), message(file, e.span(), e.message()))
+            file.error(e.span(), toml_message(file, e.span(), e.message()))
         })?;
     T::deserialize(toml_edit::de::Deserializer::from(doc))
-        .map_err(|e| file.error(e.span(), message(file, e.span(), e.message())))
+        .map_err(|e| file.error(e.span(), toml_message(file, e.span(), e.message())))
 }
 
 /// The parser's message, or, where it has none (a control character such
 /// as NUL in a comment), what is at the error's position.
-fn message(file: &SourceFile, span: Option<std::ops::Range<usize>>, message: &str) -> String {
+pub fn toml_message(
+    file: &SourceFile,
+    span: Option<std::ops::Range<usize>>,
+    message: &str,
+) -> String {
     let message = message.trim();
     if !message.is_empty() {
         return message.to_string();
