@@ -401,37 +401,33 @@ impl Config {
         };
         let aws = &spec.aws;
         let aws_defaults = AwsTimeouts::default();
+        let queue = CallLimits::new(
+            duration(&aws.queue_attempt_timeout, aws_defaults.queue.attempt),
+            duration(&aws.queue_timeout, aws_defaults.queue.operation),
+        );
+        let read = CallLimits::new(
+            duration(&aws.read_attempt_timeout, aws_defaults.read.attempt),
+            duration(&aws.read_timeout, aws_defaults.read.operation),
+        );
         let aws_timeouts = AwsTimeouts {
             connect: duration(&aws.connect_timeout, aws_defaults.connect),
             receive_margin: duration(&aws.receive_margin, aws_defaults.receive_margin),
             retry_backoff: duration(&aws.retry_backoff, aws_defaults.retry_backoff),
-            // Set below, once the attempt timeouts are known.
-            hedge_after: None,
-            queue: CallLimits::new(
-                duration(&aws.queue_attempt_timeout, aws_defaults.queue.attempt),
-                duration(&aws.queue_timeout, aws_defaults.queue.operation),
-            ),
-            read: CallLimits::new(
-                duration(&aws.read_attempt_timeout, aws_defaults.read.attempt),
-                duration(&aws.read_timeout, aws_defaults.read.operation),
-            ),
-            write: CallLimits::new(
-                duration(&aws.write_attempt_timeout, aws_defaults.write.attempt),
-                duration(&aws.write_timeout, aws_defaults.write.operation),
-            ),
-        };
-        // Unset, the hedge waits 1 s, or half the shorter attempt timeout
-        // when the attempts are shorter than 2 s.
-        let aws_timeouts = AwsTimeouts {
+            // Unset, the hedge waits 1 s, or half the shorter attempt
+            // timeout when the attempts are shorter than 2 s.
             hedge_after: match &aws.hedge_after {
                 Some(v) if v.get_ref() == "off" => None,
                 Some(_) => Some(duration(&aws.hedge_after, Duration::ZERO)),
                 None => Some(
-                    aws_timeouts_defaults::HEDGE_AFTER
-                        .min(aws_timeouts.read.attempt.min(aws_timeouts.queue.attempt) / 2),
+                    aws_timeouts_defaults::HEDGE_AFTER.min(read.attempt.min(queue.attempt) / 2),
                 ),
             },
-            ..aws_timeouts
+            queue,
+            read,
+            write: CallLimits::new(
+                duration(&aws.write_attempt_timeout, aws_defaults.write.attempt),
+                duration(&aws.write_timeout, aws_defaults.write.operation),
+            ),
         };
         let retry_base = duration(&spec.retry.base, defaults::RETRY_BASE);
         let retry_max = duration(&spec.retry.max, defaults::RETRY_MAX);

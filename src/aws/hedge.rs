@@ -30,11 +30,18 @@ pub enum Hedge {
 /// Runs `request()`; when it has not finished after `after`, runs
 /// `request()` again beside it. The first success wins (the other request
 /// is dropped); when one fails, the other's outcome is awaited, so the
-/// call fails only when both do (with the later error).
-pub async fn hedged<T, E, F>(after: Duration, request: impl Fn() -> F) -> (Result<T, E>, Hedge)
+/// call fails only when both do (with the later error). `after` `None`:
+/// the one request, never hedged.
+pub async fn hedged<T, E, F>(
+    after: Option<Duration>,
+    request: impl Fn() -> F,
+) -> (Result<T, E>, Hedge)
 where
     F: Future<Output = Result<T, E>>,
 {
+    let Some(after) = after else {
+        return (request().await, Hedge::NotSent);
+    };
     let first = request();
     tokio::pin!(first);
     tokio::select! {
@@ -79,7 +86,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_prompt_answer_sends_no_hedge() {
         let count = AtomicU32::new(0);
-        let (r, hedge) = hedged(AFTER, || reply(&count, &[(100, Ok(1))])).await;
+        let (r, hedge) = hedged(Some(AFTER), || reply(&count, &[(100, Ok(1))])).await;
         assert_eq!((r, hedge), (Ok(1), Hedge::NotSent));
         assert_eq!(count.load(Ordering::SeqCst), 1);
     }
@@ -89,7 +96,7 @@ mod tests {
         let count = AtomicU32::new(0);
         let started = Instant::now();
         let plan = [(60_000, Ok(1)), (100, Ok(2))];
-        let (r, hedge) = hedged(AFTER, || reply(&count, &plan)).await;
+        let (r, hedge) = hedged(Some(AFTER), || reply(&count, &plan)).await;
         assert_eq!((r, hedge), (Ok(2), Hedge::Sent { won: true }));
         assert_eq!(started.elapsed(), AFTER + Duration::from_millis(100));
         assert_eq!(count.load(Ordering::SeqCst), 2);
@@ -99,7 +106,7 @@ mod tests {
     async fn a_slow_first_answer_still_wins_when_it_comes_first() {
         let count = AtomicU32::new(0);
         let plan = [(700, Ok(1)), (60_000, Ok(2))];
-        let (r, hedge) = hedged(AFTER, || reply(&count, &plan)).await;
+        let (r, hedge) = hedged(Some(AFTER), || reply(&count, &plan)).await;
         assert_eq!((r, hedge), (Ok(1), Hedge::Sent { won: false }));
     }
 
@@ -109,17 +116,17 @@ mod tests {
     async fn the_call_fails_only_when_both_requests_fail() {
         let count = AtomicU32::new(0);
         let plan = [(800, Err("first")), (1_000, Ok(2))];
-        let (r, _) = hedged(AFTER, || reply(&count, &plan)).await;
+        let (r, _) = hedged(Some(AFTER), || reply(&count, &plan)).await;
         assert_eq!(r, Ok(2));
 
         let count = AtomicU32::new(0);
         let plan = [(2_000, Ok(1)), (100, Err("hedge"))];
-        let (r, hedge) = hedged(AFTER, || reply(&count, &plan)).await;
+        let (r, hedge) = hedged(Some(AFTER), || reply(&count, &plan)).await;
         assert_eq!((r, hedge), (Ok(1), Hedge::Sent { won: false }));
 
         let count = AtomicU32::new(0);
         let plan = [(800, Err("first")), (1_000, Err("hedge"))];
-        let (r, _) = hedged(AFTER, || reply(&count, &plan)).await;
+        let (r, _) = hedged(Some(AFTER), || reply(&count, &plan)).await;
         assert_eq!(r, Err("hedge"));
         assert_eq!(count.load(Ordering::SeqCst), 2, "one hedge at most");
     }

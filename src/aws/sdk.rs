@@ -99,8 +99,8 @@ where
 
 /// The one way reflex calls AWS: sends the request `send` builds with this
 /// call's timeouts in force (the SDK retries a timed-out attempt as
-/// transient), hedges it when it is a read that has not answered in time
-/// ([`super::hedge`]), bounds the whole call by the operation deadline,
+/// transient), hedges it when it is a read or queue call that has not
+/// answered in time ([`super::hedge`]), bounds the whole call by the operation deadline,
 /// times it, classifies its error, and reports an [`AwsCallFinished`] to
 /// the installed observer — success or failure alike, so no operation can
 /// go uncounted.
@@ -117,23 +117,15 @@ where
 {
     let started = tokio::time::Instant::now();
     let deadline = limits.operation + DEADLINE_SLACK;
-    let requests = async {
-        match limits.hedge_after {
-            // The hedge gets what is left of the operation deadline, so the
-            // call still ends within it.
-            Some(after) => {
-                hedged(after, || {
-                    let left = limits.operation.saturating_sub(started.elapsed());
-                    send(timeouts.sdk(CallLimits {
-                        operation: left.max(Duration::from_millis(1)),
-                        ..limits
-                    }))
-                })
-                .await
-            }
-            None => (send(timeouts.sdk(limits)).await, Hedge::NotSent),
-        }
-    };
+    // A hedge gets what is left of the operation deadline, so the call
+    // still ends within it.
+    let requests = hedged(limits.hedge_after, || {
+        let left = limits.operation.saturating_sub(started.elapsed());
+        send(timeouts.sdk(CallLimits {
+            operation: left.max(Duration::from_millis(1)),
+            ..limits
+        }))
+    });
     let (result, hedge) = match tokio::time::timeout(deadline, requests).await {
         Ok((r, hedge)) => (r.map_err(|e| classify(service, operation, e)), hedge),
         Err(_) => (

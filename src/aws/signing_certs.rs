@@ -209,12 +209,7 @@ impl SigningCerts for HttpSigningCerts {
                 }
             }
         };
-        let requests = async {
-            match hedge_after {
-                Some(after) => hedged(after, attempts_made).await,
-                None => (attempts_made().await, Hedge::NotSent),
-            }
-        };
+        let requests = hedged(hedge_after, attempts_made);
         let (result, hedge) = match tokio::time::timeout(operation, requests).await {
             Ok(r) => r,
             Err(_) => (
