@@ -79,8 +79,7 @@ where
         }
         // A reboot leaves nothing to read: after a timeout it may have
         // happened, so it is not sent again blindly.
-        let invisible = matches!(write, Write::Ec2(InstanceOp::Reboot, _));
-        if !error.transient || attempt >= CHANGE_ATTEMPTS || (invisible && error.timed_out) {
+        if !error.transient || attempt >= CHANGE_ATTEMPTS || (!write.visible() && error.timed_out) {
             return Err(error);
         }
         warn!(%error, attempt, "A change failed and re-reading shows it not made; sending it again.");
