@@ -278,8 +278,8 @@ async fn poison_and_failures_get_a_message_record_with_their_disposition() {
         .deliver_at("2026-01-12T16:31:00Z", "not json", "sqs-p", 1)
         .await;
     assert!(matches!(poison.disposition, Disposition::DeadLetter { .. }));
-    // A change is sent three times (re-reading between); all three fail.
-    for _ in 0..3 {
+    // A change is sent five times (re-reading between); all five fail.
+    for _ in 0..5 {
         h.aws.fail_next(
             "ec2:TerminateInstances",
             AwsError::transient("ec2", "TerminateInstances", "Throttling"),

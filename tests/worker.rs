@@ -332,9 +332,9 @@ async fn a_failed_dlq_send_keeps_the_message() {
 async fn a_transient_failure_retries_with_backoff_and_does_not_delete() {
     let h = harness(&oos_rule(1, 50, 1, ""), settings());
     let ids = h.fleet(4, 1);
-    // A change is sent up to three times within the action (re-reading
-    // the target in between); all three fail here.
-    for _ in 0..3 {
+    // A change is sent up to five times within the action (re-reading
+    // the target in between); all five fail here.
+    for _ in 0..5 {
         h.aws.fail_next(
             "ec2:TerminateInstances",
             AwsError::transient("ec2", "TerminateInstances", "Throttling"),
@@ -773,8 +773,35 @@ fn heartbeats(h: &TestWorker) -> usize {
         .count()
 }
 
-/// Visibility 60 s, heartbeat 20 s: the receive asks for 20 s, the first
-/// heartbeat goes out at once, and each may take 6 s. The first one hangs;
+/// A receive asks for room for the first heartbeat (twice its call
+/// timeout), not for the visibility timeout: a receive whose reply is lost
+/// hides its messages that long. Never more than one heartbeat interval.
+#[test]
+fn a_receive_asks_for_room_for_the_first_heartbeat_only() {
+    let defaults = Settings::default();
+    assert_eq!(defaults.heartbeat_timeout(), Duration::from_secs(6));
+    assert_eq!(defaults.receive_visibility(), Duration::from_secs(12));
+    // The lossy test's: 10 s visibility, 3 s heartbeat (1 s calls).
+    let lossy = Settings {
+        visibility_timeout: Duration::from_secs(10),
+        heartbeat: Duration::from_secs(3),
+        ..Settings::default()
+    };
+    assert_eq!(lossy.receive_visibility(), Duration::from_secs(2));
+    // A long queue call is capped by the interval.
+    let slow_queue = Settings {
+        queue_timeout: Duration::from_secs(30),
+        heartbeat: Duration::from_secs(9),
+        visibility_timeout: Duration::from_secs(60),
+        ..Settings::default()
+    };
+    assert_eq!(slow_queue.heartbeat_timeout(), Duration::from_secs(3));
+    assert_eq!(slow_queue.receive_visibility(), Duration::from_secs(6));
+}
+
+/// Visibility 60 s, heartbeat 20 s: each heartbeat may take 6 s, the
+/// receive asks for twice that (12 s), and the first heartbeat goes out at
+/// once. The first one hangs;
 /// it is given up at 6 s and retried, which gets through: the message
 /// finishes normally, its visibility never lost.
 #[tokio::test(start_paused = true)]
@@ -815,9 +842,8 @@ async fn one_stalled_heartbeat_is_retried_and_does_not_stall_the_message() {
     assert!(!m.visibility_lost);
 }
 
-/// Every heartbeat hangs: the visibility (20 s from receipt, the one
-/// heartbeat interval the receive asked for) is given up before it runs
-/// out. The action then running (a 70 s wait) finishes; the
+/// Every heartbeat hangs: the visibility (12 s from receipt, what the
+/// receive asked for) is given up when it runs out. The action then running (a 70 s wait) finishes; the
 /// notify after it is not started, the message is released, and the audit
 /// record and the counter say the visibility was lost.
 #[tokio::test(start_paused = true)]
@@ -828,10 +854,10 @@ async fn heartbeats_stalled_until_the_visibility_runs_out_start_no_further_actio
         .audit(recorded.clone())
         .build();
     let ids = h.fleet(6, 2);
-    // Attempts at 0 s, 6.25 s and 12.75 s, each given up after 6 s; the
-    // next (19.75 s) could not finish before 14 s (the visibility runs
-    // out at 20 s): lost. (The release after it is answered.)
-    h.aws.stall_next(CHANGE_VISIBILITY, 3);
+    // Attempts at 0 s (given up after 6 s) and 6.25 s (cut short at 12 s,
+    // when the visibility runs out): lost. (The release after it is
+    // answered.)
+    h.aws.stall_next(CHANGE_VISIBILITY, 2);
     let lost_before = reflex::telemetry::metrics().visibility_lost.get();
     let handled = h.deliver(&web_alarm("m1"), "sqs-1").await;
     assert!(handled.visibility_lost);
@@ -858,8 +884,8 @@ async fn heartbeats_stalled_until_the_visibility_runs_out_start_no_further_actio
     }
     assert_eq!(
         heartbeats(&h),
-        3 + 1,
-        "three heartbeat attempts, then the release"
+        2 + 1,
+        "two heartbeat attempts, then the release"
     );
     let m = recorded.message().expect("a message record");
     assert!(m.visibility_lost);
@@ -964,7 +990,7 @@ async fn a_terminate_whose_reply_stalls_is_done_once_a_re_read_shows_it() {
 
 /// The same for an instance action, and the cases where re-reading cannot
 /// help: a write that keeps failing *before* changing anything is sent
-/// again after each re-read, three times in all, then stays a (transient)
+/// again after each re-read, five times in all, then stays a (transient)
 /// failure and the message is retried, and the retry acts once; a reboot leaves nothing to read, so its lost reply stays a
 /// failure too.
 #[tokio::test]
@@ -989,9 +1015,9 @@ require_tag = { key = "reflex:managed" }
         .dimensions(&[("InstanceId", &ids[1])])
         .metric("AWS/EC2", "StatusCheckFailed_System")
         .sns(TOPIC, "m1");
-    // Refused before it reached EC2, three times: re-reading shows nothing
+    // Refused before it reached EC2, five times: re-reading shows nothing
     // changed after each, so the failure stands.
-    for _ in 0..3 {
+    for _ in 0..5 {
         h.aws.fail_next(
             "ec2:TerminateInstances",
             AwsError::timeout("ec2", "TerminateInstances", Duration::from_secs(5)),
@@ -1004,15 +1030,15 @@ require_tag = { key = "reflex:managed" }
             .iter()
             .filter(|c| *c == "ec2:TerminateInstances")
             .count(),
-        3,
-        "sent three times"
+        5,
+        "sent five times"
     );
     assert!(
         calls
             .iter()
             .filter(|c| *c == "ec2:DescribeInstances")
             .count()
-            >= 4,
+            >= 6,
         "the instance re-read after each failure: {calls:?}"
     );
     assert!(

@@ -188,15 +188,20 @@ impl Settings {
         self.queue_timeout.min(self.heartbeat / 3)
     }
 
-    /// The visibility a receive asks for: one heartbeat interval, not the
-    /// whole visibility timeout. The first heartbeat, sent as soon as the
-    /// message arrives, extends it to `visibility_timeout`. A receive whose
-    /// reply is lost on the way back (SQS handed the messages out, nobody
-    /// got them) thus hides its messages for one interval, not for the
-    /// whole visibility timeout. A first heartbeat that stalls is hedged
-    /// (`aws.hedge_after`) and retried within that interval.
+    /// The visibility a receive asks for: room for the first heartbeat,
+    /// not the whole visibility timeout. That heartbeat, sent as soon as
+    /// the message arrives, extends it to `visibility_timeout`. A receive
+    /// whose reply is lost on the way back (SQS handed the messages out,
+    /// nobody got them) hides its messages only this long: twice the
+    /// heartbeat's call timeout (one attempt, and a retry in what is left),
+    /// at most one heartbeat interval. With the defaults that is 12 s, not
+    /// 60; in the lossy test, 2 s, which is also the receive's own attempt
+    /// timeout, so the SDK's retry of a black-holed receive finds the
+    /// messages it had hidden.
     pub fn receive_visibility(&self) -> Duration {
-        self.heartbeat.min(self.visibility_timeout)
+        self.heartbeat
+            .min(self.visibility_timeout)
+            .min(self.heartbeat_timeout() * 2)
     }
 }
 
@@ -528,10 +533,11 @@ impl Worker {
     /// flight ([`batch::VisibilityBatcher`]: a failed entry is a failed
     /// heartbeat). Each extension may take [`Settings::heartbeat_timeout`];
     /// one that fails or times out is retried after a short pause, until
-    /// one gets through or the visibility it last had runs out (less that
-    /// timeout: a call started later might land after it). Then the
-    /// message is as good as visible to another consumer: `lost` is
-    /// cancelled, and the heartbeat stops.
+    /// one gets through or the visibility it last had runs out: a retry
+    /// goes out while at least half that timeout is left, and is given up
+    /// when the visibility runs out (a call answered later might have
+    /// landed after it). Then the message is as good as visible to another
+    /// consumer: `lost` is cancelled, and the heartbeat stops.
     fn start_heartbeat(&self, msg: &QueueMessage) -> Heartbeat {
         let stop = CancellationToken::new();
         let lost = CancellationToken::new();
@@ -563,8 +569,9 @@ impl Worker {
                         let sent = Instant::now();
                         // Not abandoned when the message finishes: the
                         // caller waits for it before releasing.
+                        let limit = call_timeout.min(expires.saturating_duration_since(sent));
                         let result =
-                            tokio::time::timeout(call_timeout, heartbeats.change(&receipt, extend_to))
+                            tokio::time::timeout(limit, heartbeats.change(&receipt, extend_to))
                                 .await;
                         let error = match result {
                             Ok(Ok(())) => {
@@ -578,10 +585,12 @@ impl Worker {
                             Ok(Err(error)) => error.to_string(),
                             Err(_) => format!(
                                 "no reply within {}",
-                                humantime::format_duration(call_timeout)
+                                humantime::format_duration(limit)
                             ),
                         };
-                        let give_up_at = expires.checked_sub(call_timeout).unwrap_or(expires);
+                        // A retry needs at least half a call's time before
+                        // the visibility runs out, and is cut short there.
+                        let give_up_at = expires.checked_sub(call_timeout / 2).unwrap_or(expires);
                         if Instant::now() + pause >= give_up_at {
                             VisibilityLost {
                                 attempts,

@@ -30,8 +30,11 @@ use crate::fleet::{InstanceOp, TargetState};
 use crate::rules::action::PoolSource;
 
 /// How many times a change is sent (one SDK attempt each) before its
-/// failure stands; between two, the target is re-read.
-const CHANGE_ATTEMPTS: u32 = 3;
+/// failure stands; between two, the target is re-read, so a change is
+/// never sent again once it shows. Five, like reads and queue calls: with
+/// one connection in five refused or reset, three sends in a row failed
+/// for about one action in 125, and its whole message waited for a retry.
+const CHANGE_ATTEMPTS: u32 = 5;
 /// The pause before sending a change again, times the attempt number.
 const CHANGE_PAUSE: Duration = Duration::from_millis(200);
 
