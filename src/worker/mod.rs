@@ -552,8 +552,8 @@ impl Worker {
             async move {
                 use tokio::time::Instant;
                 // SQS hid the message when it handed it out, just before
-                // this, for one interval; an extension counts from when it
-                // was sent. The first goes out at once.
+                // this, for `receive_visibility`; an extension counts from
+                // when it was sent. The first goes out at once.
                 let mut expires = Instant::now() + received_with;
                 let mut next = Instant::now();
                 loop {
