@@ -137,6 +137,8 @@ def main():
     ap.add_argument("--reflex", required=True)
     ap.add_argument("--alarms", type=int, default=50)
     ap.add_argument("--drain", type=int, default=1000)
+    ap.add_argument("--moto-certificates", action="store_true",
+                    help="let moto issue a new signing certificate per message (a fetch per message)")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="reflex-bench-")
     port = free_port()
@@ -145,7 +147,9 @@ def main():
                AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true",
                AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
     os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
-    moto = subprocess.Popen([".venv/bin/moto_server", "-H", "127.0.0.1", "-p", str(port)],
+    # AWS serves one certificate per signing key; moto a new one per message
+    server = [".venv/bin/moto_server"] if a.moto_certificates else [".venv/bin/python", "scripts/moto_stable_signer.py"]
+    moto = subprocess.Popen(server + ["-H", "127.0.0.1", "-p", str(port)],
                             stdout=open(os.path.join(work, "moto.log"), "w"), stderr=subprocess.STDOUT)
     reflex = None
     try:
