@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::OnceCell;
 use tracing::warn;
 
 use crate::aws::{AwsError, SigningCerts};
@@ -20,6 +21,10 @@ use crate::trust::{
 /// How many certificates are kept (SNS rotates its certificate rarely;
 /// moto makes one per message).
 pub const CERT_CACHE_SIZE: usize = 32;
+
+/// A cached certificate, or the fetch of one under way (or failed, to be
+/// tried again).
+type CertSlot = Arc<OnceCell<Arc<SigningCert>>>;
 
 /// What the gate decided.
 #[derive(Debug)]
@@ -36,8 +41,8 @@ pub enum Admission {
 pub struct TrustGate {
     policy: TrustPolicy,
     certs: Arc<dyn SigningCerts>,
-    /// (fetch URL, certificate), most recently used last.
-    cache: Mutex<VecDeque<(String, Arc<SigningCert>)>>,
+    /// (fetch URL, its certificate once fetched), most recently used last.
+    cache: Mutex<VecDeque<(String, CertSlot)>>,
     leniency_logged: AtomicBool,
 }
 
@@ -152,27 +157,62 @@ impl TrustGate {
         Admission::Refused(bad(refused.0))
     }
 
-    /// The certificate at `location`, cached or fetched (adding the fetch's
-    /// time to `fetching`).
+    /// The certificate at `location`, cached or fetched (adding the time
+    /// spent fetching, or waiting for another message's fetch of the same
+    /// URL, to `fetching`).
+    ///
+    /// One fetch per URL at a time: messages that arrive together with a
+    /// certificate not yet cached (a backlog at start-up, a rotation) wait
+    /// for the first one's fetch instead of each fetching it. If that fetch
+    /// fails, the next waiter fetches in turn.
     async fn cert(
         &self,
         location: &CertLocation,
         fetching: &mut Duration,
     ) -> Result<Arc<SigningCert>, Admission> {
-        {
+        let slot = {
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(i) = cache.iter().position(|(u, _)| *u == location.fetch_url) {
-                if let Some(entry) = cache.remove(i) {
-                    let cert = Arc::clone(&entry.1);
+            let found = cache
+                .iter()
+                .position(|(u, _)| *u == location.fetch_url)
+                .and_then(|i| cache.remove(i));
+            match found {
+                Some(entry) => {
+                    let slot = Arc::clone(&entry.1);
                     cache.push_back(entry);
-                    return Ok(cert);
+                    slot
+                }
+                None => {
+                    if cache.len() >= CERT_CACHE_SIZE {
+                        cache.pop_front();
+                    }
+                    let slot = Arc::new(OnceCell::new());
+                    cache.push_back((location.fetch_url.clone(), Arc::clone(&slot)));
+                    slot
                 }
             }
+        };
+        if let Some(cert) = slot.get() {
+            return Ok(Arc::clone(cert));
         }
         let started = tokio::time::Instant::now();
-        let fetched = self.certs.fetch(location).await;
+        let cert = slot.get_or_try_init(|| self.fetch(location)).await;
         *fetching += started.elapsed();
-        let pem = match fetched {
+        if cert.is_err() {
+            // A URL that failed, with no other message waiting for it,
+            // keeps no place in the cache (a burst of bad URLs must not push
+            // the good certificate out). Under the lock, the cache's count
+            // and this one are all there are, or someone else waits.
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if Arc::strong_count(&slot) <= 2 && !slot.initialized() {
+                cache.retain(|(_, s)| !Arc::ptr_eq(s, &slot));
+            }
+        }
+        cert.map(Arc::clone)
+    }
+
+    async fn fetch(&self, location: &CertLocation) -> Result<Arc<SigningCert>, Admission> {
+        let pem = match self.certs.fetch(location).await {
             Ok(pem) => pem,
             Err(e) if e.transient => return Err(Admission::Unavailable(e)),
             Err(e) => {
@@ -181,18 +221,14 @@ impl TrustGate {
                 ))))
             }
         };
-        let cert = Arc::new(SigningCert::from_pem(&pem).map_err(|r| Admission::Refused(bad(r.0)))?);
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CERT_CACHE_SIZE {
-            cache.pop_front();
-        }
-        cache.push_back((location.fetch_url.clone(), Arc::clone(&cert)));
-        Ok(cert)
+        let cert = SigningCert::from_pem(&pem).map_err(|r| Admission::Refused(bad(r.0)))?;
+        Ok(Arc::new(cert))
     }
 
     /// How many certificates are cached (for tests and `/metrics`).
     pub fn cached(&self) -> usize {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).len()
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.iter().filter(|(_, slot)| slot.initialized()).count()
     }
 }
 
@@ -380,6 +416,84 @@ mod tests {
             fetches.push(fetching);
         }
         assert_eq!(fetches, [Duration::from_millis(300), Duration::ZERO]);
+    }
+
+    fn signed(id: &str) -> (String, AlarmEvent) {
+        let body = test_signer().sign_envelope(
+            &AlarmBody::default().sns_unsigned(TOPIC, id),
+            SignatureVersion::V2,
+        );
+        let event = decode_str(&body).expect("decodes");
+        (body, event)
+    }
+
+    /// Messages that arrive together, signed with a certificate not yet
+    /// cached, fetch it once: the others wait for that fetch, and report
+    /// the wait as time spent fetching.
+    #[tokio::test(start_paused = true)]
+    async fn messages_arriving_together_fetch_their_certificate_once() {
+        let (gate, aws) = gate(TrustPolicy::topics(&[TOPIC]));
+        aws.slow_next("sns:GetSigningCertificate", Duration::from_millis(300));
+        let (a, b, c) = (signed("m-a"), signed("m-b"), signed("m-c"));
+        let (ra, rb, rc) = tokio::join!(
+            gate.admit(&a.0, &a.1, now()),
+            gate.admit(&b.0, &b.1, now()),
+            gate.admit(&c.0, &c.1, now()),
+        );
+        for (admission, fetching) in [ra, rb, rc] {
+            assert!(matches!(admission, Admission::Admitted), "{admission:?}");
+            assert_eq!(fetching, Duration::from_millis(300));
+        }
+        assert_eq!(aws.state().calls, vec!["sns:GetSigningCertificate"]);
+        assert_eq!(gate.cached(), 1);
+    }
+
+    /// When the shared fetch fails, its own message is retried later and a
+    /// message that was waiting for it fetches in turn.
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_fetches_again_when_the_shared_fetch_fails() {
+        let (gate, aws) = gate(TrustPolicy::topics(&[TOPIC]));
+        aws.slow_next("sns:GetSigningCertificate", Duration::from_millis(300));
+        aws.fail_next(
+            "sns:GetSigningCertificate",
+            AwsError::transient("sns", "GetSigningCertificate", "connection reset"),
+        );
+        let (a, b) = (signed("m-a"), signed("m-b"));
+        let ((first, _), (second, _)) =
+            tokio::join!(gate.admit(&a.0, &a.1, now()), gate.admit(&b.0, &b.1, now()),);
+        assert!(
+            matches!(first, Admission::Unavailable(ref e) if e.transient),
+            "{first:?}"
+        );
+        assert!(matches!(second, Admission::Admitted), "{second:?}");
+        assert_eq!(
+            aws.state().calls,
+            vec!["sns:GetSigningCertificate", "sns:GetSigningCertificate"]
+        );
+        assert_eq!(gate.cached(), 1);
+    }
+
+    /// A URL whose certificate cannot be had keeps no place in the cache.
+    #[tokio::test]
+    async fn a_failed_url_takes_no_place_in_the_cache() {
+        let (gate, _) = gate(TrustPolicy::topics(&[TOPIC]));
+        let (body, event) = signed("m-1");
+        assert!(matches!(
+            gate.admit(&body, &event, now()).await.0,
+            Admission::Admitted
+        ));
+        let url = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-nothing.pem";
+        let location = locate(url, "aws", "us-east-1", None).expect("url");
+        let mut fetching = Duration::ZERO;
+        assert!(gate.cert(&location, &mut fetching).await.is_err());
+        let urls: Vec<String> = gate
+            .cache
+            .lock()
+            .expect("cache")
+            .iter()
+            .map(|(u, _)| u.clone())
+            .collect();
+        assert_eq!(urls, vec![test_signer().cert_url.clone()]);
     }
 
     #[tokio::test]
