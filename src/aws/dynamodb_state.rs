@@ -345,7 +345,7 @@ impl DynamoDbStore {
             .operation_attempt_timeout(Duration::from_secs(5))
             .operation_timeout(Duration::from_secs(15))
             .build();
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let config = super::sdk::sdk_defaults()
             .timeout_config(timeouts)
             .load()
             .await;

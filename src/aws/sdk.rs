@@ -7,6 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::error::SdkError;
@@ -186,10 +187,7 @@ impl Clients {
     /// writes') apply to anything else built on them.
     pub async fn from_env(timeouts: &AwsTimeouts) -> Clients {
         let timeouts = timeouts.sdk(timeouts.write).timeout;
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(timeouts)
-            .load()
-            .await;
+        let config = sdk_defaults().timeout_config(timeouts).load().await;
         Clients {
             sqs: aws_sdk_sqs::Client::new(&config),
             sns: aws_sdk_sns::Client::new(&config),
@@ -209,6 +207,22 @@ impl Clients {
             credentials: config.credentials_provider(),
         }
     }
+}
+
+/// The standard configuration chain, for every SDK client reflex builds.
+///
+/// The SDK's stalled-upload protection is off: it re-checks a request's
+/// upload rate every 100 ms for as long as the reply is outstanding, so a
+/// 20-second long poll woke the process ten times a second while idle. It
+/// guards large uploads; reflex's requests are small, and each call has its
+/// own attempt and operation timeouts ([`call`]). Download protection (a
+/// reply body that stops arriving) stays on.
+pub fn sdk_defaults() -> aws_config::ConfigLoader {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).stalled_stream_protection(
+        StalledStreamProtectionConfig::enabled()
+            .upload_enabled(false)
+            .build(),
+    )
 }
 
 /// Whether `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_<SERVICE>` is set.
@@ -1388,6 +1402,22 @@ mod tests {
     use std::sync::Arc;
 
     type SqsDeleteError = aws_sdk_sqs::operation::delete_message::DeleteMessageError;
+
+    /// The clients carry no stalled-upload check (a 100 ms timer for as
+    /// long as a long poll is out); a reply body that stops arriving is
+    /// still caught.
+    #[tokio::test]
+    async fn the_sdk_clients_do_not_poll_upload_throughput() {
+        let config = sdk_defaults()
+            .region(aws_config::Region::new("us-east-1"))
+            .load()
+            .await;
+        let stalled = config
+            .stalled_stream_protection()
+            .expect("stalled-stream protection is configured");
+        assert!(!stalled.upload_enabled());
+        assert!(stalled.download_enabled());
+    }
 
     /// A hang outside the SDK's attempt loop still ends at the operation
     /// deadline (plus the slack), as a transient timeout.
