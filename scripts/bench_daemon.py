@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 import boto3
 
 REGION, ACCOUNT, ELB = "us-east-1", "123456789012", "bench"
+IDLE_SECONDS = 20
 
 RULE = """
 [[rule]]
@@ -51,8 +52,8 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_mib(pid):
-    return int(next(l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS:"))) / 1024
+def rss_mib(pid, field="VmRSS"):
+    return int(next(l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith(field + ":"))) / 1024
 
 
 def drain(a, env, work, sqs, sns, dlq, level, messages):
@@ -205,6 +206,11 @@ def main():
             time.sleep(0.05)
         time.sleep(3)
         rss = rss_mib(reflex.pid)
+        rss_split = (rss_mib(reflex.pid, "RssAnon"), rss_mib(reflex.pid, "RssFile"))
+        # Idle: the queue is empty and a long poll is out.
+        idle_cpu = cpu_seconds(reflex.pid)
+        time.sleep(IDLE_SECONDS)
+        idle_cpu = cpu_seconds(reflex.pid) - idle_cpu
 
         latencies = []
         base = datetime.now(timezone.utc)
@@ -236,7 +242,9 @@ def main():
         own = [r["own_us"] / 1000 for r in records() if r.get("message") == "Message handled." and "own_us" in r]
         print(f"alarms:                          {a.alarms}")
         print(f"start-up to first ReceiveMessage: {startup} ms")
-        print(f"idle RSS:                        {rss:.1f} MiB")
+        print(f"idle RSS:                        {rss:.1f} MiB "
+              f"(private {rss_split[0]:.1f} MiB, file-backed {rss_split[1]:.1f} MiB: mostly the binary's code)")
+        print(f"idle CPU over {IDLE_SECONDS} s:              {idle_cpu * 1000:.0f} ms")
         print(f"published -> terminated (observed by polling EC2 every 5 ms): "
               f"p50 {pct(latencies, 50):.1f} ms, p99 {pct(latencies, 99):.1f} ms, max {max(latencies):.1f} ms")
         if os.environ.get("REFLEX_BENCH_SHOW"):
