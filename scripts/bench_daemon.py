@@ -91,7 +91,7 @@ def drain(a, env, work, sqs, sns, dlq, level, messages):
                          f'rules_dir = "{work}/rules"\ntrusted_topic_arns = ["{topic}"]\n')
     log_path = os.path.join(work, f"{tag}.log")
     reflex = subprocess.Popen([a.reflex, "--log-format", "json", "run", "--config", cfg], stdout=subprocess.DEVNULL,
-                              stderr=open(log_path, "w"), env=dict(env, REFLEX_LOG=level))
+                              stderr=open(log_path, "w"), env=dict(env, REFLEX_LOG=level), cwd=work)
     try:
         # Start-up is not drain work: CPU is counted from the first receive
         # (or, where the level hides that line, from the first message gone).
@@ -141,6 +141,7 @@ def main():
     ap.add_argument("--moto-certificates", action="store_true",
                     help="let moto issue a new signing certificate per message (a fetch per message)")
     a = ap.parse_args()
+    a.reflex = os.path.abspath(a.reflex)  # reflex runs in the bench's directory (its state file goes there)
     work = tempfile.mkdtemp(prefix="reflex-bench-")
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -187,7 +188,7 @@ def main():
                              f'[limits]\ninstance_changes = "10000/hour"\n')
         log_path = os.path.join(work, "reflex.log")
         reflex = subprocess.Popen([a.reflex, "--log-format", "json", "run", "--config", cfg],
-                                  stdout=subprocess.DEVNULL, stderr=open(log_path, "w"), env=env)
+                                  stdout=subprocess.DEVNULL, stderr=open(log_path, "w"), env=env, cwd=work)
 
         def records():
             out = []
