@@ -353,6 +353,10 @@ async fn a_transient_failure_retries_with_backoff_and_does_not_delete() {
     );
     assert!(h.aws.state().deleted.is_empty());
     assert!(h.terminated().is_empty());
+    // The pauses between the sends (0.2 + 0.4 + 0.6 + 0.8 s) are waits,
+    // not reflex's own processing.
+    let waited = Duration::from_micros(handled.reports[0].waited_us);
+    assert!(waited >= Duration::from_secs(2), "waited {waited:?}");
     // The retry acts: the failed attempt released its claim.
     let handled = h.worker.process(msg, &CancellationToken::new()).await;
     assert_eq!(handled.disposition, Disposition::Ack);
