@@ -805,9 +805,8 @@ fn a_receive_asks_for_room_for_the_first_heartbeat_only() {
 
 /// Visibility 60 s, heartbeat 20 s: each heartbeat may take 6 s, the
 /// receive asks for twice that (12 s), and the first heartbeat goes out at
-/// once. The first one hangs;
-/// it is given up at 6 s and retried, which gets through: the message
-/// finishes normally, its visibility never lost.
+/// once. The first one hangs; it is given up at 6 s and retried, which gets
+/// through: the message finishes normally, its visibility never lost.
 #[tokio::test(start_paused = true)]
 async fn one_stalled_heartbeat_is_retried_and_does_not_stall_the_message() {
     let recorded = Arc::new(Recorded::default());
@@ -847,9 +846,10 @@ async fn one_stalled_heartbeat_is_retried_and_does_not_stall_the_message() {
 }
 
 /// Every heartbeat hangs: the visibility (12 s from receipt, what the
-/// receive asked for) is given up when it runs out. The action then running (a 70 s wait) finishes; the
-/// notify after it is not started, the message is released, and the audit
-/// record and the counter say the visibility was lost.
+/// receive asked for) is given up when it runs out. The action then
+/// running (a 70 s wait) finishes; the notify after it is not started,
+/// the message is released, and the audit record and the counter say the
+/// visibility was lost.
 #[tokio::test(start_paused = true)]
 async fn heartbeats_stalled_until_the_visibility_runs_out_start_no_further_action() {
     let recorded = Arc::new(Recorded::default());

@@ -71,9 +71,7 @@ pub(super) async fn send_and_wait(
     let mut finished: BTreeMap<String, Invocation> = BTreeMap::new();
     let mut pause = POLL_FIRST;
     loop {
-        let started = tokio::time::Instant::now();
-        tokio::time::sleep(pause).await;
-        findings.waited += started.elapsed();
+        findings.wait(tokio::time::sleep(pause)).await;
         pause = (pause * 2).min(POLL_MAX);
         for id in targets {
             if finished.contains_key(id) {

@@ -249,8 +249,9 @@ struct Findings {
     excluded: Vec<Excluded>,
     health_reasons: std::collections::BTreeMap<String, String>,
     request_ids: Vec<String>,
-    /// Time spent waiting for AWS, and in `confirm_after` waits: what is
-    /// not reflex's own processing.
+    /// Time spent waiting for AWS, and in pauses (`confirm_after`, between
+    /// sends of a change, between command polls): what is not reflex's own
+    /// processing.
     aws: Duration,
     waited: Duration,
     /// The holder whose claim this run took over after it died.
@@ -274,6 +275,15 @@ impl Findings {
         let started = Instant::now();
         let out = call.await;
         self.aws += started.elapsed();
+        out
+    }
+
+    /// Awaits a pause (`sleep`), adding its time (tokio's clock, as the
+    /// pause's own) to `waited`.
+    async fn wait<T>(&mut self, pause: impl std::future::Future<Output = T>) -> T {
+        let started = tokio::time::Instant::now();
+        let out = pause.await;
+        self.waited += started.elapsed();
         out
     }
 

@@ -86,10 +86,9 @@ where
             return Err(error);
         }
         warn!(%error, attempt, "A change failed and re-reading shows it not made; sending it again.");
-        // A wait, not reflex's own processing.
-        let started = tokio::time::Instant::now();
-        tokio::time::sleep(CHANGE_PAUSE * attempt).await;
-        findings.waited += started.elapsed();
+        findings
+            .wait(tokio::time::sleep(CHANGE_PAUSE * attempt))
+            .await;
         attempt += 1;
     }
 }
