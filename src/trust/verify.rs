@@ -27,8 +27,7 @@ pub struct SigningCert {
     key: Vec<u8>,
     /// The key as the crypto library uses it, parsed once per signature
     /// version (SHA1withRSA, SHA256withRSA) when the certificate is
-    /// loaded, not at every message: parsing it was about a third of a
-    /// check's cost.
+    /// loaded, not again at every message's check.
     v1: ParsedPublicKey,
     v2: ParsedPublicKey,
     not_before: DateTime<Utc>,
