@@ -23,32 +23,19 @@ pub const MAX_CERT_BYTES: usize = 16 * 1024;
 /// A signing certificate, parsed once: its RSA public key and validity.
 #[derive(Clone)]
 pub struct SigningCert {
-    /// The `RSAPublicKey` DER of the subject's key.
-    key: Vec<u8>,
-    /// The key as the crypto library uses it, parsed once per signature
-    /// version (SHA1withRSA, SHA256withRSA) when the certificate is
-    /// loaded, not again at every message's check.
+    /// The subject's key as the crypto library uses it, parsed once per
+    /// signature version (SHA1withRSA, SHA256withRSA) when the certificate
+    /// is loaded, not again at every message's check.
     v1: ParsedPublicKey,
     v2: ParsedPublicKey,
     not_before: DateTime<Utc>,
     not_after: DateTime<Utc>,
 }
 
-/// The same key and validity (the parsed keys follow from the key).
-impl PartialEq for SigningCert {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
-            && self.not_before == other.not_before
-            && self.not_after == other.not_after
-    }
-}
-
-impl Eq for SigningCert {}
-
 impl fmt::Debug for SigningCert {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SigningCert")
-            .field("key_bytes", &self.key.len())
+            .field("key_bytes", &self.v2.as_ref().len())
             .field("not_before", &self.not_before)
             .field("not_after", &self.not_after)
             .finish()
@@ -87,15 +74,14 @@ impl SigningCert {
         let key = spki
             .subject_public_key
             .as_bytes()
-            .ok_or_else(|| Refused("signing certificate key is not whole bytes".into()))?
-            .to_vec();
+            .ok_or_else(|| Refused("signing certificate key is not whole bytes".into()))?;
         let time = |t: &x509_cert::time::Time| {
             let d = t.to_unix_duration();
             DateTime::<Utc>::from_timestamp(d.as_secs() as i64, 0)
                 .ok_or_else(|| Refused("signing certificate validity is out of range".into()))
         };
         let parsed = |algorithm| {
-            ParsedPublicKey::new(algorithm, &key).map_err(|e| {
+            ParsedPublicKey::new(algorithm, key).map_err(|e| {
                 Refused(format!(
                     "signing certificate key is not an RSA key SNS signs with: {e}"
                 ))
@@ -104,7 +90,6 @@ impl SigningCert {
         Ok(SigningCert {
             v1: parsed(&RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY)?,
             v2: parsed(&RSA_PKCS1_2048_8192_SHA256)?,
-            key,
             not_before: time(&tbs.validity.not_before)?,
             not_after: time(&tbs.validity.not_after)?,
         })
