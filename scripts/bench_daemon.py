@@ -219,21 +219,15 @@ def main():
         reflex = subprocess.Popen([a.reflex, "--log-format", "json", "run", "--config", cfg],
                                   stdout=subprocess.DEVNULL, stderr=open(log_path, "w"), env=env, cwd=work)
 
-        def records():
-            out = []
-            for line in open(log_path):
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    pass
-            return out
-
+        follow = LogFollower(log_path)
         deadline = time.time() + 30
         startup = None
         while time.time() < deadline and startup is None:
-            startup = next((r.get("since_start_ms") for r in records()
-                            if r.get("message") == "Sending the first ReceiveMessage."), None)
-            time.sleep(0.05)
+            r = follow.next_record()
+            if r is None:
+                time.sleep(0.005)
+            elif r.get("message") == "Sending the first ReceiveMessage.":
+                startup = r.get("since_start_ms")
         time.sleep(3)
         rss = rss_mib(reflex.pid)
         rss_split = (rss_mib(reflex.pid, "RssAnon"), rss_mib(reflex.pid, "RssFile"))
@@ -242,8 +236,7 @@ def main():
         time.sleep(IDLE_SECONDS)
         idle_cpu = cpu_seconds(reflex.pid) - idle_cpu
 
-        latencies = []
-        follow = LogFollower(log_path)
+        latencies, own = [], []
         base = datetime.now(timezone.utc)
         for k in range(a.alarms):
             victim = ids[k]
@@ -270,8 +263,11 @@ def main():
                     time.sleep(0.002)
                 elif r.get("message") == "Action finished." and r.get("outcome") == "done":
                     done_at = log_time(r)
-                elif r.get("message") == "Message handled." and done_at is not None:
-                    break
+                elif r.get("message") == "Message handled.":
+                    if "own_us" in r:
+                        own.append(r["own_us"] / 1000)
+                    if done_at is not None:
+                        break
             st = ec2.describe_instances(InstanceIds=[victim])["Reservations"][0]["Instances"][0]["State"]["Name"]
             if st != "terminated":
                 sys.exit(f"alarm {k}: reflex logged the terminate done, but {victim} is {st}; log: {log_path}")
@@ -280,8 +276,6 @@ def main():
             # leaves the load balancer (moto keeps it as OutOfService, and
             # the max_unhealthy guard would stop the run half-way).
             elb.deregister_instances_from_load_balancer(LoadBalancerName=ELB, Instances=[{"InstanceId": victim}])
-        time.sleep(0.5)
-        own = [r["own_us"] / 1000 for r in records() if r.get("message") == "Message handled." and "own_us" in r]
         print(f"alarms:                          {a.alarms}")
         print(f"start-up to first ReceiveMessage: {startup} ms")
         print(f"idle RSS:                        {rss:.1f} MiB "
