@@ -744,35 +744,54 @@ async fn global_instance_change_limit_spans_rules_and_load_balancers() {
     reflex.shutdown_cleanly().await;
 }
 
-// Draining: messages of one receive that finish together are deleted with
-// one DeleteMessageBatch, not one DeleteMessage each; none is lost.
+// Draining (issue 12): a queue of 30 is received ten at a time, and the
+// messages of one receive, finishing together, are deleted with one
+// DeleteMessageBatch, not one DeleteMessage each; none is lost. With the
+// default 10 messages in flight, a poller that asked only for the slots
+// free when it woke asked for one or two at a time: about 2.2 receives and
+// 2.2 delete calls per ten messages on a draining queue.
 #[tokio::test]
-async fn finished_messages_are_deleted_in_batches() {
+async fn a_draining_queue_is_received_and_deleted_ten_at_a_time() {
     let world = World::new("batch").await;
     let alarm = AlarmDef::elb_unhealthy_hosts("web-unhealthy-hosts", "web")
         .notifying(&world.pipeline.topic_arn);
-    // Ten distinct transitions that no rule matches (OK), queued before
-    // reflex starts so that one receive takes them all.
+    // Thirty distinct transitions that no rule matches (OK), queued before
+    // reflex starts.
     let start = Utc::now() - chrono::Duration::minutes(5);
-    for n in 0..10 {
+    for n in 0..30 {
         world
             .publish(&alarm.notification_at("OK", "ALARM", start + chrono::Duration::seconds(n)))
             .await;
     }
     let (aws, url) = (&world.aws, &world.pipeline.queue_url);
-    support::wait_until(WAIT, "ten messages are queued", || async move {
-        aws.queue_depth(url).await == 10
+    support::wait_until(WAIT, "thirty messages are queued", || async move {
+        aws.queue_depth(url).await == 30
     })
     .await;
     world.moto.start_recording();
     let reflex = world
         .reflex()
         .rule("elb.toml", &terminate_rule("", "", ""))
+        // "Messages received." (with its count) is a debug event.
+        .env("REFLEX_LOG", "info,reflex::telemetry::events=debug")
         .spawn();
     world.drained(&reflex).await;
     world.assert_dlq_empty().await;
     let handled = reflex.events_with_message("Message handled.").len();
-    assert_eq!(handled, 10, "every message handled once");
+    assert_eq!(handled, 30, "every message handled once");
+    let received: Vec<u64> = reflex
+        .events_with_message("Messages received.")
+        .iter()
+        .filter_map(|e| e["count"].as_u64())
+        .filter(|&n| n > 0)
+        .collect();
+    println!("30 messages: received in {received:?}");
+    assert_eq!(received.iter().sum::<u64>(), 30, "{received:?}");
+    assert!(
+        received.len() <= 4,
+        "30 messages took {} receives: {received:?}",
+        received.len()
+    );
     // reflex's own count of its SQS calls, by operation.
     let (status, metrics) = support::http_get(&reflex.metrics_address().await, "/metrics");
     assert_eq!(status, 200);
@@ -786,14 +805,18 @@ async fn finished_messages_are_deleted_in_batches() {
             + 0.0
     };
     let (batches, singles) = (calls("DeleteMessageBatch"), calls("DeleteMessage"));
-    println!("10 messages: {batches} DeleteMessageBatch, {singles} DeleteMessage");
+    println!("30 messages: {batches} DeleteMessageBatch, {singles} DeleteMessage");
     assert!(
-        batches >= 1.0,
-        "no DeleteMessageBatch: {batches} batches, {singles} singles"
+        batches >= 3.0,
+        "too few DeleteMessageBatch: {batches} batches, {singles} singles"
     );
+    // A debug build takes longer than the batch's 5 ms linger over ten
+    // messages, so some of them go in a second batch; a release build
+    // deletes 1,000 drained messages with 100 DeleteMessageBatch calls
+    // (scripts/bench-daemon).
     assert!(
-        batches + singles < 10.0,
-        "{batches} batches and {singles} single deletes for 10 messages"
+        batches + singles <= 15.0,
+        "{batches} batches and {singles} single deletes for 30 messages"
     );
     // moto saw the batches too (SQS speaks JSON: the batch carries Entries).
     let seen = world

@@ -17,6 +17,7 @@
 pub mod actions;
 pub mod batch;
 pub mod deleter;
+pub mod slots;
 pub mod trust;
 
 use std::collections::BTreeMap;
@@ -362,20 +363,19 @@ impl Worker {
     ) {
         let mut failures: u32 = 0;
         let mut first_receive = true;
+        // The last receive came back with as many messages as it asked for.
+        let mut backlog = false;
         info!(poller, queue_url = self.queue.url(), "Poller started.");
         while !shutdown.is_cancelled() {
-            // Take as many in-flight slots as one receive may fill (1-10).
+            // Take as many in-flight slots as one receive may fill (1-10);
+            // while the queue has a backlog, wait a moment for those of
+            // the messages about to finish.
             let first = tokio::select! {
                 p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                 () = shutdown.cancelled() => break,
             };
-            let mut slots = vec![first];
-            while slots.len() < 10 {
-                match Arc::clone(&permits).try_acquire_owned() {
-                    Ok(p) => slots.push(p),
-                    Err(_) => break,
-                }
-            }
+            let want = self.settings.max_in_flight as usize;
+            let mut slots = slots::fill(&permits, first, want, slots::gather(backlog)).await;
             let max = u8::try_from(slots.len()).unwrap_or(10);
             if first_receive {
                 first_receive = false;
@@ -403,6 +403,7 @@ impl Worker {
             let messages = match received {
                 Ok(m) => {
                     failures = 0;
+                    backlog = m.len() >= slots.len();
                     self.receives.succeeded();
                     MessagesReceived { count: m.len() }.emit();
                     m
