@@ -100,22 +100,31 @@ mod tests {
         assert_eq!(permits.available_permits(), 20);
     }
 
+    /// Takes every slot of `permits`, as messages in flight, and gives one
+    /// back every `every`.
+    async fn release_one_every(
+        permits: &Arc<Semaphore>,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let mut in_flight: Vec<_> = Vec::new();
+        while permits.available_permits() > 0 {
+            in_flight.push(first(permits).await);
+        }
+        tokio::spawn(async move {
+            for slot in in_flight {
+                tokio::time::sleep(every).await;
+                drop(slot);
+            }
+        })
+    }
+
     /// A draining queue: the last receive's ten messages finish a few
     /// milliseconds apart. The poller wakes on the first, and asks for all
     /// ten once they are back, not for the one it woke on.
     #[tokio::test(start_paused = true)]
     async fn slots_that_come_free_within_the_gather_time_join_the_receive() {
         let permits = Arc::new(Semaphore::new(10));
-        let mut in_flight: Vec<_> = Vec::new();
-        for _ in 0..10 {
-            in_flight.push(first(&permits).await);
-        }
-        let releaser = tokio::spawn(async move {
-            for slot in in_flight {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                drop(slot);
-            }
-        });
+        let releaser = release_one_every(&permits, Duration::from_millis(1)).await;
         let started = tokio::time::Instant::now();
         let slot = first(&permits).await;
         let woke = started.elapsed();
@@ -126,63 +135,49 @@ mod tests {
         releaser.await.expect("the releaser finishes");
     }
 
-    /// Slots that come back in waves (one delete batch after another, 8 ms
-    /// apart) keep the receive waiting.
+    /// Slots that come back in waves (one delete batch after another)
+    /// keep the receive waiting while each comes within `GATHER` of the
+    /// last, but not past `GATHER_MAX`.
     #[tokio::test(start_paused = true)]
-    async fn waves_of_slots_are_waited_for() {
-        let permits = Arc::new(Semaphore::new(10));
-        let mut in_flight: Vec<_> = Vec::new();
-        for _ in 0..10 {
-            in_flight.push(first(&permits).await);
+    async fn waves_of_slots_are_waited_for_up_to_the_longest_wait() {
+        // Slots back every 8 ms: woke at 8, the others back at 16 ... 80
+        // joined. Every 24 ms: woke at 24, those back at 48, 72, 96 and
+        // 120 joined, and the receive went at 124, 100 ms after it woke.
+        for (every, taken, went) in [(8, 10, 80), (24, 5, 24 + GATHER_MAX.as_millis() as u64)] {
+            let permits = Arc::new(Semaphore::new(10));
+            let releaser = release_one_every(&permits, Duration::from_millis(every)).await;
+            let started = tokio::time::Instant::now();
+            let slot = first(&permits).await;
+            let slots = fill(&permits, slot, 10, gather(true)).await;
+            assert_eq!(slots.len(), taken, "every {every} ms");
+            assert_eq!(
+                started.elapsed(),
+                Duration::from_millis(went),
+                "every {every} ms"
+            );
+            drop(slots);
+            releaser.await.expect("the releaser finishes");
         }
-        let releaser = tokio::spawn(async move {
-            for slot in in_flight {
-                tokio::time::sleep(Duration::from_millis(8)).await;
-                drop(slot);
-            }
-        });
-        let started = tokio::time::Instant::now();
-        let slot = first(&permits).await;
-        let slots = fill(&permits, slot, 10, gather(true)).await;
-        // Woke at 8 ms; the slots back at 16, 24, ... 80 ms joined while
-        // the longest wait (100 ms from 8) lasted.
-        assert_eq!(slots.len(), 10);
-        assert_eq!(started.elapsed(), Duration::from_millis(80));
-        releaser.await.expect("the releaser finishes");
     }
 
-    /// Messages that stay in flight (a long action) hold the receive back
-    /// only for the gather time; it then asks for what it has.
+    /// Messages that stay in flight (a long action): with a backlog, the
+    /// receive waits `GATHER` for them and then asks for what it has; on a
+    /// quiet queue (the last receive was not full) it asks at once.
     #[tokio::test(start_paused = true)]
-    async fn a_receive_waits_no_longer_than_the_gather_time() {
-        let permits = Arc::new(Semaphore::new(10));
-        let busy = Arc::clone(&permits)
-            .acquire_many_owned(9)
-            .await
-            .expect("the semaphore is open");
-        let started = tokio::time::Instant::now();
-        let slot = first(&permits).await;
-        let slots = fill(&permits, slot, 10, gather(true)).await;
-        assert_eq!(slots.len(), 1);
-        assert_eq!(started.elapsed(), GATHER);
-        drop(busy);
-    }
-
-    /// A quiet queue (the last receive was not full): the receive asks at
-    /// once for the slots that are free, however many are in flight.
-    #[tokio::test(start_paused = true)]
-    async fn without_a_backlog_a_receive_never_waits_for_slots() {
-        let permits = Arc::new(Semaphore::new(10));
-        let busy = Arc::clone(&permits)
-            .acquire_many_owned(9)
-            .await
-            .expect("the semaphore is open");
-        let started = tokio::time::Instant::now();
-        let slot = first(&permits).await;
-        let slots = fill(&permits, slot, 10, gather(false)).await;
-        assert_eq!(slots.len(), 1);
-        assert_eq!(started.elapsed(), Duration::ZERO);
-        drop(busy);
+    async fn slots_held_by_a_long_action_cost_at_most_the_gather_time() {
+        for (backlog, waited) in [(true, GATHER), (false, Duration::ZERO)] {
+            let permits = Arc::new(Semaphore::new(10));
+            let busy = Arc::clone(&permits)
+                .acquire_many_owned(9)
+                .await
+                .expect("the semaphore is open");
+            let started = tokio::time::Instant::now();
+            let slot = first(&permits).await;
+            let slots = fill(&permits, slot, 10, gather(backlog)).await;
+            assert_eq!(slots.len(), 1, "backlog {backlog}");
+            assert_eq!(started.elapsed(), waited, "backlog {backlog}");
+            drop(busy);
+        }
     }
 
     #[tokio::test(start_paused = true)]
