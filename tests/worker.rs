@@ -1151,6 +1151,46 @@ async fn shutdown_lets_the_outstanding_receive_finish_and_releases_what_it_bring
     );
 }
 
+/// A shutdown while a poller waits for the slots of messages still in
+/// flight (its last receive came back full): it sends no new long poll,
+/// which would hold the shutdown up for its whole wait.
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_while_slots_are_gathered_sends_no_new_receive() {
+    let h = harness(
+        &slow_then_notify("10s"),
+        Settings {
+            max_in_flight: 2,
+            ..settings()
+        },
+    );
+    h.fleet(4, 1);
+    // One receive takes both (full: a backlog). m1 then waits 10 s to
+    // confirm, holding its slot; m2 matches no rule and is done at once.
+    h.aws.enqueue("m1", &web_alarm("m1"), 1);
+    h.aws
+        .enqueue("m2", &AlarmBody::new("db-unhealthy").sns(TOPIC, "m2"), 1);
+    let worker = Arc::new(h.worker);
+    let shutdown = CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let pollers = tokio::spawn(Arc::clone(&worker).run(shutdown.clone(), tracker.clone()));
+    // m2 is deleted after the batch's 5 ms linger; the poller takes its
+    // slot and waits up to 25 ms for m1's. The shutdown comes meanwhile.
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    assert_eq!(h.aws.state().deleted, ["rh-m2".to_string()]);
+    shutdown.cancel();
+    pollers.await.expect("the pollers stop");
+    tracker.close();
+    tracker.wait().await;
+    let receives = h
+        .aws
+        .state()
+        .calls
+        .iter()
+        .filter(|c| *c == "sqs:ReceiveMessage")
+        .count();
+    assert_eq!(receives, 1, "no receive after the shutdown");
+}
+
 /// Issue 12's batched heartbeats: the first heartbeats of three messages
 /// in flight together go out as one `ChangeMessageVisibilityBatch`. The
 /// entry that fails is a failed heartbeat for its message alone: retried

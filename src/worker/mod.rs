@@ -376,6 +376,11 @@ impl Worker {
             };
             let want = self.settings.max_in_flight as usize;
             let mut slots = slots::fill(&permits, first, want, slots::gather(backlog)).await;
+            // A shutdown while the slots were gathered: no new long poll,
+            // which would hold the shutdown up for its whole wait.
+            if shutdown.is_cancelled() {
+                break;
+            }
             let max = u8::try_from(slots.len()).unwrap_or(10);
             if first_receive {
                 first_receive = false;
