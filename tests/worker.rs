@@ -503,13 +503,7 @@ async fn no_heartbeat_is_put_while_receive_message_fails() {
 
     tokio::time::sleep(Duration::from_secs(300)).await;
 
-    let receives = h
-        .aws
-        .state()
-        .calls
-        .iter()
-        .filter(|c| *c == "sqs:ReceiveMessage")
-        .count();
+    let receives = h.aws.calls_to("sqs:ReceiveMessage");
     assert!(
         receives >= 10,
         "the poll loop must keep trying (with backoff); it called ReceiveMessage {receives} times"
@@ -769,12 +763,7 @@ message = "terminated"
 const CHANGE_VISIBILITY: &str = "sqs:ChangeMessageVisibility";
 
 fn heartbeats(h: &TestWorker) -> usize {
-    h.aws
-        .state()
-        .calls
-        .iter()
-        .filter(|c| *c == CHANGE_VISIBILITY)
-        .count()
+    h.aws.calls_to(CHANGE_VISIBILITY)
 }
 
 /// A receive asks for room for the first heartbeat (twice its call
@@ -974,14 +963,7 @@ async fn a_terminate_whose_reply_stalls_is_done_once_a_re_read_shows_it() {
     assert_eq!(r.unknown_outcome, None, "answered: {r:?}");
     assert!(started.elapsed() >= Duration::from_secs(3));
     assert_eq!(h.terminated(), vec![ids[0].clone()], "terminated once");
-    let describes = |h: &TestWorker| {
-        h.aws
-            .state()
-            .calls
-            .iter()
-            .filter(|c| *c == "ec2:DescribeInstances")
-            .count()
-    };
+    let describes = |h: &TestWorker| h.aws.calls_to("ec2:DescribeInstances");
     let prompt = harness(&oos_rule(1, 50, 1, ""), settings());
     prompt.fleet(4, 1);
     prompt.deliver(&web_alarm("m3"), "sqs-3").await;
@@ -1141,11 +1123,9 @@ async fn shutdown_lets_the_outstanding_receive_finish_and_releases_what_it_bring
     assert!(s.queue.iter().all(|(_, visible)| *visible), "visible again");
     assert!(s.deleted.is_empty());
     assert!(s.changes.is_empty(), "not processed");
+    drop(s);
     assert_eq!(
-        s.calls
-            .iter()
-            .filter(|c| *c == "sqs:ReceiveMessage")
-            .count(),
+        h.aws.calls_to("sqs:ReceiveMessage"),
         1,
         "no new receive after shutdown"
     );
@@ -1181,13 +1161,7 @@ async fn a_shutdown_while_slots_are_gathered_sends_no_new_receive() {
     pollers.await.expect("the pollers stop");
     tracker.close();
     tracker.wait().await;
-    let receives = h
-        .aws
-        .state()
-        .calls
-        .iter()
-        .filter(|c| *c == "sqs:ReceiveMessage")
-        .count();
+    let receives = h.aws.calls_to("sqs:ReceiveMessage");
     assert_eq!(receives, 1, "no receive after the shutdown");
 }
 

@@ -95,6 +95,15 @@ impl FakeAws {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How many calls of `operation` (`"sqs:ReceiveMessage"`) were made.
+    pub fn calls_to(&self, operation: &str) -> usize {
+        self.state()
+            .calls
+            .iter()
+            .filter(|c| *c == operation)
+            .count()
+    }
+
     /// Makes the next call of `operation` fail with `error`.
     pub fn fail_next(&self, operation: &'static str, error: AwsError) {
         self.state()
